@@ -1,0 +1,220 @@
+"""The ``cumbatch`` accessors on pandas and Dask DataFrames and Series.
+
+``import dask_cumbatch`` registers them. Every method validates its options before reading
+any data, then runs the summary pass and the scan (one pass over the data), and returns a
+lazy result for Dask input (computed for pandas input).
+"""
+from __future__ import annotations
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+
+from . import graph
+from .options import BatchOptions
+from .plan import BatchPlan, empty_batches
+
+
+def _opts(weight, limit, kw) -> BatchOptions:
+    return BatchOptions.make(weight, limit, **kw)
+
+
+class _Batcher:
+    """Shared implementation: works on a Dask frame; pandas input is one partition."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    @property
+    def _is_pandas(self) -> bool:
+        return isinstance(self._obj, (pd.DataFrame, pd.Series))
+
+    def _frame(self):
+        obj = self._obj
+        if isinstance(obj, pd.DataFrame):
+            return dd.from_pandas(obj, npartitions=1, sort=False)
+        return obj
+
+    def _weight(self, weight):
+        if isinstance(weight, pd.Series) and not self._is_pandas:
+            raise TypeError("pass a Dask Series (or a column name) as the weight of a Dask frame")
+        if isinstance(weight, pd.Series):
+            return dd.from_pandas(weight, npartitions=1, sort=False)
+        return weight
+
+    def _prepare(self, weight, limit, kw):
+        opts = _opts(weight, limit, kw)
+        return graph.prepare_frame(self._frame(), self._weight(weight), opts)
+
+    def _run(self, collection):
+        if self._is_pandas:
+            return collection.compute(scheduler="sync")
+        return collection
+
+    def _plan(self, prep):
+        if self._is_pandas:
+            with dask.config.set(scheduler="sync"):
+                return graph.plan_partitions(prep)
+        return graph.plan_partitions(prep)
+
+
+class CumbatchDataFrameAccessor(_Batcher):
+    """``df.cumbatch``: batch the rows of a frame by the cumulative sum of a weight column.
+
+    Options shared by every method (validated before any data is read): ``mode`` ("greedy",
+    "fill" or "floor"), ``max_rows``, ``by`` (column name or list; a key change starts a
+    batch), ``cost`` ("sum" or "padded": max weight times rows), ``oversize`` ("allow" or
+    "raise"), ``invalid`` ("raise" or "skip"), ``name`` (the id column, "batch"),
+    ``multiple`` (greedy: row counts a multiple of m), ``sort_window`` (sort rows by weight
+    inside windows of that many rows first). See docs/semantics.md.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> df = pd.DataFrame({"w": [3, 3, 3, 3, 7]})
+    >>> df.cumbatch.ids("w", 6).tolist()
+    [0, 0, 1, 1, 2]
+    """
+
+    def ids(self, weight, limit, **options):
+        """Batch ids: an int64 Series aligned with the frame (``Int64``, <NA> for skipped rows).
+
+        ``weight`` is a column name or a Series aligned with the frame. Dask input gives a lazy
+        Series with the same divisions (the summary pass runs now, like ``set_index``).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1, 2, 3, 4]}).cumbatch.ids("w", 5, mode="fill").tolist()
+        [0, 0, 0, 1]
+        """
+        prep = self._prepare(weight, limit, options)
+        return self._run(graph.ids_series(prep, self._plan(prep)))
+
+    def assign(self, weight, limit, **options):
+        """The frame with the batch id column ``name`` (default "batch") added.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [4, 4, 4]}).cumbatch.assign("w", 8)["batch"].tolist()
+        [0, 0, 1]
+        """
+        prep = self._prepare(weight, limit, options)
+        ids = graph.ids_series(prep, self._plan(prep))
+        frame = self._frame()
+        return self._run(frame.assign(**{prep.opts.name: ids}))
+
+    def plan(self, weight, limit, **options) -> BatchPlan:
+        """Compute the batches: a :class:`~dask_cumbatch.plan.BatchPlan` (one row per batch).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> print(pd.DataFrame({"w": [5, 5, 5]}).cumbatch.plan("w", 10))  # doctest: +ELLIPSIS
+        BatchPlan: 2 batches, 3 rows (mode='greedy', limit=10, cost='sum')
+        ...
+        """
+        prep = self._prepare(weight, limit, options)
+        parts = self._plan(prep)
+        if self._is_pandas:
+            with dask.config.set(scheduler="sync"):
+                stats = graph.plan_stats(prep, parts)
+        else:
+            stats = graph.plan_stats(prep, parts)
+        if not len(stats):
+            stats = empty_batches()
+        return BatchPlan(stats, prep.opts, skipped=parts.skipped, partitions=len(parts.entries))
+
+    def repartition(self, weight, limit, batches_per_partition=None, index=False, **options):
+        """A Dask frame whose partitions hold whole batches, rows in order, with the id column.
+
+        No shuffle: output partition k holds the batches that start in input partition k (or
+        ``batches_per_partition`` batches each). ``index=True`` makes the batch id the index
+        with known divisions, so ``.loc[batch]`` reads one partition. Skipped rows are dropped.
+
+        >>> import pandas as pd, dask.dataframe as dd, dask_cumbatch
+        >>> ddf = dd.from_pandas(pd.DataFrame({"w": [3] * 8}), npartitions=3)
+        >>> out = ddf.cumbatch.repartition("w", 6)
+        >>> [len(p) for p in out.partitions.compute() and []] or out.map_partitions(len).compute().tolist()
+        [4, 2, 2]
+        """
+        if batches_per_partition is not None:
+            if not isinstance(batches_per_partition, int) or batches_per_partition < 1:
+                raise ValueError(f"batches_per_partition must be an int >= 1, got {batches_per_partition!r}")
+        prep = self._prepare(weight, limit, options)
+        out = graph.repartition(prep, self._plan(prep), batches_per_partition, index=index)
+        return self._run(out)
+
+    def iter_batches(self, weight, limit, prefetch=1, batches_per_partition=None, **options):
+        """Iterate ``(batch_id, pandas.DataFrame)`` in order, like iterating a groupby.
+
+        At most ``prefetch + 1`` output partitions are in memory; the next is computed in the
+        background while the caller works on the current one.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> [(b, len(f)) for b, f in pd.DataFrame({"w": [2, 2, 2]}).cumbatch.iter_batches("w", 4)]
+        [(0, 2), (1, 1)]
+        """
+        prep = self._prepare(weight, limit, options)
+        plan = self._plan(prep)
+        out = graph.repartition(prep, plan, batches_per_partition)
+        return _BatchIterator(out, prep.opts.name, prefetch, sync=self._is_pandas)
+
+    def to_files(self, path, weight, limit, **kw):
+        """Write one file per batch (or ``batches_per_file``) under ``path``; see docs/export.md."""
+        from .export import to_files
+
+        return to_files(self._frame(), path, weight, limit, **kw)
+
+
+class _BatchIterator:
+    """Iterator of ``(batch_id, frame)`` over the partitions of a repartitioned frame."""
+
+    def __init__(self, collection, name, prefetch, sync=False):
+        self._collection = collection
+        self._name = name
+        self._prefetch = prefetch
+        self._sync = sync
+        self._gen = self._generate()
+
+    def _generate(self):
+        if self._sync:
+            with dask.config.set(scheduler="sync"):
+                yield from self._batches()
+        else:
+            yield from self._batches()
+
+    def _batches(self):
+        for part in graph.iter_output_partitions(self._collection, self._prefetch):
+            yield from graph.split_batches(part, self._name)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._gen)
+
+
+class CumbatchSeriesAccessor:
+    """``series.cumbatch``: the Series is the weight.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.Series([3, 3, 3]).cumbatch.ids(6).tolist()
+    [0, 0, 1]
+    """
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def ids(self, limit, **options):
+        """Batch ids of the Series' own values taken as weights (see ``DataFrame.cumbatch.ids``)."""
+        s = self._obj
+        name = s.name if s.name is not None else "weight"
+        frame = s.to_frame(name=name)
+        result = CumbatchDataFrameAccessor(frame).ids(name, limit, **options)
+        return result
+
+
+def register() -> None:
+    """Register the accessors on pandas and Dask (done on ``import dask_cumbatch``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # re-registration on reload
+        pd.api.extensions.register_dataframe_accessor("cumbatch")(CumbatchDataFrameAccessor)
+        pd.api.extensions.register_series_accessor("cumbatch")(CumbatchSeriesAccessor)
+        dd.extensions.register_dataframe_accessor("cumbatch")(CumbatchDataFrameAccessor)
+        dd.extensions.register_series_accessor("cumbatch")(CumbatchSeriesAccessor)

@@ -1,0 +1,291 @@
+"""CPU kernels: small, pure numba functions (arrays in, arrays and scalars out).
+
+Two walks cover every mode:
+
+* :func:`walk_batches` follows the greedy/fill rule row by row from a carried batch state.
+  It serves the speculative pass (empty start), the fix-up of a partition head (stops where
+  the true path meets the speculative one) and the finish (records every start).
+* :func:`floor_walk` marks the fixed grid of the running sum (``floor`` mode) from a carried
+  running sum; :func:`cap_walk` adds the row-cap starts on top of any start flags.
+
+Weights arrive as int64 (ints and bools: exact, overflow detected) or float64 (summed in row
+order from each batch's first row, as a sequential pass would). All kernels release the GIL.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+I64_MAX = np.iinfo(np.int64).max
+NO_POSITION = np.iinfo(np.int64).min
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
+    """Whether row i (weight ``wi``) starts a new batch after a batch of ``rows`` >= 1 rows."""
+    if max_rows > 0 and rows >= max_rows:
+        return True
+    if greedy:
+        if padded:
+            m = mx if mx > wi else wi
+            if is_float:
+                return m * (rows + 1) > lim_gt
+            return m > lim_gt // (rows + 1)
+        if is_float:
+            return tot + wi > lim_gt
+        return wi > lim_gt - tot
+    if padded:
+        if is_float:
+            return mx * rows >= lim_ge
+        return mx >= -((-lim_ge) // rows)
+    return tot >= lim_ge
+
+
+@njit(nogil=True, cache=True)
+def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
+                 lim_gt, lim_ge, max_rows, multiple, spec, out):
+    """Walk the greedy/fill rule over one partition from a carried batch state.
+
+    ``rows, tot, mx`` describe the open batch before row 0 (``rows == 0``: none, so row 0
+    starts one); ``start`` is its first row's position relative to row 0 (<= 0) and ``tail``
+    its last ``min(rows, multiple - 1)`` weights (only read by a ``multiple`` cut-back).
+    ``newgrp[i]`` forces a start at row i (group change). If ``spec`` is non-empty the walk
+    stops at the first start it shares with ``spec`` (the paths have met). Starts are
+    written to ``out`` when it is non-empty.
+
+    Returns ``(n_starts, backdated, rows, tot, mx, start, met, overflow)``: ``backdated`` is
+    the (negative) position of a start a cut-back placed before row 0, ``met`` the row where
+    the paths met, ``overflow`` the row whose int64 sum overflowed (``NO_POSITION``/-1 when none).
+
+    >>> import numpy as np
+    >>> w = np.array([3.0, 3.0, 3.0, 3.0]); out = np.zeros(4, np.bool_)
+    >>> r = walk_batches(w, np.zeros(4, np.bool_), w[:0], 0, 0.0, 0.0, 0, True, False, True,
+    ...                  6.0, 6.0, 0, 0, np.zeros(0, np.bool_), out)
+    >>> int(r[0]), out.tolist()
+    (2, [True, False, True, False])
+    """
+    n = w.shape[0]
+    nt = tail.shape[0]
+    check_spec = spec.shape[0] > 0
+    record = out.shape[0] > 0
+    zero = tot - tot
+    n_starts = 0
+    backdated = NO_POSITION
+    met = -1
+    for i in range(n):
+        wi = w[i]
+        cut = rows == 0 or newgrp[i]
+        if not cut:
+            cut = _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+            if cut and multiple > 1 and rows >= multiple and rows % multiple != 0:
+                # Cut back to the last whole multiple; the rest opens the next batch.
+                p = start + multiple * (rows // multiple)
+                rows = i - p
+                tot = zero
+                mx = zero
+                for j in range(p, i):
+                    wj = w[j] if j >= 0 else tail[nt + j]
+                    tot += wj
+                    if wj > mx:
+                        mx = wj
+                start = p
+                if p >= 0:
+                    n_starts += 1
+                    if record:
+                        out[p] = True
+                    if check_spec and spec[p]:
+                        return n_starts, backdated, rows, tot, mx, start, p, -1
+                else:
+                    backdated = p
+                cut = _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+        if cut:
+            start = i
+            rows = 0
+            tot = zero
+            mx = zero
+            n_starts += 1
+            if record:
+                out[i] = True
+            if check_spec and spec[i]:
+                return n_starts, backdated, rows, tot, mx, start, i, -1
+        if not is_float and wi > I64_MAX - tot:
+            return n_starts, backdated, rows, tot, mx, start, met, i
+        tot += wi
+        rows += 1
+        if wi > mx:
+            mx = wi
+    return n_starts, backdated, rows, tot, mx, start, met, -1
+
+
+def _make_floor_walk(cell):
+    def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim, is_int, out):
+        """Mark the starts of ``floor`` mode: group changes and changes of ``floor(S / limit)``.
+
+        ``S`` is the exclusive running sum within the group: before the partition's first
+        group change it is ``s_in + P`` (``P`` the partition's own running sum from row 0),
+        after it the group's own running sum. ``cell_prev`` is the previous row's cell
+        (ignored when ``has_prev`` is false: row 0 then starts a batch).
+
+        Returns ``(n_starts, s_out, cell_last, overflow)``: S for the row after the
+        partition, the last row's cell, and the row whose int64 sum overflowed or -1.
+        """
+        n = w.shape[0]
+        record = out.shape[0] > 0
+        zero = s_in - s_in
+        base = s_in
+        p = zero
+        c = cell_prev
+        n_starts = 0
+        for i in range(n):
+            if newgrp[i] or not has_prev:
+                base = zero
+                p = zero
+                c_new = cell(zero, lim)
+                start = True
+                has_prev = True
+            else:
+                c_new = cell(base + p, lim)
+                start = c_new != c
+            if start:
+                n_starts += 1
+                if record:
+                    out[i] = True
+            c = c_new
+            wi = w[i]
+            if is_int and wi > I64_MAX - (base + p):
+                return n_starts, base + p, c, i
+            p += wi
+        return n_starts, base + p, c, -1
+
+    return njit(nogil=True, cache=False)(floor_walk)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _cell_int(s, lim):
+    return s // lim
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _cell_float(s, lim):
+    return np.floor(s / lim)
+
+
+floor_walk_int = _make_floor_walk(_cell_int)
+"""floor_walk for int64 sums and an integer limit: exact integer cells.
+
+>>> import numpy as np
+>>> out = np.zeros(4, np.bool_)
+>>> r = floor_walk_int(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6, True, out)
+>>> int(r[0]), out.tolist()
+(2, [True, False, True, False])
+"""
+floor_walk_float = _make_floor_walk(_cell_float)
+"""floor_walk for float64 sums (and int sums against a non-integer limit)."""
+
+
+@njit(nogil=True, cache=True)
+def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
+    """Record the rows of the first segment whose weight may skip a whole grid cell.
+
+    Within a group segment a row of weight <= ``threshold`` (a safe fraction of the limit)
+    moves the cell by at most one, so the number of cell changes follows from the first and
+    last cells alone; heavier rows are kept (the running sum before them, and their weight)
+    so the scan can count their changes exactly. ``seg_len`` is the segment's length (rows
+    before the first group change).
+
+    Returns ``(count, p_last, total, overflow)``: how many rows were recorded, the running
+    sum before the segment's last row, the segment's total, and the row whose int64 sum
+    overflowed (or -1).
+    """
+    p = w[0] - w[0]
+    k = 0
+    p_last = p
+    for i in range(seg_len):
+        wi = w[i]
+        p_last = p
+        if i < seg_len - 1 and wi > threshold:
+            p_out[k] = p
+            w_out[k] = wi
+            k += 1
+        if is_int and wi > I64_MAX - p:
+            return k, p_last, p, i
+        p += wi
+    return k, p_last, p, -1
+
+
+@njit(nogil=True, cache=True)
+def cap_walk(flags, rows, max_rows, out):
+    """Add row-cap starts: a start wherever the open batch already holds ``max_rows`` rows.
+
+    ``flags`` are the mode's own starts, ``rows`` the open batch's rows before row 0 (0: row 0
+    starts). Writes the union into ``out`` and returns ``(n_starts, rows, first_flag)``, where
+    ``first_flag`` is the first row flagged by ``flags`` (``len(flags)`` when none).
+
+    >>> import numpy as np
+    >>> out = np.zeros(5, np.bool_)
+    >>> r = cap_walk(np.array([True, False, False, False, False]), 0, 2, out)
+    >>> int(r[0]), out.tolist()
+    (3, [True, False, True, False, True])
+    """
+    n = flags.shape[0]
+    first = n
+    n_starts = 0
+    for i in range(n):
+        if flags[i] and first == n:
+            first = i
+        if flags[i] or rows == 0 or rows >= max_rows:
+            n_starts += 1
+            out[i] = True
+            rows = 0
+        rows += 1
+    return n_starts, rows, first
+
+
+@njit(nogil=True, cache=True)
+def starts_to_ids(starts, base):
+    """Dense ids from start flags: ``base - 1 + cumsum(starts)``.
+
+    >>> import numpy as np
+    >>> starts_to_ids(np.array([False, True, False, True]), 5).tolist()
+    [4, 5, 5, 6]
+    """
+    n = starts.shape[0]
+    ids = np.empty(n, np.int64)
+    acc = base - 1
+    for i in range(n):
+        acc += starts[i]
+        ids[i] = acc
+    return ids
+
+
+@njit(nogil=True, cache=True)
+def batch_stats(ids, w, positions):
+    """Per-batch rows, total, max, lowest and highest position, for sorted ``ids``.
+
+    Returns arrays ``(batch, rows, total, max, first, last)``, one entry per distinct id.
+    """
+    n = ids.shape[0]
+    k = 0
+    for i in range(n):
+        if i == 0 or ids[i] != ids[i - 1]:
+            k += 1
+    batch = np.empty(k, np.int64)
+    rows = np.zeros(k, np.int64)
+    total = np.zeros(k, w.dtype)
+    mx = np.zeros(k, w.dtype)
+    first = np.empty(k, np.int64)
+    last = np.empty(k, np.int64)
+    j = -1
+    for i in range(n):
+        if i == 0 or ids[i] != ids[i - 1]:
+            j += 1
+            batch[j] = ids[i]
+            first[j] = positions[i]
+            last[j] = positions[i]
+        rows[j] += 1
+        total[j] += w[i]
+        if w[i] > mx[j]:
+            mx[j] = w[i]
+        first[j] = min(first[j], positions[i])
+        last[j] = max(last[j], positions[i])
+    return batch, rows, total, mx, first, last

@@ -1,0 +1,139 @@
+"""The computed batch plan: one row per batch, with a readable summary and a picture."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .options import BatchOptions
+
+
+@dataclass
+class BatchPlan:
+    """The batches a call would cut, computed: what ``df.cumbatch.plan(...)`` returns.
+
+    ``batches`` has one row per batch: ``batch`` (id), ``rows``, ``total`` (sum of weights),
+    ``max`` (heaviest row), ``start``/``stop`` (global row positions of its first row and one
+    past its last, counting every input row, skipped ones too).
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> plan = pd.DataFrame({"w": [3, 3, 3, 3]}).cumbatch.plan("w", 6)
+    >>> plan.n_batches, plan.batches["rows"].tolist()
+    (2, [2, 2])
+    """
+
+    batches: pd.DataFrame
+    options: BatchOptions
+    skipped: int = 0
+    partitions: int = 1
+
+    @property
+    def n_batches(self) -> int:
+        """Number of batches."""
+        return len(self.batches)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows placed in batches (skipped rows excluded)."""
+        return int(self.batches["rows"].sum())
+
+    @property
+    def limit(self):
+        return self.options.limit
+
+    @property
+    def padding_fraction(self) -> float:
+        """Padded cost over real cost minus one: ``sum(max * rows) / sum(total) - 1``.
+
+        The share of a padded batch that is padding, relative to the real tokens; 0 when
+        every row of every batch weighs the same.
+        """
+        real = float(self.batches["total"].sum())
+        padded = float((self.batches["max"] * self.batches["rows"]).sum())
+        return padded / real - 1.0 if real > 0 else 0.0
+
+    def summary(self) -> pd.Series:
+        """Headline numbers: batches, rows, skipped, and the spread of batch totals and sizes."""
+        b = self.batches
+        out = {
+            "batches": self.n_batches,
+            "rows": self.n_rows,
+            "skipped": self.skipped,
+            "limit": self.limit,
+            "mode": self.options.mode,
+        }
+        if len(b):
+            tot = b["total"].astype(float)
+            out.update({
+                "total min": tot.min(), "total median": tot.median(), "total max": tot.max(),
+                "fill (mean total / limit)": tot.mean() / float(self.limit),
+                "rows min": int(b["rows"].min()), "rows median": float(b["rows"].median()),
+                "rows max": int(b["rows"].max()),
+            })
+            if self.options.cost == "padded":
+                out["padding fraction"] = self.padding_fraction
+        return pd.Series(out, name="plan", dtype=object)
+
+    def __repr__(self) -> str:
+        o = self.options
+        lines = [f"BatchPlan: {self.n_batches:,} batches, {self.n_rows:,} rows"
+                 + (f", {self.skipped:,} skipped" if self.skipped else "")
+                 + f" (mode={o.mode!r}, limit={o.limit!r}, cost={o.cost!r})"]
+        if len(self.batches):
+            tot = self.batches["total"].astype(float)
+            rows = self.batches["rows"]
+            lines.append(f"  batch totals: min {tot.min():,.6g}  median {tot.median():,.6g}  max {tot.max():,.6g}")
+            lines.append(f"  batch rows:   min {rows.min():,}  median {rows.median():,.6g}  max {rows.max():,}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = html.escape(repr(self).splitlines()[0])
+        table = self.summary().to_frame().to_html()
+        picture = ""
+        try:
+            picture = self._svg()
+        except ImportError:
+            pass
+        return f"<div><p><b>{head}</b></p>{table}{picture}</div>"
+
+    def plot(self, ax=None, bins: int = 50):
+        """Histogram of batch totals with the limit marked (needs matplotlib).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> ax = pd.DataFrame({"w": range(100)}).cumbatch.plan("w", 500).plot()  # doctest: +SKIP
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("BatchPlan.plot needs matplotlib: pip install 'dask-cumbatch[plot]'") from err
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.2))
+        totals = self.batches["total"].astype(float).to_numpy()
+        ax.hist(totals, bins=bins, color="#4c72b0")
+        ax.axvline(float(self.limit), color="#c44e52", linestyle="--", label=f"limit {self.limit:,}")
+        ax.set_xlabel("batch total")
+        ax.set_ylabel("batches")
+        ax.set_title(f"{self.n_batches:,} batches, mode={self.options.mode!r}")
+        ax.legend(loc="upper left")
+        return ax
+
+    def _svg(self) -> str:
+        import io
+
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 2.5))
+        self.plot(ax=ax)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+        plt.close(fig)
+        return buf.getvalue()
+
+
+def empty_batches() -> pd.DataFrame:
+    return pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")})

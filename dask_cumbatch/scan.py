@@ -1,0 +1,722 @@
+"""Partition summaries, the scan over them, and the partition-wise finish.
+
+This module knows pandas partitions and NumPy arrays, never Dask: the graph module maps
+:func:`summarize` over partitions, gathers the summaries into one place, calls :func:`scan`
+and maps :func:`finish_ids` with the per-partition :class:`Entry` it returns.
+
+Greedy and fill (DESIGN.md "The parallel algorithm"): each partition walks speculatively
+from an empty batch and keeps the first rows (its *head*). The scan walks the true path over
+each head from the carried state until it meets the speculative path; from there on the
+speculative counts and end state are the true ones. A partition whose paths do not meet
+inside the head (periodic data) is loaded again through the ``load`` callback and walked whole.
+
+Floor: the grid of ``floor(S / limit)`` needs only the running sum carried in; the summary
+keeps the few rows heavy enough to skip a grid cell so the scan can count cells exactly.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import dataclass, field, asdict, replace
+
+import numpy as np
+import pandas as pd
+
+from . import kernels
+from .options import BatchOptions
+
+HEAD_ROWS = 4096  # partitions this small keep every row in the summary
+HEAD_STARTS = 16  # otherwise keep the rows of the first speculative batches...
+HEAD_MAX = 1 << 16  # ...but never more than this many
+FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
+RISKY_FRACTION = 1.0 - 2.0**-10
+
+
+class WeightError(ValueError):
+    """Invalid weights (NaN, inf, missing, negative) with ``invalid="raise"``."""
+
+
+class OversizeError(ValueError):
+    """A single row heavier than the limit with ``oversize="raise"``."""
+
+
+# --------------------------------------------------------------------------- carry
+
+
+@dataclass
+class Carry:
+    """The exact state between two rows: what partition k-1 hands to partition k.
+
+    ``batches`` is the number of batches started so far (so the next new batch gets id
+    ``batches``); ``rows/tot/mx`` describe the open batch, ``start`` is the global position
+    (among batched rows) of its first row and ``tail`` its last ``multiple - 1`` weights;
+    ``key`` is the last row's group key; ``s``/``cell`` the floor mode's running sum and
+    grid cell; ``position`` the global position of the next row.
+
+    >>> Carry.from_json(Carry(batches=3, rows=2, tot=0.5).to_json()).tot
+    0.5
+    """
+
+    batches: int = 0
+    rows: int = 0
+    tot: float | int = 0
+    mx: float | int = 0
+    start: int = 0
+    tail: tuple = ()
+    has_prev: bool = False
+    key: tuple = ()
+    s: float | int = 0
+    cell: float | int = 0
+    position: int = 0
+
+    def to_json(self) -> str:
+        """Serialise exactly (floats as hex) to a JSON string."""
+        d = asdict(self)
+        d["tot"], d["mx"], d["s"], d["cell"] = (_num_out(d[k]) for k in ("tot", "mx", "s", "cell"))
+        d["tail"] = [_num_out(v) for v in self.tail]
+        d["key"] = [_key_out(v) for v in self.key]
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Carry":
+        """Read a :meth:`to_json` string back; rejects anything that is not a carry."""
+        d = json.loads(text)
+        if not isinstance(d, dict) or set(d) != {f for f in cls.__dataclass_fields__}:
+            raise ValueError("not a dask-cumbatch carry state")
+        for k in ("tot", "mx", "s", "cell"):
+            d[k] = _num_in(d[k])
+        d["tail"] = tuple(_num_in(v) for v in d["tail"])
+        d["key"] = tuple(_key_in(v) for v in d["key"])
+        for k in ("batches", "rows", "start", "position"):
+            if not isinstance(d[k], int):
+                raise ValueError(f"carry field {k} must be an integer")
+        return cls(**d)
+
+
+def _num_out(v):
+    if isinstance(v, (float, np.floating)):
+        return {"f": float(v).hex()}
+    return int(v)
+
+
+def _num_in(v):
+    if isinstance(v, dict) and set(v) == {"f"}:
+        return float.fromhex(v["f"])
+    if isinstance(v, int):
+        return v
+    raise ValueError(f"bad number in carry state: {v!r}")
+
+
+def _key_out(v):
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return {"na": True}
+    if isinstance(v, (bool, np.bool_)):
+        return {"b": bool(v)}
+    if isinstance(v, (int, np.integer)):
+        return {"i": int(v)}
+    if isinstance(v, (float, np.floating)):
+        return {"f": float(v).hex()}
+    if isinstance(v, str):
+        return {"s": v}
+    if isinstance(v, pd.Timestamp):
+        return {"t": v.isoformat()}
+    return {"s": str(v)}
+
+
+def _key_in(v):
+    if not isinstance(v, dict) or len(v) != 1:
+        raise ValueError(f"bad key in carry state: {v!r}")
+    (tag, val), = v.items()
+    return {"na": lambda x: None, "b": bool, "i": int, "f": float.fromhex, "s": str,
+            "t": pd.Timestamp}[tag](val)
+
+
+def same_key(a: tuple, b: tuple) -> bool:
+    """Group keys equal, missing values equal to each other (DESIGN.md "group change").
+
+    >>> same_key((1, None), (1, float("nan"))), same_key(("a",), ("b",))
+    (True, False)
+    """
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        nx = x is None or (not isinstance(x, str) and bool(pd.isna(x)))
+        ny = y is None or (not isinstance(y, str) and bool(pd.isna(y)))
+        if nx or ny:
+            if not (nx and ny):
+                return False
+        elif not bool(x == y):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- preparing a partition
+
+
+def invalid_mask(weights: pd.Series) -> np.ndarray:
+    """Rows whose weight is missing, NaN, infinite or negative.
+
+    >>> invalid_mask(pd.Series([1.0, float("nan"), -2.0, float("inf"), 0.0])).tolist()
+    [False, True, True, True, False]
+    """
+    return _weights(weights)[1]
+
+
+def _weights(col: pd.Series):
+    """(values as int64 or float64 for every row, invalid mask)."""
+    dtype = col.dtype
+    na = col.isna().to_numpy(dtype=bool)
+    if pd.api.types.is_bool_dtype(dtype):
+        return col.to_numpy(dtype=np.int64, na_value=0), na
+    if pd.api.types.is_integer_dtype(dtype):
+        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(col) and not na.all():
+            if int(col.max()) > kernels.I64_MAX:
+                raise OverflowError(
+                    f"weight column {col.name!r} holds values above 2**63-1; "
+                    "weights are summed in int64"
+                )
+        values = col.to_numpy(dtype=np.int64, na_value=0)
+        return values, na | (values < 0)
+    values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return values, ~np.isfinite(values) | (values < 0)
+
+
+def _group_codes(df: pd.DataFrame, by: tuple) -> list[np.ndarray]:
+    return [pd.factorize(df[k], use_na_sentinel=True)[0] for k in by]
+
+
+@dataclass
+class Prepared:
+    """A partition reduced to what the kernels need (rows in batching order)."""
+
+    w: np.ndarray  # valid weights, int64 or float64, in batching order
+    newgrp: np.ndarray  # bool, group change from the previous valid row; [0] is False
+    keep: np.ndarray  # positions (into the partition) of the valid rows, in batching order
+    n_all: int
+    invalid: np.ndarray  # bool mask over all rows
+    first_key: tuple
+    last_key: tuple
+
+
+def prepare(df: pd.DataFrame, opts: BatchOptions) -> Prepared:
+    """Extract weights, validity, group changes and the batching order of a partition."""
+    values, invalid = _weights(df[opts.weight])
+    keep = np.flatnonzero(~invalid)
+    codes = _group_codes(df, opts.by) if opts.by else []
+    if opts.sort_window:
+        keep = _window_order(keep, values, codes, opts.sort_window)
+    w = values[keep]
+    newgrp = np.zeros(len(keep), dtype=bool)
+    for c in codes:
+        ck = c[keep]
+        newgrp[1:] |= ck[1:] != ck[:-1]
+    if opts.by and len(keep):
+        first = tuple(df[k].iloc[keep[0]] for k in opts.by)
+        last = tuple(df[k].iloc[keep[-1]] for k in opts.by)
+    else:
+        first = last = ()
+    return Prepared(w, newgrp, keep, len(df), invalid, _plain(first), _plain(last))
+
+
+def _py(x):
+    """A NumPy or numba scalar as a plain Python number."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _plain(key: tuple) -> tuple:
+    return tuple(v.item() if isinstance(v, np.generic) else v for v in key)
+
+
+def _window_order(keep, values, codes, window):
+    """Stable sort by weight inside consecutive windows of ``window`` rows (and group runs)."""
+    n = len(keep)
+    run = np.zeros(n, dtype=np.int64)
+    for c in codes:
+        ck = c[keep]
+        run[1:] += np.cumsum(ck[1:] != ck[:-1])
+    order = np.lexsort((values[keep], run, np.arange(n) // window))
+    return keep[order]
+
+
+# --------------------------------------------------------------------------- kernel wrappers
+
+
+def _limits(opts: BatchOptions, is_float: bool):
+    """Thresholds for the '>' and '>=' tests, exact for integer weights."""
+    lim = opts.limit
+    if is_float:
+        return float(lim), float(lim)
+    big = float(kernels.I64_MAX)
+    gt = kernels.I64_MAX if lim >= big else int(math.floor(lim))
+    ge = kernels.I64_MAX if lim >= big else int(math.ceil(lim))
+    return gt, ge
+
+
+def _walk(w, newgrp, carry_state, opts, is_float, spec=None, record=False):
+    rows, tot, mx, start, tail = carry_state
+    gt, ge = _limits(opts, is_float)
+    dtype = np.float64 if is_float else np.int64
+    out = np.zeros(len(w) if record else 0, dtype=bool)
+    res = kernels.walk_batches(
+        w, newgrp, np.asarray(tail, dtype=dtype), rows, dtype(tot), dtype(mx), start,
+        opts.mode == "greedy", opts.cost == "padded", is_float, gt, ge,
+        opts.max_rows or 0, opts.multiple or 0,
+        spec if spec is not None else np.zeros(0, dtype=bool), out,
+    )
+    return res, out
+
+
+def _tail(prev_tail, w, rows, multiple) -> tuple:
+    keep = min(rows, (multiple or 1) - 1)
+    if keep <= 0:
+        return ()
+    ext = np.concatenate([np.asarray(prev_tail, dtype=w.dtype), w])
+    return tuple(ext[len(ext) - keep:].tolist())
+
+
+def _floor_kernel(opts, is_float):
+    lim = opts.limit
+    if not is_float and float(lim).is_integer() and lim < 2**63:
+        return kernels.floor_walk_int, int(lim), 0
+    return kernels.floor_walk_float, float(lim), 0.0
+
+
+def _floor_flags(w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record):
+    walk, lim, zero = _floor_kernel(opts, is_float)
+    out = np.zeros(len(w) if record else 0, dtype=bool)
+    dtype = np.float64 if is_float else np.int64
+    s_in = dtype(s_in)
+    cell_prev = type(zero)(cell_prev)
+    res = walk(w, newgrp, s_in, cell_prev, has_prev, lim, not is_float, out)
+    return res, out
+
+
+def _cell(s, opts, is_float):
+    walk, lim, zero = _floor_kernel(opts, is_float)
+    if isinstance(zero, int):
+        return int(s) // lim
+    return math.floor(float(np.float64(s) / np.float64(lim)))
+
+
+# --------------------------------------------------------------------------- summaries (map)
+
+
+@dataclass
+class Summary:
+    """What one partition tells the scan: O(1) plus a head of rows (see module docstring)."""
+
+    n_all: int
+    n: int
+    n_invalid: int = 0
+    first_invalid: object = None
+    first_oversize: object = None
+    first_key: tuple = ()
+    last_key: tuple = ()
+    # greedy / fill
+    w_head: np.ndarray | None = None
+    grp_head: np.ndarray | None = None
+    spec_head: np.ndarray | None = None  # speculative start flags over the head
+    spec_starts: int = 0
+    spec_end: tuple | None = None  # (rows, tot, mx, start, tail) at the end, start local
+    spec_overflow: int = -1
+    # floor
+    g_first: int = 0
+    risky_p: np.ndarray | None = None
+    risky_w: np.ndarray | None = None
+    p_last: float | int = 0
+    t_first: float | int = 0
+    rest_starts: int = 0
+    rest_s: float | int = 0
+    rest_cell: float | int = 0
+
+
+def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool) -> Summary:
+    """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1)."""
+    prep = prepare(df, opts)
+    w, n = prep.w, len(prep.w)
+    summ = Summary(n_all=prep.n_all, n=n, first_key=prep.first_key, last_key=prep.last_key)
+    if prep.invalid.any():
+        summ.n_invalid = int(prep.invalid.sum())
+        summ.first_invalid = df.index[int(np.argmax(prep.invalid))]
+    if opts.oversize == "raise" and n:
+        heavy = w > opts.limit
+        if heavy.any():
+            summ.first_oversize = (df.index[prep.keep[int(np.argmax(heavy))]], w[np.argmax(heavy)])
+    if n == 0:
+        return summ
+    if opts.mode == "floor":
+        _summarize_floor(summ, prep, opts, is_float)
+    else:
+        _summarize_walk(summ, prep, opts, is_float)
+    return summ
+
+
+def _summarize_walk(summ, prep, opts, is_float):
+    w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
+    (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
+        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=True
+    )
+    if overflow >= 0:
+        summ.spec_overflow = int(overflow)
+        h = n if n <= HEAD_ROWS else max(min(n, HEAD_MAX), int(overflow) + 1)
+    else:
+        summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
+        summ.spec_starts = int(count)
+        h = n
+        if n > HEAD_ROWS:
+            positions = np.flatnonzero(spec[:HEAD_MAX])
+            h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
+            h = min(n, max(h, HEAD_ROWS))
+    summ.w_head = w[:h].copy()
+    summ.grp_head = newgrp[:h].copy()
+    summ.spec_head = spec[:h].copy()
+
+
+def _summarize_floor(summ, prep, opts, is_float):
+    w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
+    changes = np.flatnonzero(newgrp)
+    g = int(changes[0]) if len(changes) else n
+    _, lim, _ = _floor_kernel(opts, is_float)
+    threshold = (lim if isinstance(lim, int) else lim * RISKY_FRACTION)
+    p_out = np.empty(g, dtype=w.dtype)
+    w_out = np.empty(g, dtype=w.dtype)
+    k, p_last, total, overflow = kernels.floor_risky(w, g, w.dtype.type(threshold), not is_float, p_out, w_out)
+    if overflow >= 0:
+        raise _overflow(opts)
+    summ.g_first = g
+    summ.risky_p, summ.risky_w = p_out[:k].copy(), w_out[:k].copy()
+    summ.p_last, summ.t_first = _py(p_last), _py(total)
+    if g < n:
+        rest = w[g:]
+        (count, s_out, cell, overflow), _ = _floor_flags(
+            rest, newgrp[g:], 0, 0, False, opts, is_float, record=False
+        )
+        summ.rest_starts, summ.rest_s, summ.rest_cell = int(count), _py(s_out), _py(cell)
+        if overflow >= 0:
+            raise _overflow(opts)
+
+
+# --------------------------------------------------------------------------- the scan
+
+
+@dataclass
+class Entry:
+    """What the finish of one partition needs: the carried state and forced starts."""
+
+    carry: Carry
+    forced: tuple = ()  # local positions of starts placed here by a later cut-back
+    all_offset: int = 0  # global position (all rows) of the partition's first row
+    floor_rows: int | None = None  # floor with max_rows: rows of the open batch before row 0
+
+
+@dataclass
+class PartitionPlan:
+    """The scan's result: one :class:`Entry` per partition and totals."""
+
+    entries: list
+    end_state: Carry
+    n_batches: int
+    n_rows: int
+    skipped: int
+    backdated_prior: int = 0
+    walked: list = field(default_factory=list)  # partitions the scan had to walk whole
+
+    @property
+    def first_ids(self) -> list:
+        return [e.carry.batches for e in self.entries]
+
+
+def check_summaries(summaries, opts) -> int:
+    """Raise for invalid or oversize rows (DESIGN.md "Invalid input"); return the skip count."""
+    skipped = sum(s.n_invalid for s in summaries)
+    if skipped and opts.invalid == "raise":
+        first = next(s.first_invalid for s in summaries if s.n_invalid)
+        raise WeightError(
+            f"weight column {opts.weight!r} has {skipped} invalid value(s) (NaN, inf, missing "
+            f"or negative); the first is at index {first!r}. Clean them or pass invalid='skip'."
+        )
+    for s in summaries:
+        if s.first_oversize is not None:
+            label, value = s.first_oversize
+            raise OversizeError(
+                f"row at index {label!r} has weight {value} above the limit {opts.limit} in "
+                f"column {opts.weight!r}; pass oversize='allow' to put such rows alone in a batch"
+            )
+    return skipped
+
+
+def scan(summaries, opts, is_float, load, start: Carry | None = None) -> PartitionPlan:
+    """Carry the true state through the partition summaries (step 2), in one place.
+
+    ``load(k)`` returns partition k as pandas; it is called only for partitions whose paths
+    do not meet inside the head (then the partition is walked whole from the true state).
+    """
+    skipped = check_summaries(summaries, opts)
+    carry = replace(start) if start is not None else Carry()
+    entries, walked = [], []
+    offsets = []  # global position (batched rows) of each partition's first row
+    all_offset = 0
+    backdated_prior = 0
+    for k, summ in enumerate(summaries):
+        entry = Entry(carry=carry, all_offset=all_offset)
+        entries.append(entry)
+        offsets.append(carry.position)
+        all_offset += summ.n_all
+        if summ.n == 0:
+            continue
+        if opts.mode == "floor":
+            carry = _scan_floor(summ, carry, opts, is_float, k, load, walked)
+            continue
+        count, backdated, end = _scan_walk(summ, carry, opts, is_float, k, load, walked)
+        if backdated is not None:
+            pos = carry.position + backdated
+            j = bisect.bisect_right(offsets, pos) - 1
+            if j < 0 or pos < offsets[0]:
+                backdated_prior = max(backdated_prior, offsets[0] - pos)
+                for e in entries:
+                    e.carry = replace(e.carry, batches=e.carry.batches + 1)
+            else:
+                entries[j].forced = entries[j].forced + (pos - offsets[j],)
+                for e in entries[j + 1:]:
+                    e.carry = replace(e.carry, batches=e.carry.batches + 1)
+            count += 1
+        rows, tot, mx, st, tail = end
+        carry = Carry(
+            batches=carry.batches + count, rows=rows, tot=tot, mx=mx, start=st, tail=tail,
+            has_prev=True, key=summ.last_key, position=carry.position + summ.n,
+        )
+    n_rows = carry.position - (start.position if start else 0)
+    n_batches = carry.batches - (start.batches if start else 0)
+    return PartitionPlan(entries, carry, n_batches, n_rows, skipped, backdated_prior, walked)
+
+
+def _row0_group_change(summ, carry, opts) -> bool:
+    return bool(opts.by) and carry.has_prev and not same_key(carry.key, summ.first_key)
+
+
+def _true_groups(prep, carry, opts) -> np.ndarray:
+    """Group-change flags with row 0 compared against the carried last key."""
+    grp = prep.newgrp.copy()
+    if len(grp):
+        grp[0] = _row0_group_change(prep, carry, opts)
+    return grp
+
+
+def _scan_walk(summ, carry, opts, is_float, k, load, walked):
+    """True starts, backdated start and end state of one partition (greedy/fill)."""
+    grp = summ.grp_head.copy()
+    grp[0] = _row0_group_change(summ, carry, opts)
+    state = (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
+    (count, backdated, rows, tot, mx, st, met, overflow), _ = _walk(
+        summ.w_head, grp, state, opts, is_float, spec=summ.spec_head
+    )
+    if overflow >= 0:
+        raise _overflow(opts)
+    backdated = None if backdated == kernels.NO_POSITION else int(backdated)
+    h = len(summ.w_head)
+    if met >= 0:
+        if summ.spec_overflow >= 0:
+            raise _overflow(opts)
+        count = int(count) + summ.spec_starts - int(summ.spec_head[: met + 1].sum())
+        rows, tot, mx, st, tail = summ.spec_end
+        return count, backdated, (rows, tot, mx, carry.position + st, tail)
+    if h == summ.n:
+        tail = _tail(carry.tail, summ.w_head, int(rows), opts.multiple)
+        return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
+    walked.append(k)
+    return walk_whole(load(k), opts, is_float, carry)
+
+
+def walk_whole(df, opts, is_float, carry):
+    """Walk a whole partition from the true state (the scan's fallback): same return as _scan_walk."""
+    prep = prepare(df, opts)
+    grp = _true_groups(prep, carry, opts)
+    state = (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
+    (count, backdated, rows, tot, mx, st, _, overflow), _ = _walk(prep.w, grp, state, opts, is_float)
+    if overflow >= 0:
+        raise _overflow(opts)
+    backdated = None if backdated == kernels.NO_POSITION else int(backdated)
+    tail = _tail(carry.tail, prep.w, int(rows), opts.multiple)
+    return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
+
+
+def _overflow(opts):
+    return OverflowError(
+        f"the int64 running sum of weight column {opts.weight!r} overflows; "
+        "use a smaller limit or float weights"
+    )
+
+
+def _scan_floor(summ, carry, opts, is_float, k, load, walked):
+    row0_new = not carry.has_prev or _row0_group_change(summ, carry, opts)
+    base = 0 if row0_new else carry.s
+    c0 = _cell(base, opts, is_float)
+    count = 1 if row0_new or c0 != carry.cell else 0
+    if is_float and max(abs(float(base)), abs(float(base) + float(summ.t_first))) / float(opts.limit) > FLOAT_GRID_SAFE:
+        walked.append(k)
+        return floor_walk_whole(load(k), opts, is_float, carry)
+    add = (lambda a, b: np.float64(a) + np.float64(b)) if is_float else _checked_add(opts)
+    c_last = _cell(add(base, summ.p_last), opts, is_float)
+    count += c_last - c0
+    for p, w in zip(summ.risky_p.tolist(), summ.risky_w.tolist()):
+        a = _cell(add(base, p), opts, is_float)
+        b = _cell(add(base, (np.float64(p) + np.float64(w)) if is_float else p + w), opts, is_float)
+        if b - a > 1:
+            count -= b - a - 1
+    if summ.g_first < summ.n:
+        count += summ.rest_starts
+        s_out, cell = summ.rest_s, summ.rest_cell
+    else:
+        s_out, cell = add(base, summ.t_first), c_last
+    s_out = float(s_out) if is_float else int(s_out)
+    return Carry(
+        batches=carry.batches + int(count), s=s_out, cell=cell, has_prev=True,
+        key=summ.last_key, position=carry.position + summ.n,
+    )
+
+
+def _checked_add(opts):
+    def add(a, b):
+        total = int(a) + int(b)
+        if total > kernels.I64_MAX:
+            raise _overflow(opts)
+        return total
+    return add
+
+
+def floor_walk_whole(df, opts, is_float, carry):
+    """Walk a whole floor partition from the true state (fallback for huge running sums)."""
+    prep = prepare(df, opts)
+    grp = _true_groups(prep, carry, opts)
+    (count, s_out, cell, overflow), _ = _floor_flags(
+        prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=False
+    )
+    if overflow >= 0:
+        raise _overflow(opts)
+    return Carry(
+        batches=carry.batches + int(count), s=_py(s_out), cell=_py(cell), has_prev=True,
+        key=prep.last_key, position=carry.position + len(prep.w),
+    )
+
+
+# --------------------------------------------------------------------------- floor with max_rows
+
+
+@dataclass
+class CapSummary:
+    """Floor with ``max_rows``, second pass: where the grid starts fall once S is known."""
+
+    n: int
+    first_flag: int  # first grid/group start (n if none)
+    after_caps: int  # row-cap starts from first_flag on
+    after_rows: int  # rows of the open batch at the end, counted from first_flag on
+
+
+def floor_cap_summary(df, opts, is_float, entry: Entry) -> CapSummary:
+    """Second pass for floor + max_rows: grid starts are fixed once the running sum is known."""
+    flags, prep = _floor_partition_flags(df, opts, is_float, entry.carry)
+    n = len(flags)
+    first = int(np.argmax(flags)) if flags.any() else n
+    if first == n:
+        return CapSummary(n, n, 0, 0)
+    out = np.zeros(n - first, dtype=bool)
+    count, rows, _ = kernels.cap_walk(flags[first:], 0, opts.max_rows, out)
+    return CapSummary(n, first, int(count) - int(flags[first:].sum()), int(rows))
+
+
+def scan_floor_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
+    """Add the row-cap starts to a floor plan; fills ``Entry.floor_rows``."""
+    R = opts.max_rows
+    rows = plan.entries[0].carry.rows if plan.entries else 0
+    extra = 0
+    for entry, cap in zip(plan.entries, caps):
+        entry.carry = replace(entry.carry, batches=entry.carry.batches + extra)
+        entry.floor_rows = rows
+        if cap.n == 0:
+            continue
+        if cap.first_flag == 0:
+            before = 0
+        else:
+            before = (min(cap.first_flag, cap.n) + rows - 1) // R
+        extra += before
+        if cap.first_flag < cap.n:
+            extra += cap.after_caps
+            rows = cap.after_rows
+        else:
+            rows = (rows + cap.n - 1) % R + 1
+    end = replace(plan.end_state, batches=plan.end_state.batches + extra, rows=rows)
+    return replace(plan, end_state=end, n_batches=plan.n_batches + extra)
+
+
+# --------------------------------------------------------------------------- finish
+
+
+def _floor_partition_flags(df, opts, is_float, carry):
+    prep = prepare(df, opts)
+    grp = _true_groups(prep, carry, opts)
+    (_, _, _, overflow), flags = _floor_flags(
+        prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=True
+    )
+    if overflow >= 0:
+        raise _overflow(opts)
+    return flags, prep
+
+
+def batch_starts(df, opts, is_float, entry: Entry):
+    """Start flags of a partition's batched rows from its true entry state, and the prep."""
+    carry = entry.carry
+    if opts.mode == "floor":
+        flags, prep = _floor_partition_flags(df, opts, is_float, carry)
+        if opts.max_rows:
+            starts = np.zeros(len(flags), dtype=bool)
+            kernels.cap_walk(flags, entry.floor_rows or 0, opts.max_rows, starts)
+            flags = starts
+        return flags, prep
+    prep = prepare(df, opts)
+    grp = _true_groups(prep, carry, opts)
+    state = (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
+    (_, _, _, _, _, _, _, overflow), starts = _walk(prep.w, grp, state, opts, is_float, record=True)
+    if overflow >= 0:
+        raise _overflow(opts)
+    for p in entry.forced:
+        starts[p] = True
+    return starts, prep
+
+
+def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
+    """Step 3: the final batch ids of a partition (``Int64`` with <NA> for skipped rows)."""
+    starts, prep = batch_starts(df, opts, is_float, entry)
+    ids = kernels.starts_to_ids(starts, entry.carry.batches)
+    if opts.invalid == "skip":
+        full = pd.array(np.zeros(prep.n_all, dtype=np.int64), dtype="Int64")
+        full[:] = pd.NA
+        full[prep.keep] = ids
+        return pd.Series(full, index=df.index, name=opts.name)
+    if opts.sort_window:
+        out = np.empty(prep.n_all, dtype=np.int64)
+        out[prep.keep] = ids
+        ids = out
+    return pd.Series(ids, index=df.index, name=opts.name)
+
+
+def finish_frame(df, opts, is_float, entry: Entry, weight_column=None) -> pd.DataFrame:
+    """The partition's batched rows in batching order with the id column (skipped rows dropped)."""
+    starts, prep = batch_starts(df, opts, is_float, entry)
+    ids = kernels.starts_to_ids(starts, entry.carry.batches)
+    out = df.iloc[prep.keep]
+    if weight_column is not None:
+        out = out.drop(columns=[weight_column])
+    return out.assign(**{opts.name: ids})
+
+
+def finish_stats(df, opts, is_float, entry: Entry) -> pd.DataFrame:
+    """Per-batch rows/total/max/start/stop of a partition's rows (combined across partitions later)."""
+    starts, prep = batch_starts(df, opts, is_float, entry)
+    ids = kernels.starts_to_ids(starts, entry.carry.batches)
+    positions = prep.keep.astype(np.int64) + entry.all_offset
+    batch, rows, total, mx, first, last = kernels.batch_stats(ids, prep.w, positions)
+    return pd.DataFrame(
+        {"batch": batch, "rows": rows, "total": total, "max": mx, "start": first, "stop": last + 1}
+    )
