@@ -10,7 +10,7 @@ import dask
 import dask.dataframe as dd
 import pandas as pd
 
-from . import graph
+from . import graph, training
 from .options import BatchOptions
 from .plan import BatchPlan, empty_batches
 
@@ -138,20 +138,43 @@ class CumbatchDataFrameAccessor(_Batcher):
         out = graph.repartition(prep, self._plan(prep), batches_per_partition, index=index)
         return self._run(out)
 
-    def iter_batches(self, weight, limit, prefetch=1, batches_per_partition=None, **options):
-        """Iterate ``(batch_id, pandas.DataFrame)`` in order, like iterating a groupby.
+    def iter_batches(self, weight, limit, prefetch=1, batches_per_partition=None, *, shuffle=None,
+                     seed=None, shuffle_buffer=None, epoch=0, rank=0, world_size=1, drop_last=False,
+                     format="pandas", **options):
+        """Iterate ``(batch_id, batch)``: in order by default, like iterating a groupby.
 
-        At most ``prefetch + 1`` output partitions are in memory; the next is computed in the
-        background while the caller works on the current one.
+        At most ``prefetch + 1`` output partitions are in memory; the next are computed in a
+        background thread while the caller works. For training (docs/training.md):
+
+        - ``shuffle="batches"``: read the partitions in a random order and pass the batches
+          through a buffer of ``shuffle_buffer`` whole batches (default 256), drawing from
+          ``numpy.random.default_rng([seed, epoch])``: the same order on every run and
+          machine for the same ``seed`` and ``epoch``, another order for another epoch.
+        - ``rank``/``world_size``: rank r yields positions r, r+W, ... of the shuffled stream;
+          all ranks yield the same count, the remainder dropped (``drop_last=True``, counted
+          in ``it.dropped``) or padded with the stream's first batches (``it.padded``).
+        - ``format``: ``"pandas"`` (DataFrame), ``"numpy"``/``"cupy"``/``"torch"`` (dict of
+          column arrays), ``"arrow"`` (``pyarrow.Table``).
+
+        The plan pass runs now (one read of the data); the result is a
+        :class:`~dask_cumbatch.training.BatchIterator` with ``wait_seconds``,
+        ``batches_yielded`` and ``for_epoch(e)`` (a new epoch without a new plan pass).
 
         >>> import pandas as pd, dask_cumbatch
         >>> [(b, len(f)) for b, f in pd.DataFrame({"w": [2, 2, 2]}).cumbatch.iter_batches("w", 4)]
         [(0, 2), (1, 1)]
+        >>> it = pd.DataFrame({"w": [1] * 10}).cumbatch.iter_batches("w", 2, rank=1, world_size=2)
+        >>> [b for b, _ in it], it.padded
+        ([1, 3, 0], 1)
         """
+        topts = training.TrainingOptions.make(
+            prefetch=prefetch, batches_per_partition=batches_per_partition, shuffle=shuffle,
+            seed=seed, shuffle_buffer=shuffle_buffer, epoch=epoch, rank=rank,
+            world_size=world_size, drop_last=drop_last, format=format,
+        )
         prep = self._prepare(weight, limit, options)
         plan = self._plan(prep)
-        out = graph.repartition(prep, plan, batches_per_partition)
-        return _BatchIterator(out, prep.opts.name, prefetch, sync=self._is_pandas)
+        return training.make_iterator(prep, plan, topts, sync=self._is_pandas)
 
     def to_files(self, path, weight, limit, **kw):
         """Write one file per batch (or ``batches_per_file``) under ``path``; see docs/export.md."""
@@ -160,32 +183,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         return to_files(self._frame(), path, weight, limit, **kw)
 
 
-class _BatchIterator:
-    """Iterator of ``(batch_id, frame)`` over the partitions of a repartitioned frame."""
-
-    def __init__(self, collection, name, prefetch, sync=False):
-        self._collection = collection
-        self._name = name
-        self._prefetch = prefetch
-        self._sync = sync
-        self._gen = self._generate()
-
-    def _generate(self):
-        if self._sync:
-            with dask.config.set(scheduler="sync"):
-                yield from self._batches()
-        else:
-            yield from self._batches()
-
-    def _batches(self):
-        for part in graph.iter_output_partitions(self._collection, self._prefetch):
-            yield from graph.split_batches(part, self._name)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._gen)
+_BatchIterator = training.BatchIterator  # the iterator ``iter_batches`` returns
 
 
 class CumbatchSeriesAccessor:

@@ -14,13 +14,15 @@ Every public operation is three steps (DESIGN.md "The parallel algorithm"):
 from __future__ import annotations
 
 import concurrent.futures as cf
-from dataclasses import dataclass
 
 import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask import delayed
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from . import scan as sc
 from .options import BatchOptions, weight_kind
@@ -28,14 +30,44 @@ from .options import BatchOptions, weight_kind
 WEIGHT_COLUMN = "__cumbatch_weight__"
 
 
-@dataclass
-class Prepared:
-    """A Dask frame ready for batching: the weight is a column, options resolved."""
+FAT_TASKS = 512  # the summary pass runs at most about this many tasks
 
-    ddf: dd.DataFrame
-    opts: BatchOptions
-    is_float: bool
-    temp_weight: str | None  # the temporary weight column to drop from outputs
+
+class Prepared:
+    """A Dask frame ready for batching: the weight is a column, options resolved.
+
+    A plain class (not a dataclass) so Dask passes it to tasks as-is, without traversing it.
+    """
+
+    __slots__ = ("ddf", "opts", "is_float", "temp_weight")
+
+    def __init__(self, ddf, opts, is_float, temp_weight):
+        self.ddf = ddf
+        self.opts = opts
+        self.is_float = is_float
+        self.temp_weight = temp_weight  # the temporary weight column to drop from outputs
+
+    def __getstate__(self):
+        return {"ddf": None, "opts": self.opts, "is_float": self.is_float, "temp_weight": self.temp_weight}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class EntryTable:
+    """The scan's per-partition entries, shipped to the finish tasks as one shared key."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries):
+        self.entries = entries
+
+    def __getstate__(self):
+        return self.entries
+
+    def __setstate__(self, entries):
+        self.entries = entries
 
 
 def prepare_frame(ddf: dd.DataFrame, weight, opts: BatchOptions) -> Prepared:
@@ -54,53 +86,91 @@ def prepare_frame(ddf: dd.DataFrame, weight, opts: BatchOptions) -> Prepared:
     return Prepared(ddf, opts, weight_kind(meta.dtypes[opts.weight]) == "float", temp)
 
 
-def _partitions(prep: Prepared) -> list:
-    return prep.ddf.to_delayed(optimize_graph=True)
+def _spec(prep: Prepared) -> Prepared:
+    """The data-free part of ``prep`` that travels with every task."""
+    return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
+
+
+def _summarize_many(spec, first, *parts):
+    return [sc.summarize(p, spec.opts, spec.is_float) for p in parts]
+
+
+def _cap_summaries(spec, table, first, *parts):
+    return [
+        sc.floor_cap_summary(p, spec.opts, spec.is_float, table.entries[first + i])
+        for i, p in enumerate(parts)
+    ]
+
+
+def _flatten(groups):
+    return [r for group in groups for r in group]
+
+
+def _gather(ddf: dd.DataFrame, func, *args) -> list:
+    """``func(*args, first, *partitions)`` over groups of partitions, gathered into one task.
+
+    A low-level graph of at most ``FAT_TASKS`` tasks plus the gather, on top of the frame's
+    optimised graph: the task count stays small at 10,000+ partitions.
+    """
+    ddf = ddf.optimize()
+    keys = ddf.__dask_keys__()
+    size = max(1, -(-len(keys) // FAT_TASKS))
+    name = f"cumbatch-{func.__name__.strip('_')}-{tokenize(ddf._name, func, *args)}"
+    layer = {
+        (name, g): (func, *args, i, *keys[i:i + size])
+        for g, i in enumerate(range(0, len(keys), size))
+    }
+    layer[name] = (_flatten, list(layer))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[ddf])
+    return Delayed(name, graph).compute()
 
 
 def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.PartitionPlan:
     """Summaries (one pass over the data) and the scan; eager, like ``set_index``'s divisions.
 
     ``start`` continues from the exact state a previous plan ended in (incremental export).
+    The summaries are gathered into one task and scanned in the caller: the graph is flat
+    whatever the partition count.
     """
-    parts = _partitions(prep)
-    opts, is_float = prep.opts, prep.is_float
-    summaries = dask.compute(*[delayed(sc.summarize)(p, opts, is_float) for p in parts])
+    spec = _spec(prep)
+    summaries = _gather(prep.ddf, _summarize_many, spec)
 
     def load(k):
-        return parts[k].compute()
+        return prep.ddf.partitions[k].compute()
 
-    plan = sc.scan(summaries, opts, is_float, load, start=start)
-    if opts.mode == "floor" and opts.max_rows:
-        caps = dask.compute(
-            *[delayed(sc.floor_cap_summary)(p, opts, is_float, e) for p, e in zip(parts, plan.entries)]
-        )
-        plan = sc.scan_floor_caps(caps, plan, opts)
+    plan = sc.scan(summaries, prep.opts, prep.is_float, load, start=start)
+    if prep.opts.mode == "floor" and prep.opts.max_rows:
+        caps = _gather(prep.ddf, _cap_summaries, spec, EntryTable(plan.entries))
+        plan = sc.scan_floor_caps(caps, plan, prep.opts)
     return plan
 
 
-def _from_parts(tasks, meta, divisions):
-    return dd.from_delayed(tasks, meta=meta, divisions=divisions, verify_meta=False)
+def _finish(func):
+    def task(df, table, spec, partition_info=None):
+        entry = table.entries[partition_info["number"]]
+        return func(df, spec.opts, spec.is_float, entry, *([spec.temp_weight] if func is sc.finish_frame else []))
+
+    task.__name__ = f"cumbatch-{func.__name__.replace('_', '-')}"
+    return task
+
+
+_finish_ids = _finish(sc.finish_ids)
+_finish_frame = _finish(sc.finish_frame)
+_finish_stats = _finish(sc.finish_stats)
+
+
+def _map_finish(prep: Prepared, plan: sc.PartitionPlan, task, meta, **kw):
+    table = delayed(EntryTable(plan.entries), pure=True)
+    return prep.ddf.map_partitions(
+        task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
+    )
 
 
 def ids_series(prep: Prepared, plan: sc.PartitionPlan) -> dd.Series:
     """The finish as a lazy Series of batch ids with the input's divisions."""
-    opts, is_float = prep.opts, prep.is_float
-    dtype = "Int64" if opts.invalid == "skip" else "int64"
-    meta = pd.Series(pd.array([], dtype=dtype), index=prep.ddf._meta.index, name=opts.name)
-    tasks = [
-        delayed(sc.finish_ids)(p, opts, is_float, e)
-        for p, e in zip(_partitions(prep), plan.entries)
-    ]
-    return _from_parts(tasks, meta, prep.ddf.divisions)
-
-
-def _finished_frames(prep: Prepared, plan: sc.PartitionPlan) -> list:
-    opts, is_float = prep.opts, prep.is_float
-    return [
-        delayed(sc.finish_frame)(p, opts, is_float, e, prep.temp_weight)
-        for p, e in zip(_partitions(prep), plan.entries)
-    ]
+    dtype = "Int64" if prep.opts.invalid == "skip" else "int64"
+    meta = pd.Series(pd.array([], dtype=dtype), index=prep.ddf._meta.index, name=prep.opts.name)
+    return _map_finish(prep, plan, _finish_ids, meta)
 
 
 def _frame_meta(prep: Prepared) -> pd.DataFrame:
@@ -112,8 +182,12 @@ def _frame_meta(prep: Prepared) -> pd.DataFrame:
 
 def batch_frame(prep: Prepared, plan: sc.PartitionPlan) -> dd.DataFrame:
     """The input's batched rows with the id column, partition for partition (skipped rows dropped)."""
-    divisions = prep.ddf.divisions if not prep.opts.sort_window else (None,) * (prep.ddf.npartitions + 1)
-    return _from_parts(_finished_frames(prep, plan), _frame_meta(prep), divisions)
+    kw = {"clear_divisions": True} if prep.opts.sort_window else {}
+    return _map_finish(prep, plan, _finish_frame, _frame_meta(prep), **kw)
+
+
+def _from_parts(tasks, meta, divisions):
+    return dd.from_delayed(tasks, meta=meta, divisions=divisions, verify_meta=False)
 
 
 def id_ranges(plan: sc.PartitionPlan) -> list[tuple[int, int]]:
@@ -148,24 +222,22 @@ def repartition(prep: Prepared, plan: sc.PartitionPlan, batches_per_partition=No
     partitions whose id ranges overlap it (itself and the continuation of its last batch).
     With ``index=True`` the batch id becomes the index and the divisions are known.
     """
-    frames = _finished_frames(prep, plan)
+    frames = batch_frame(prep, plan).to_delayed(optimize_graph=True)
     ranges = output_ranges(plan, batches_per_partition)
     sources = id_ranges(plan)
-    sizes = [e for e in range(len(plan.entries))]
-    nonempty = [_has_rows(plan, j) for j in sizes]
     meta = _frame_meta(prep)
     name = prep.opts.name
+    select = _select_indexed if index else _select
     tasks, kept = [], []
     for lo, hi in ranges:
         if index and hi < lo:
             continue
-        deps = [frames[j] for j, (a, b) in enumerate(sources) if nonempty[j] and a <= hi and b >= lo]
-        if not deps:
-            deps = [delayed(meta.copy)()]
-        tasks.append(delayed(_select_indexed if index else _select)(deps, lo, hi, name))
+        deps = [frames[j] for j, (a, b) in enumerate(sources) if _has_rows(plan, j) and a <= hi and b >= lo]
+        tasks.append(delayed(select)(deps or [meta], lo, hi, name))
         kept.append((lo, hi))
     if not tasks:
-        return _from_parts([delayed(meta.copy)()], meta.set_index(name) if index else meta, (None, None))
+        meta = meta.set_index(name) if index else meta
+        return _from_parts([delayed(meta)], meta, (None, None))
     if index:
         divisions = tuple(lo for lo, _ in kept) + (kept[-1][1],)
         return _from_parts(tasks, meta.set_index(name), divisions)
@@ -180,13 +252,10 @@ def _has_rows(plan, j) -> bool:
 
 def plan_stats(prep: Prepared, plan: sc.PartitionPlan) -> pd.DataFrame:
     """One row per batch: batch, rows, total, max, start, stop (global row positions)."""
-    opts, is_float = prep.opts, prep.is_float
-    parts = dask.compute(
-        *[delayed(sc.finish_stats)(p, opts, is_float, e) for p, e in zip(_partitions(prep), plan.entries)]
-    )
-    stats = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")}
-    )
+    meta = pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")})
+    if prep.is_float:
+        meta = meta.astype({"total": np.float64, "max": np.float64})
+    stats = _map_finish(prep, plan, _finish_stats, meta, clear_divisions=True).compute()
     if stats["batch"].duplicated().any():  # batches spanning partitions
         stats = stats.groupby("batch", sort=True, as_index=False).agg(
             rows=("rows", "sum"), total=("total", "sum"), max=("max", "max"),

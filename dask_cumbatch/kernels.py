@@ -117,70 +117,66 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
     return n_starts, backdated, rows, tot, mx, start, met, -1
 
 
-def _make_floor_walk(cell):
-    def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim, is_int, out):
-        """Mark the starts of ``floor`` mode: group changes and changes of ``floor(S / limit)``.
-
-        ``S`` is the exclusive running sum within the group: before the partition's first
-        group change it is ``s_in + P`` (``P`` the partition's own running sum from row 0),
-        after it the group's own running sum. ``cell_prev`` is the previous row's cell
-        (ignored when ``has_prev`` is false: row 0 then starts a batch).
-
-        Returns ``(n_starts, s_out, cell_last, overflow)``: S for the row after the
-        partition, the last row's cell, and the row whose int64 sum overflowed or -1.
-        """
-        n = w.shape[0]
-        record = out.shape[0] > 0
-        zero = s_in - s_in
-        base = s_in
-        p = zero
-        c = cell_prev
-        n_starts = 0
-        for i in range(n):
-            if newgrp[i] or not has_prev:
-                base = zero
-                p = zero
-                c_new = cell(zero, lim)
-                start = True
-                has_prev = True
-            else:
-                c_new = cell(base + p, lim)
-                start = c_new != c
-            if start:
-                n_starts += 1
-                if record:
-                    out[i] = True
-            c = c_new
-            wi = w[i]
-            if is_int and wi > I64_MAX - (base + p):
-                return n_starts, base + p, c, i
-            p += wi
-        return n_starts, base + p, c, -1
-
-    return njit(nogil=True, cache=False)(floor_walk)
+CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _cell_int(s, lim):
-    return s // lim
+def grid_cell(s, lim_f, lim_i):
+    """``floor(s / limit)`` as int64: exact integer division when ``lim_i`` > 0."""
+    if lim_i > 0:
+        return np.int64(s // lim_i)
+    q = np.floor(s / lim_f)
+    if q >= CELL_MAX:
+        return np.int64(CELL_MAX)
+    return np.int64(q)
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _cell_float(s, lim):
-    return np.floor(s / lim)
+@njit(nogil=True, cache=True)
+def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out):
+    """Mark the starts of ``floor`` mode: group changes and changes of ``floor(S / limit)``.
 
+    ``S`` is the exclusive running sum within the group: before the partition's first group
+    change it is ``s_in + P`` (``P`` the partition's own running sum from row 0), after it
+    the group's own running sum. ``cell_prev`` is the previous row's cell (ignored when
+    ``has_prev`` is false: row 0 then starts a batch). Integer sums against an integer limit
+    use exact integer cells (``lim_i`` > 0); ``is_int`` turns on the int64 overflow check.
 
-floor_walk_int = _make_floor_walk(_cell_int)
-"""floor_walk for int64 sums and an integer limit: exact integer cells.
+    Returns ``(n_starts, s_out, cell_last, overflow)``: S for the row after the partition,
+    the last row's cell, and the row whose int64 sum overflowed or -1.
 
->>> import numpy as np
->>> out = np.zeros(4, np.bool_)
->>> r = floor_walk_int(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6, True, out)
->>> int(r[0]), out.tolist()
-(2, [True, False, True, False])
-"""
-floor_walk_float = _make_floor_walk(_cell_float)
-"""floor_walk for float64 sums (and int sums against a non-integer limit)."""
+    >>> import numpy as np
+    >>> out = np.zeros(4, np.bool_)
+    >>> r = floor_walk(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6.0, 6, True, out)
+    >>> int(r[0]), out.tolist()
+    (2, [True, False, True, False])
+    """
+    n = w.shape[0]
+    record = out.shape[0] > 0
+    zero = s_in - s_in
+    base = s_in
+    p = zero
+    c = cell_prev
+    n_starts = 0
+    for i in range(n):
+        if newgrp[i] or not has_prev:
+            base = zero
+            p = zero
+            c_new = grid_cell(zero, lim_f, lim_i)
+            start = True
+            has_prev = True
+        else:
+            c_new = grid_cell(base + p, lim_f, lim_i)
+            start = c_new != c
+        if start:
+            n_starts += 1
+            if record:
+                out[i] = True
+        c = c_new
+        wi = w[i]
+        if is_int and wi > I64_MAX - (base + p):
+            return n_starts, base + p, c, i
+        p += wi
+    return n_starts, base + p, c, -1
 
 
 @njit(nogil=True, cache=True)

@@ -166,6 +166,17 @@ def invalid_mask(weights: pd.Series) -> np.ndarray:
 def _weights(col: pd.Series):
     """(values as int64 or float64 for every row, invalid mask)."""
     dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
+        if dtype.kind == "f":
+            values = col.to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                return values, ~((values >= 0) & (values < np.inf))
+        if dtype.kind == "u" and dtype.itemsize == 8 and len(col) and col.to_numpy().max() > kernels.I64_MAX:
+            raise OverflowError(
+                f"weight column {col.name!r} holds values above 2**63-1; weights are summed in int64"
+            )
+        values = col.to_numpy(dtype=np.int64)
+        return values, values < 0
     na = col.isna().to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(dtype):
         return col.to_numpy(dtype=np.int64, na_value=0), na
@@ -193,28 +204,37 @@ class Prepared:
 
     w: np.ndarray  # valid weights, int64 or float64, in batching order
     newgrp: np.ndarray  # bool, group change from the previous valid row; [0] is False
-    keep: np.ndarray  # positions (into the partition) of the valid rows, in batching order
+    keep: np.ndarray | None  # positions of the valid rows in batching order; None: all, in order
     n_all: int
     invalid: np.ndarray  # bool mask over all rows
     first_key: tuple
     last_key: tuple
 
+    def position(self, i: int) -> int:
+        """Position in the partition of the i-th batched row."""
+        return i if self.keep is None else int(self.keep[i])
+
+    def positions(self) -> np.ndarray:
+        """Positions in the partition of all batched rows."""
+        return np.arange(len(self.w), dtype=np.int64) if self.keep is None else self.keep.astype(np.int64)
+
 
 def prepare(df: pd.DataFrame, opts: BatchOptions) -> Prepared:
     """Extract weights, validity, group changes and the batching order of a partition."""
     values, invalid = _weights(df[opts.weight])
-    keep = np.flatnonzero(~invalid)
+    keep = np.flatnonzero(~invalid) if invalid.any() else None
     codes = _group_codes(df, opts.by) if opts.by else []
     if opts.sort_window:
-        keep = _window_order(keep, values, codes, opts.sort_window)
-    w = values[keep]
-    newgrp = np.zeros(len(keep), dtype=bool)
+        keep = _window_order(np.arange(len(values)) if keep is None else keep, values, codes, opts.sort_window)
+    w = values if keep is None else values[keep]
+    newgrp = np.zeros(len(w), dtype=bool)
     for c in codes:
-        ck = c[keep]
+        ck = c if keep is None else c[keep]
         newgrp[1:] |= ck[1:] != ck[:-1]
-    if opts.by and len(keep):
-        first = tuple(df[k].iloc[keep[0]] for k in opts.by)
-        last = tuple(df[k].iloc[keep[-1]] for k in opts.by)
+    if opts.by and len(w):
+        first_row, last_row = (0, len(w) - 1) if keep is None else (keep[0], keep[-1])
+        first = tuple(df[k].iloc[first_row] for k in opts.by)
+        last = tuple(df[k].iloc[last_row] for k in opts.by)
     else:
         first = last = ()
     return Prepared(w, newgrp, keep, len(df), invalid, _plain(first), _plain(last))
@@ -276,28 +296,28 @@ def _tail(prev_tail, w, rows, multiple) -> tuple:
     return tuple(ext[len(ext) - keep:].tolist())
 
 
-def _floor_kernel(opts, is_float):
+def _floor_limits(opts, is_float):
+    """(float limit, integer limit or 0): integer cells for integer sums and an integer limit."""
     lim = opts.limit
-    if not is_float and float(lim).is_integer() and lim < 2**63:
-        return kernels.floor_walk_int, int(lim), 0
-    return kernels.floor_walk_float, float(lim), 0.0
+    exact = not is_float and float(lim).is_integer() and lim < 2**63
+    return float(lim), (int(lim) if exact else 0)
 
 
 def _floor_flags(w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record):
-    walk, lim, zero = _floor_kernel(opts, is_float)
+    lim_f, lim_i = _floor_limits(opts, is_float)
     out = np.zeros(len(w) if record else 0, dtype=bool)
-    dtype = np.float64 if is_float else np.int64
-    s_in = dtype(s_in)
-    cell_prev = type(zero)(cell_prev)
-    res = walk(w, newgrp, s_in, cell_prev, has_prev, lim, not is_float, out)
+    s_in = np.float64(s_in) if is_float else np.int64(s_in)
+    res = kernels.floor_walk(w, newgrp, s_in, np.int64(cell_prev), has_prev, lim_f, lim_i, not is_float, out)
     return res, out
 
 
 def _cell(s, opts, is_float):
-    walk, lim, zero = _floor_kernel(opts, is_float)
-    if isinstance(zero, int):
-        return int(s) // lim
-    return math.floor(float(np.float64(s) / np.float64(lim)))
+    """The grid cell of running sum ``s``, computed exactly as :func:`kernels.grid_cell` does."""
+    lim_f, lim_i = _floor_limits(opts, is_float)
+    if lim_i:
+        return int(s) // lim_i
+    q = math.floor(float(np.float64(s) / np.float64(lim_f)))
+    return min(q, kernels.CELL_MAX)
 
 
 # --------------------------------------------------------------------------- summaries (map)
@@ -343,7 +363,8 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool) -> Summary:
     if opts.oversize == "raise" and n:
         heavy = w > opts.limit
         if heavy.any():
-            summ.first_oversize = (df.index[prep.keep[int(np.argmax(heavy))]], w[np.argmax(heavy)])
+            row = int(np.argmax(heavy))
+            summ.first_oversize = (df.index[prep.position(row)], w[row])
     if n == 0:
         return summ
     if opts.mode == "floor":
@@ -378,8 +399,8 @@ def _summarize_floor(summ, prep, opts, is_float):
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     changes = np.flatnonzero(newgrp)
     g = int(changes[0]) if len(changes) else n
-    _, lim, _ = _floor_kernel(opts, is_float)
-    threshold = (lim if isinstance(lim, int) else lim * RISKY_FRACTION)
+    lim_f, lim_i = _floor_limits(opts, is_float)
+    threshold = lim_i if lim_i else lim_f * RISKY_FRACTION
     p_out = np.empty(g, dtype=w.dtype)
     w_out = np.empty(g, dtype=w.dtype)
     k, p_last, total, overflow = kernels.floor_risky(w, g, w.dtype.type(threshold), not is_float, p_out, w_out)
@@ -690,22 +711,23 @@ def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
     starts, prep = batch_starts(df, opts, is_float, entry)
     ids = kernels.starts_to_ids(starts, entry.carry.batches)
     if opts.invalid == "skip":
-        full = pd.array(np.zeros(prep.n_all, dtype=np.int64), dtype="Int64")
-        full[:] = pd.NA
-        full[prep.keep] = ids
-        return pd.Series(full, index=df.index, name=opts.name)
-    if opts.sort_window:
+        values = np.zeros(prep.n_all, dtype=np.int64)
+        values[prep.positions()] = ids
+        mask = np.ones(prep.n_all, dtype=bool)
+        mask[prep.positions()] = False
+        return pd.Series(pd.arrays.IntegerArray(values, mask), index=df.index, name=opts.name)
+    if prep.keep is not None:
         out = np.empty(prep.n_all, dtype=np.int64)
         out[prep.keep] = ids
         ids = out
-    return pd.Series(ids, index=df.index, name=opts.name)
+    return pd.Series(ids, index=df.index, name=opts.name, copy=False)
 
 
 def finish_frame(df, opts, is_float, entry: Entry, weight_column=None) -> pd.DataFrame:
     """The partition's batched rows in batching order with the id column (skipped rows dropped)."""
     starts, prep = batch_starts(df, opts, is_float, entry)
     ids = kernels.starts_to_ids(starts, entry.carry.batches)
-    out = df.iloc[prep.keep]
+    out = df if prep.keep is None else df.iloc[prep.keep]
     if weight_column is not None:
         out = out.drop(columns=[weight_column])
     return out.assign(**{opts.name: ids})
@@ -715,7 +737,7 @@ def finish_stats(df, opts, is_float, entry: Entry) -> pd.DataFrame:
     """Per-batch rows/total/max/start/stop of a partition's rows (combined across partitions later)."""
     starts, prep = batch_starts(df, opts, is_float, entry)
     ids = kernels.starts_to_ids(starts, entry.carry.batches)
-    positions = prep.keep.astype(np.int64) + entry.all_offset
+    positions = prep.positions() + entry.all_offset
     batch, rows, total, mx, first, last = kernels.batch_stats(ids, prep.w, positions)
     return pd.DataFrame(
         {"batch": batch, "rows": rows, "total": total, "max": mx, "start": first, "stop": last + 1}

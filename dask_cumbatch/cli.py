@@ -1,0 +1,355 @@
+"""The ``cumbatch`` command line: ``export``, ``plan``, ``demo`` and ``status``.
+
+Every failure is one line on stderr (``cumbatch: error: ...``) and a non-zero exit code:
+1 for a failed command, 2 for a usage error, 130 when interrupted. Progress bars go to
+stderr, only when it is a terminal and ``--quiet`` is not given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_EPILOG_LIMIT = "Limits take plain numbers or byte units: 5MB, 512KiB, 1.5GB, 4096."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (no usage dump)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _batching_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weight", "-w", required=True, metavar="COL", help="weight column (bytes, tokens, ...)")
+    p.add_argument("--limit", "-l", required=True, metavar="LIMIT",
+                   help="batch limit: a number or a size such as 5MB, 512KiB")
+    p.add_argument("--mode", choices=("greedy", "fill", "floor"), default="greedy",
+                   help="greedy: never exceed the limit (default); fill: reach it; floor: the cumsum // limit grid")
+    p.add_argument("--max-rows", type=_positive_int, metavar="N", help="at most N rows per batch")
+    p.add_argument("--by", action="append", metavar="COL",
+                   help="start a new batch when this key column changes (repeat or comma-separate)")
+    p.add_argument("--cost", choices=("sum", "padded"), default="sum",
+                   help="sum of weights (default) or padded: max weight x rows")
+    p.add_argument("--multiple", type=_positive_int, metavar="M",
+                   help="greedy: cut batches to a multiple of M rows")
+    p.add_argument("--oversize", choices=("allow", "raise"), default="allow",
+                   help="a row heavier than the limit: its own batch (allow) or an error")
+    p.add_argument("--invalid", choices=("raise", "skip"), default="raise",
+                   help="NaN/inf/missing/negative weights: error (default) or leave the rows out")
+    p.add_argument("--sort-window", type=_positive_int, metavar="N",
+                   help="sort rows by weight within windows of N rows before batching")
+    p.add_argument("--name", default="batch", metavar="COL", help="name of the batch id column (default: batch)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="dask.distributed scheduler address (tcp://host:8786), or threads/processes/sync")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="cumbatch",
+        description="Cut ordered tables into contiguous batches by cumulative weight, and export them.",
+        epilog="Start with: cumbatch demo",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"dask-cumbatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("export", help="write one file per batch (restartable, incremental)",
+                       description="Cut INPUT into batches and write one file per batch into OUTPUT. "
+                       "Re-running the same command after a crash finishes the job. " + _EPILOG_LIMIT)
+    p.add_argument("input", metavar="INPUT", help="Parquet or CSV file, folder, glob or fsspec URL")
+    p.add_argument("output", metavar="OUTPUT", help="output folder (local or fsspec URL)")
+    _batching_options(p)
+    p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default="parquet", help="file format")
+    p.add_argument("--batches-per-file", type=_positive_int, default=1, metavar="N",
+                   help="consecutive batches per file (default 1)")
+    p.add_argument("--max-skips", type=_nonneg_int, metavar="N",
+                   help="with --invalid skip: abort when more than N rows would be left out")
+    p.add_argument("--overwrite", action="store_true", help="replace whatever OUTPUT holds")
+    p.add_argument("--append", action="store_true",
+                   help="add inputs not exported yet, continuing the last batch")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="refuse to continue an interrupted export")
+    p.add_argument("--verify", action="store_true", help="check every file's checksum before appending")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("plan", help="count batches and summarise their totals, without writing",
+                       description="Plan the batches of INPUT: count, totals and sizes. " + _EPILOG_LIMIT)
+    p.add_argument("input", metavar="INPUT", help="Parquet or CSV file, folder, glob or fsspec URL")
+    _batching_options(p)
+    p.add_argument("--json", action="store_true", help="print the plan (summary and every batch) as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="save a histogram of batch totals")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("demo", help="export a built-in synthetic dataset (start here)",
+                       description="Generate a token-count dataset and export it in batches of at most "
+                       "LIMIT tokens.")
+    p.add_argument("output", metavar="OUTPUT", nargs="?",
+                   help="folder for the demo (default: a new temporary folder)")
+    from .demo import DEFAULT_LIMIT, DEFAULT_PARTS, DEFAULT_ROWS
+
+    p.add_argument("--rows", type=_positive_int, default=DEFAULT_ROWS, help=f"rows (default {DEFAULT_ROWS:,})")
+    p.add_argument("--parts", type=_positive_int, default=DEFAULT_PARTS, help="input files (default %(default)s)")
+    p.add_argument("--limit", "-l", default=str(DEFAULT_LIMIT), help="tokens per batch (default %(default)s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("status", help="what an export folder holds",
+                       description="Show an export folder's batches, rows, inputs and open batch.")
+    p.add_argument("output", metavar="OUTPUT", help="export folder")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--verify", action="store_true", help="check every file's checksum")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def _opts_from(args) -> dict:
+    by = None
+    if args.by:
+        by = [k.strip() for item in args.by for k in item.split(",") if k.strip()]
+    return {
+        "mode": args.mode, "max_rows": args.max_rows, "by": by, "cost": args.cost,
+        "oversize": args.oversize, "invalid": args.invalid, "name": args.name,
+        "multiple": args.multiple, "sort_window": args.sort_window,
+    }
+
+
+def _progress(args) -> bool:
+    return not args.quiet and _isatty(sys.stderr)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except Exception:
+        return False
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_export(args) -> int:
+    from .export import to_files
+
+    result = to_files(
+        args.input, args.output, args.weight, args.limit,
+        format=args.format, batches_per_file=args.batches_per_file, resume=args.resume,
+        max_skips=args.max_skips, progress=_progress(args), append=args.append,
+        overwrite=args.overwrite, verify=args.verify, scheduler=args.scheduler, **_opts_from(args),
+    )
+    if not args.quiet:
+        if result.up_to_date:
+            print(f"{result.path} is up to date: {result.batches:,} batches, {result.rows:,} rows "
+                  f"in {result.files:,} files; nothing to do")
+        else:
+            verb = "appended" if result.appended else "exported"
+            kept = f" ({result.files_skipped:,} kept from an interrupted run)" if result.files_skipped else ""
+            rejects = f", {result.rejects:,} rows rejected (see _rejects.parquet)" if result.rejects else ""
+            print(f"{verb} {result.new_rows:,} rows: {result.batches:,} batches, {result.rows:,} rows in "
+                  f"{result.files:,} files{rejects}; wrote {result.files_written:,} file(s){kept} "
+                  f"to {result.path} in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    import dask_cumbatch  # noqa: F401  (registers the accessor)
+
+    from .export import _maybe_progress, _scheduler, list_inputs, read_inputs
+
+    kind, files = list_inputs(args.input)
+    ddf = read_inputs(kind, [f["path"] for f in files])
+    with _scheduler(args.scheduler) as client, _maybe_progress(_progress(args), client):
+        plan = ddf.cumbatch.plan(args.weight, args.limit, **_opts_from(args))
+    if args.plot:
+        _save_plot(plan, args.plot)
+    if args.json:
+        batches = plan.batches
+        doc = {
+            "input": args.input,
+            "files": len(files),
+            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in _opts_from(args).items()},
+            "weight": args.weight,
+            "limit": plan.limit,
+            "n_batches": plan.n_batches,
+            "n_rows": plan.n_rows,
+            "skipped": plan.skipped,
+            "summary": {k: _jsonable(v) for k, v in plan.summary().items()},
+            "batches": [{c: _jsonable(v) for c, v in row.items()} for row in batches.to_dict("records")],
+        }
+        print(json.dumps(doc, indent=1))
+    elif not args.quiet:
+        print(repr(plan))
+        if plan.n_batches:
+            fill = plan.batches["total"].astype(float).mean() / float(plan.limit)
+            print(f"  mean fill:    {fill:.1%} of the limit")
+        if args.plot:
+            print(f"  histogram:    {args.plot}")
+    return 0
+
+
+def _jsonable(v):
+    import numpy as np
+
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        v = float(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _save_plot(plan, path):
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'dask-cumbatch[plot]'") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    ax = plan.plot()
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=120)
+    plt.close(ax.figure)
+
+
+def cmd_demo(args) -> int:
+    from .demo import write_dataset
+    from .export import folder_status, to_files
+
+    t0 = time.perf_counter()
+    root = args.output or tempfile.mkdtemp(prefix="cumbatch-demo-")
+    inp, out = os.path.join(root, "input"), os.path.join(root, "batches")
+    if not args.quiet:
+        print(f"cumbatch demo: {args.rows:,} documents with token counts, cut into batches of "
+              f"at most {args.limit} tokens", flush=True)
+    write_dataset(inp, rows=args.rows, parts=args.parts)
+    result = to_files(inp, out, "tokens", args.limit, progress=_progress(args), overwrite=True)
+    seconds = time.perf_counter() - t0
+    if not args.quiet:
+        import pandas as pd
+
+        status = folder_status(out)
+        totals = pd.Series([b["total"] for b in json.loads(open(os.path.join(out, "_manifest.json")).read())["batches"]])
+        print(f"  input     {args.parts} Parquet files in {inp}")
+        print(f"  batches   {result.batches:,} (tokens per batch: mean {totals.mean():,.0f}, "
+              f"max {totals.max():,}, limit {args.limit})")
+        print(f"  rows      {result.rows:,}")
+        print(f"  files     {result.files:,} Parquet files, {status['bytes'] / 1e6:,.1f} MB, + _manifest.json")
+        print(f"  time      {seconds:.1f} s")
+        print(f"  where     {out}")
+        print(f"next: cumbatch status {out}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .export import folder_status
+
+    st = folder_status(args.output, verify=args.verify)
+    if args.json:
+        print(json.dumps(st, indent=1, default=str))
+        return 0 if st["state"] != "not an export" else EXIT_ERROR
+    if st["state"] == "empty":
+        print(f"{st['path']}: empty (no export yet)")
+        return 0
+    if st["state"] == "not an export":
+        raise RuntimeError(f"{st['path']} holds files but no cumbatch export (no _manifest.json)")
+    print(f"{st['path']}: {st['state']}" + (" (checksums verified)" if st.get("verified") else ""))
+    if "batches" in st:
+        s = st["settings"]
+        extra = "".join(f" {k}={s[k]!r}" for k in ("max_rows", "by", "multiple", "sort_window")
+                        if s.get(k) not in (None, [], ()))
+        print(f"  options   weight={s['weight']!r} limit={s['limit']:,} mode={s['mode']!r}"
+              f" cost={s['cost']!r}{extra} format={s['format']!r}")
+        print(f"  batches   {st['batches']:,}")
+        print(f"  rows      {st['rows']:,}" + (f" ({st['skipped']:,} rejected)" if st["skipped"] else ""))
+        print(f"  files     {st['files']:,} ({st['bytes'] / 1e6:,.1f} MB)")
+        inputs = st["inputs"]
+        names = [i.get("path") or "a DataFrame" for i in inputs]
+        shown = ", ".join(os.path.basename(n) if n else "?" for n in names[-3:])
+        print(f"  inputs    {len(inputs)} consumed" + (f" (last: {shown})" if names else ""))
+        ob = st.get("open_batch")
+        if ob:
+            print(f"  open      batch {ob['batch']:,}: {ob['rows']:,} rows, total {ob['total']:,} "
+                  f"in {ob['file']} (an --append run continues it)")
+    if st["state"].startswith("interrupted"):
+        print("  the last run did not finish: repeat the same command to complete it")
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, FileNotFoundError) and exc.filename:
+        text = f"file not found: {exc.filename}"
+    elif isinstance(exc, PermissionError) and exc.filename:
+        text = f"permission denied: {exc.filename}"
+    else:
+        text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    if isinstance(exc, (ImportError, MemoryError, OverflowError)) or type(exc).__module__.startswith(("pyarrow", "distributed")):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code (never raises, never prints a traceback)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors (already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        with warnings.catch_warnings():
+            if not os.environ.get("CUMBATCH_WARNINGS"):
+                warnings.simplefilter("ignore")
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cumbatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `cumbatch plan --json | head`
+        return 0
+    except Exception as exc:  # one clear line, never a traceback
+        if os.environ.get("CUMBATCH_DEBUG"):
+            raise
+        print(f"cumbatch: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""A PyTorch ``IterableDataset`` of token-budget batches (PyTorch is optional).
+
+>>> from dask_cumbatch.torch import CumbatchIterableDataset  # doctest: +SKIP
+>>> ds = CumbatchIterableDataset(ddf, "n_tokens", 4096, cost="padded", sort_window=1024,
+...                              shuffle="batches", seed=0)  # doctest: +SKIP
+>>> loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)  # doctest: +SKIP
+>>> for epoch in range(3):  # doctest: +SKIP
+...     ds.set_epoch(epoch)
+...     for batch in loader:  # a dict of column tensors, one whole batch
+...         ...
+
+The plan pass runs once, when the dataset is built (in the main process); every epoch and
+every DataLoader worker reuses it. Ranks split the shuffled stream of batches as
+:meth:`iter_batches` does (rank r takes every W-th batch, every rank the same count); the
+DataLoader workers of a rank split that rank's batches by output partition, so each
+partition is read by one worker only and no batch is yielded twice. See docs/training.md.
+"""
+from __future__ import annotations
+
+try:  # optional: the module imports without PyTorch and fails on use
+    import torch
+    from torch.utils.data import IterableDataset as _Base
+    from torch.utils.data import get_worker_info
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+    _Base = object
+
+    def get_worker_info():
+        return None
+
+from .training import BatchIterator
+
+_NEEDS_TORCH = (
+    "dask_cumbatch.torch needs PyTorch, which dask-cumbatch does not install: pip install torch "
+    "(or use ddf.cumbatch.iter_batches(..., format='numpy') without it)"
+)
+
+
+def require_torch() -> None:
+    """Raise a clear ``ImportError`` when PyTorch is not installed."""
+    if torch is None:
+        raise ImportError(_NEEDS_TORCH)
+
+
+def distributed_rank_world(rank=None, world_size=None) -> tuple[int, int]:
+    """``(rank, world_size)``: the given values, else ``torch.distributed``'s, else ``(0, 1)``."""
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    dist = getattr(torch, "distributed", None) if torch is not None else None
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        r, w = dist.get_rank(), dist.get_world_size()
+    else:
+        r, w = 0, 1
+    return (int(rank) if rank is not None else r), (int(world_size) if world_size is not None else w)
+
+
+def worker_split(info) -> tuple[int, int]:
+    """``(worker_id, num_workers)`` from ``torch.utils.data.get_worker_info()`` (``None``: (0, 1))."""
+    if info is None:
+        return 0, 1
+    return int(info.id), int(info.num_workers)
+
+
+class CumbatchIterableDataset(_Base):
+    """Whole batches of ``ddf`` cut by cumulative ``weight`` under ``limit``, as a torch dataset.
+
+    ``options`` are the core batching options (``cost``, ``sort_window``, ``multiple``,
+    ``by``, ``max_rows``, ...) and the streaming options of ``iter_batches`` (``shuffle``,
+    ``seed``, ``shuffle_buffer``, ``prefetch``, ``batches_per_partition``, ``drop_last``,
+    ``format``, default ``"torch"``). ``rank``/``world_size`` default to
+    ``torch.distributed``'s when it is initialised (build the dataset after
+    ``init_process_group``), else 0 and 1. Use ``DataLoader(ds, batch_size=None)``: each item
+    is already a batch, a dict ``{column: tensor}`` (non-numeric columns stay NumPy arrays).
+
+    ``len(ds)`` is the number of batches each rank yields per epoch (all its workers
+    together), the same on every rank. Call ``set_epoch(e)`` before each epoch.
+    """
+
+    def __init__(self, ddf, weight, limit, *, rank=None, world_size=None, epoch=0, format="torch",
+                 **options):
+        require_torch()
+        rank, world_size = distributed_rank_world(rank, world_size)
+        it = ddf.cumbatch.iter_batches(weight, limit, rank=rank, world_size=world_size, epoch=epoch,
+                                       format=format, **options)
+        self._source = it.source
+        self._options = it.options
+        self._len = it.batches_per_rank
+        self.n_batches = it.n_batches
+        self.dropped = it.dropped
+        self.padded = it.padded
+        self.last_iterator = None
+
+    @property
+    def epoch(self) -> int:
+        return self._options.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` from the next iteration on (as ``DistributedSampler``)."""
+        self._options = self._options.with_(epoch=epoch)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def iterator(self, worker=None) -> BatchIterator:
+        """The :class:`BatchIterator` of one DataLoader worker (``(id, num_workers)``)."""
+        if worker is None:
+            worker = worker_split(get_worker_info())
+        return BatchIterator(self._source, self._options, worker)
+
+    def __iter__(self):
+        it = self.iterator()
+        self.last_iterator = it  # its counters: wait_seconds, max_buffered, ... (per process)
+        for _, batch in it:
+            yield batch
