@@ -43,7 +43,7 @@ def _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
 
 @njit(nogil=True, cache=True)
 def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
-                 lim_gt, lim_ge, max_rows, multiple, spec, out):
+                 lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
     """Walk the greedy/fill rule over one partition from a carried batch state.
 
     ``rows, tot, mx`` describe the open batch before row 0 (``rows == 0``: none, so row 0
@@ -51,7 +51,8 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
     its last ``min(rows, multiple - 1)`` weights (only read by a ``multiple`` cut-back).
     ``newgrp[i]`` forces a start at row i (group change). If ``spec`` is non-empty the walk
     stops at the first start it shares with ``spec`` (the paths have met). Starts are
-    written to ``out`` when it is non-empty.
+    written to ``out`` when it is non-empty, and batch ids (``base`` - 1 + starts so far) to
+    ``ids`` when it is non-empty.
 
     Returns ``(n_starts, backdated, rows, tot, mx, start, met, overflow)``: ``backdated`` is
     the (negative) position of a start a cut-back placed before row 0, ``met`` the row where
@@ -59,15 +60,17 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
 
     >>> import numpy as np
     >>> w = np.array([3.0, 3.0, 3.0, 3.0]); out = np.zeros(4, np.bool_)
+    >>> ids = np.zeros(4, np.int64)
     >>> r = walk_batches(w, np.zeros(4, np.bool_), w[:0], 0, 0.0, 0.0, 0, True, False, True,
-    ...                  6.0, 6.0, 0, 0, np.zeros(0, np.bool_), out)
-    >>> int(r[0]), out.tolist()
-    (2, [True, False, True, False])
+    ...                  6.0, 6.0, 0, 0, np.zeros(0, np.bool_), out, ids, 0)
+    >>> int(r[0]), out.tolist(), ids.tolist()
+    (2, [True, False, True, False], [0, 0, 1, 1])
     """
     n = w.shape[0]
     nt = tail.shape[0]
     check_spec = spec.shape[0] > 0
     record = out.shape[0] > 0
+    write = ids.shape[0] > 0
     zero = tot - tot
     n_starts = 0
     backdated = NO_POSITION
@@ -93,6 +96,9 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
                     n_starts += 1
                     if record:
                         out[p] = True
+                    if write:
+                        for j in range(p, i):
+                            ids[j] += 1
                     if check_spec and spec[p]:
                         return n_starts, backdated, rows, tot, mx, start, p, -1
                 else:
@@ -108,6 +114,8 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
                 out[i] = True
             if check_spec and spec[i]:
                 return n_starts, backdated, rows, tot, mx, start, i, -1
+        if write:
+            ids[i] = base + n_starts - 1
         if not is_float and wi > I64_MAX - tot:
             return n_starts, backdated, rows, tot, mx, start, met, i
         tot += wi
@@ -132,7 +140,7 @@ def grid_cell(s, lim_f, lim_i):
 
 
 @njit(nogil=True, cache=True)
-def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out):
+def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
     """Mark the starts of ``floor`` mode: group changes and changes of ``floor(S / limit)``.
 
     ``S`` is the exclusive running sum within the group: before the partition's first group
@@ -140,43 +148,55 @@ def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out):
     the group's own running sum. ``cell_prev`` is the previous row's cell (ignored when
     ``has_prev`` is false: row 0 then starts a batch). Integer sums against an integer limit
     use exact integer cells (``lim_i`` > 0); ``is_int`` turns on the int64 overflow check.
+    Start flags go to ``out`` and ids (``base`` - 1 + starts so far) to ``ids`` when non-empty.
 
     Returns ``(n_starts, s_out, cell_last, overflow)``: S for the row after the partition,
     the last row's cell, and the row whose int64 sum overflowed or -1.
 
     >>> import numpy as np
     >>> out = np.zeros(4, np.bool_)
-    >>> r = floor_walk(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6.0, 6, True, out)
-    >>> int(r[0]), out.tolist()
-    (2, [True, False, True, False])
+    >>> ids = np.zeros(4, np.int64)
+    >>> r = floor_walk(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6.0, 6, True, out, ids, 0)
+    >>> int(r[0]), out.tolist(), ids.tolist()
+    (2, [True, False, True, False], [0, 0, 1, 1])
     """
     n = w.shape[0]
     record = out.shape[0] > 0
+    write = ids.shape[0] > 0
     zero = s_in - s_in
-    base = s_in
+    s_base = s_in
     p = zero
     c = cell_prev
     n_starts = 0
+    below_next = -np.inf  # recomputed at each start
     for i in range(n):
         if newgrp[i] or not has_prev:
-            base = zero
+            s_base = zero
             p = zero
             c_new = grid_cell(zero, lim_f, lim_i)
             start = True
             has_prev = True
+        elif lim_i == 0 and s_base + p < below_next:
+            c_new = c  # safely inside the current cell: no division needed
+            start = False
         else:
-            c_new = grid_cell(base + p, lim_f, lim_i)
+            c_new = grid_cell(s_base + p, lim_f, lim_i)
             start = c_new != c
         if start:
             n_starts += 1
             if record:
                 out[i] = True
+            if lim_i == 0:
+                # Below this sum, fl(S / limit) < cell + 1 whatever the rounding.
+                below_next = (c_new + 1) * lim_f * (1.0 - 4.0 * 2.0**-52) if c_new < CELL_MAX else -np.inf
+        if write:
+            ids[i] = base + n_starts - 1
         c = c_new
         wi = w[i]
-        if is_int and wi > I64_MAX - (base + p):
-            return n_starts, base + p, c, i
+        if is_int and wi > I64_MAX - (s_base + p):
+            return n_starts, s_base + p, c, i
         p += wi
-    return n_starts, base + p, c, -1
+    return n_starts, s_base + p, c, -1
 
 
 @njit(nogil=True, cache=True)
@@ -235,6 +255,21 @@ def cap_walk(flags, rows, max_rows, out):
             rows = 0
         rows += 1
     return n_starts, rows, first
+
+
+@njit(nogil=True, cache=True)
+def count_invalid(w):
+    """How many weights are NaN, infinite or negative (branch-free, so it vectorises).
+
+    >>> import numpy as np
+    >>> count_invalid(np.array([1.0, -1.0, np.nan, 2.0]))
+    2
+    """
+    count = 0
+    for i in range(w.shape[0]):
+        x = w[i]
+        count += 1 - ((x >= 0.0) & (x < np.inf))
+    return count
 
 
 @njit(nogil=True, cache=True)

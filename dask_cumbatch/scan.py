@@ -163,12 +163,21 @@ def invalid_mask(weights: pd.Series) -> np.ndarray:
     return _weights(weights)[1]
 
 
-def _weights(col: pd.Series):
-    """(values as int64 or float64 for every row, invalid mask)."""
+_NO_INVALID = np.zeros(0, dtype=bool)  # "no invalid row", without a mask per row
+
+
+def _weights(col: pd.Series, check: bool = True):
+    """(values as int64 or float64 for every row, invalid mask).
+
+    ``check=False`` skips the validity test of plain NumPy columns (a summary already proved
+    them valid).
+    """
     dtype = col.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
         if dtype.kind == "f":
             values = col.to_numpy(dtype=np.float64)
+            if not check or kernels.count_invalid(values) == 0:
+                return values, _NO_INVALID
             with np.errstate(invalid="ignore"):
                 return values, ~((values >= 0) & (values < np.inf))
         if dtype.kind == "u" and dtype.itemsize == 8 and len(col) and col.to_numpy().max() > kernels.I64_MAX:
@@ -176,6 +185,8 @@ def _weights(col: pd.Series):
                 f"weight column {col.name!r} holds values above 2**63-1; weights are summed in int64"
             )
         values = col.to_numpy(dtype=np.int64)
+        if not check or dtype.kind in "ub" or values.min(initial=0) >= 0:
+            return values, _NO_INVALID
         return values, values < 0
     na = col.isna().to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(dtype):
@@ -206,7 +217,7 @@ class Prepared:
     newgrp: np.ndarray  # bool, group change from the previous valid row; [0] is False
     keep: np.ndarray | None  # positions of the valid rows in batching order; None: all, in order
     n_all: int
-    invalid: np.ndarray  # bool mask over all rows
+    invalid: np.ndarray | None  # bool mask over all rows (None: every row is valid)
     first_key: tuple
     last_key: tuple
 
@@ -219,10 +230,15 @@ class Prepared:
         return np.arange(len(self.w), dtype=np.int64) if self.keep is None else self.keep.astype(np.int64)
 
 
-def prepare(df: pd.DataFrame, opts: BatchOptions) -> Prepared:
-    """Extract weights, validity, group changes and the batching order of a partition."""
-    values, invalid = _weights(df[opts.weight])
-    keep = np.flatnonzero(~invalid) if invalid.any() else None
+def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False) -> Prepared:
+    """Extract weights, validity, group changes and the batching order of a partition.
+
+    ``checked``: the summary pass already found no invalid row (``invalid="raise"``).
+    """
+    values, invalid = _weights(df[opts.weight], check=not (checked and opts.invalid == "raise"))
+    if invalid is _NO_INVALID:
+        invalid = None
+    keep = np.flatnonzero(~invalid) if invalid is not None and invalid.any() else None
     codes = _group_codes(df, opts.by) if opts.by else []
     if opts.sort_window:
         keep = _window_order(np.arange(len(values)) if keep is None else keep, values, codes, opts.sort_window)
@@ -274,18 +290,19 @@ def _limits(opts: BatchOptions, is_float: bool):
     return gt, ge
 
 
-def _walk(w, newgrp, carry_state, opts, is_float, spec=None, record=False):
+def _walk(w, newgrp, carry_state, opts, is_float, spec=None, record=False, base=None):
     rows, tot, mx, start, tail = carry_state
     gt, ge = _limits(opts, is_float)
     dtype = np.float64 if is_float else np.int64
     out = np.zeros(len(w) if record else 0, dtype=bool)
+    ids = np.empty(len(w) if base is not None else 0, dtype=np.int64)
     res = kernels.walk_batches(
         w, newgrp, np.asarray(tail, dtype=dtype), rows, dtype(tot), dtype(mx), start,
         opts.mode == "greedy", opts.cost == "padded", is_float, gt, ge,
         opts.max_rows or 0, opts.multiple or 0,
-        spec if spec is not None else np.zeros(0, dtype=bool), out,
+        spec if spec is not None else np.zeros(0, dtype=bool), out, ids, base or 0,
     )
-    return res, out
+    return res, (ids if base is not None else out)
 
 
 def _tail(prev_tail, w, rows, multiple) -> tuple:
@@ -303,12 +320,15 @@ def _floor_limits(opts, is_float):
     return float(lim), (int(lim) if exact else 0)
 
 
-def _floor_flags(w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record):
+def _floor_flags(w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base=None):
     lim_f, lim_i = _floor_limits(opts, is_float)
     out = np.zeros(len(w) if record else 0, dtype=bool)
+    ids = np.empty(len(w) if base is not None else 0, dtype=np.int64)
     s_in = np.float64(s_in) if is_float else np.int64(s_in)
-    res = kernels.floor_walk(w, newgrp, s_in, np.int64(cell_prev), has_prev, lim_f, lim_i, not is_float, out)
-    return res, out
+    res = kernels.floor_walk(
+        w, newgrp, s_in, np.int64(cell_prev), has_prev, lim_f, lim_i, not is_float, out, ids, base or 0
+    )
+    return res, (ids if base is not None else out)
 
 
 def _cell(s, opts, is_float):
@@ -357,7 +377,7 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool) -> Summary:
     prep = prepare(df, opts)
     w, n = prep.w, len(prep.w)
     summ = Summary(n_all=prep.n_all, n=n, first_key=prep.first_key, last_key=prep.last_key)
-    if prep.invalid.any():
+    if prep.invalid is not None and prep.invalid.any():
         summ.n_invalid = int(prep.invalid.sum())
         summ.first_invalid = df.index[int(np.argmax(prep.invalid))]
     if opts.oversize == "raise" and n:
@@ -674,42 +694,42 @@ def scan_floor_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
 # --------------------------------------------------------------------------- finish
 
 
-def _floor_partition_flags(df, opts, is_float, carry):
-    prep = prepare(df, opts)
+def _floor_partition_flags(df, opts, is_float, carry, base=None):
+    prep = prepare(df, opts, checked=True)
     grp = _true_groups(prep, carry, opts)
-    (_, _, _, overflow), flags = _floor_flags(
-        prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=True
+    (_, _, _, overflow), out = _floor_flags(
+        prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float,
+        record=base is None, base=base,
     )
     if overflow >= 0:
         raise _overflow(opts)
-    return flags, prep
+    return out, prep
 
 
-def batch_starts(df, opts, is_float, entry: Entry):
-    """Start flags of a partition's batched rows from its true entry state, and the prep."""
+def batch_ids(df, opts, is_float, entry: Entry):
+    """Final batch ids of a partition's batched rows from its true entry state, and the prep."""
     carry = entry.carry
     if opts.mode == "floor":
+        if not opts.max_rows:
+            return _floor_partition_flags(df, opts, is_float, carry, base=carry.batches)
         flags, prep = _floor_partition_flags(df, opts, is_float, carry)
-        if opts.max_rows:
-            starts = np.zeros(len(flags), dtype=bool)
-            kernels.cap_walk(flags, entry.floor_rows or 0, opts.max_rows, starts)
-            flags = starts
-        return flags, prep
-    prep = prepare(df, opts)
+        starts = np.zeros(len(flags), dtype=bool)
+        kernels.cap_walk(flags, entry.floor_rows or 0, opts.max_rows, starts)
+        return kernels.starts_to_ids(starts, carry.batches), prep
+    prep = prepare(df, opts, checked=True)
     grp = _true_groups(prep, carry, opts)
     state = (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
-    (_, _, _, _, _, _, _, overflow), starts = _walk(prep.w, grp, state, opts, is_float, record=True)
-    if overflow >= 0:
+    res, ids = _walk(prep.w, grp, state, opts, is_float, base=carry.batches)
+    if res[7] >= 0:
         raise _overflow(opts)
-    for p in entry.forced:
-        starts[p] = True
-    return starts, prep
+    for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
+        ids[p:] += 1
+    return ids, prep
 
 
 def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
     """Step 3: the final batch ids of a partition (``Int64`` with <NA> for skipped rows)."""
-    starts, prep = batch_starts(df, opts, is_float, entry)
-    ids = kernels.starts_to_ids(starts, entry.carry.batches)
+    ids, prep = batch_ids(df, opts, is_float, entry)
     if opts.invalid == "skip":
         values = np.zeros(prep.n_all, dtype=np.int64)
         values[prep.positions()] = ids
@@ -725,8 +745,7 @@ def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
 
 def finish_frame(df, opts, is_float, entry: Entry, weight_column=None) -> pd.DataFrame:
     """The partition's batched rows in batching order with the id column (skipped rows dropped)."""
-    starts, prep = batch_starts(df, opts, is_float, entry)
-    ids = kernels.starts_to_ids(starts, entry.carry.batches)
+    ids, prep = batch_ids(df, opts, is_float, entry)
     out = df if prep.keep is None else df.iloc[prep.keep]
     if weight_column is not None:
         out = out.drop(columns=[weight_column])
@@ -735,8 +754,7 @@ def finish_frame(df, opts, is_float, entry: Entry, weight_column=None) -> pd.Dat
 
 def finish_stats(df, opts, is_float, entry: Entry) -> pd.DataFrame:
     """Per-batch rows/total/max/start/stop of a partition's rows (combined across partitions later)."""
-    starts, prep = batch_starts(df, opts, is_float, entry)
-    ids = kernels.starts_to_ids(starts, entry.carry.batches)
+    ids, prep = batch_ids(df, opts, is_float, entry)
     positions = prep.positions() + entry.all_offset
     batch, rows, total, mx, first, last = kernels.batch_stats(ids, prep.w, positions)
     return pd.DataFrame(

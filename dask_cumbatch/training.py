@@ -361,16 +361,38 @@ _CONVERT = {"pandas": None, "numpy": to_numpy, "arrow": to_arrow, "cupy": to_cup
 # --------------------------------------------------------------------------------- iterator
 
 
+READY_BATCHES = 4  # converted batches the producer thread keeps ready for the caller
+
+
+@dataclass
+class IteratorStats:
+    """Counters of one iterator (updated by its background threads, read by the caller)."""
+
+    wait_seconds: float = 0.0
+    batches_yielded: int = 0
+    max_buffered: int = 0
+    max_partitions: int = 0
+    max_ready: int = 0
+    partitions_computed: int = 0
+
+
+_DONE = object()
+
+
 class BatchIterator:
     """Iterator of ``(batch_id, batch)``; ``batch`` in the chosen ``format``.
 
-    The schedule (which batches, in which order) is computed on creation from the plan;
-    partitions are computed on the first ``next()`` and then ``prefetch`` partitions ahead in
-    a background thread. Counters: ``wait_seconds`` (time spent inside ``next()``, i.e. the
-    time the caller waited for data), ``batches_yielded``, ``max_buffered`` (peak batches held
-    in the shuffle buffer, <= ``shuffle_buffer``), ``max_partitions`` (peak partitions held,
-    <= ``prefetch + 1``), ``partitions_computed``; ``dropped``/``dropped_ids`` and ``padded``
-    describe the whole stream (the same on every rank); ``len(it)`` is this rank's count.
+    The schedule (which batches, in which order) is computed on creation from the plan; no
+    data is read until the first ``next()``. With ``prefetch >= 1`` a background thread then
+    computes the partitions ``prefetch`` ahead and another picks, shuffles and converts the
+    batches, keeping up to ``READY_BATCHES`` (4) ready, so ``next()`` mostly just hands one
+    over; ``prefetch=0`` does everything inside ``next()``, without threads.
+
+    Counters: ``wait_seconds`` (time spent inside ``next()``: what the caller waited for
+    data), ``batches_yielded``, ``max_buffered`` (peak batches in the shuffle buffer,
+    <= ``shuffle_buffer``), ``max_partitions`` (peak partitions held, <= ``prefetch + 1``),
+    ``max_ready`` (<= 4), ``partitions_computed``. ``dropped``/``dropped_ids`` and ``padded``
+    describe the whole stream (the same on every rank); ``len(it)`` is this iterator's count.
     """
 
     def __init__(self, source: BatchSource, options: TrainingOptions, worker: tuple[int, int] = (0, 1)):
@@ -378,15 +400,20 @@ class BatchIterator:
         self.options = options
         self.worker = worker
         self.schedule = make_schedule(source.ranges, options, worker)
-        self.wait_seconds = 0.0
-        self.batches_yielded = 0
-        self.max_buffered = 0
-        self.max_partitions = 0
-        self.partitions_computed = 0
-        self._gen = None
+        self.stats = IteratorStats()
+        self._gen = None  # prefetch=0: the generator itself
+        self._queue = None  # prefetch>=1: the producer's ready queue
+        self._stop = None
         self._closed = False
 
     # ----------------------------------------------------------------- public attributes
+    wait_seconds = property(lambda self: self.stats.wait_seconds, doc="Seconds spent in ``next()``.")
+    batches_yielded = property(lambda self: self.stats.batches_yielded)
+    max_buffered = property(lambda self: self.stats.max_buffered)
+    max_partitions = property(lambda self: self.stats.max_partitions)
+    max_ready = property(lambda self: self.stats.max_ready)
+    partitions_computed = property(lambda self: self.stats.partitions_computed)
+
     @property
     def n_batches(self) -> int:
         """Batches in the data (all ranks together, before dropping or padding)."""
@@ -431,22 +458,56 @@ class BatchIterator:
     def __next__(self):
         if self._closed:
             raise StopIteration
-        if self._gen is None:
-            self._gen = self._generate()
+        stats = self.stats
         t0 = time.perf_counter()
         try:
-            item = next(self._gen)
+            if self.options.prefetch == 0:
+                if self._gen is None:
+                    self._gen = _generate(self.source, self.schedule, self.options, stats, None)
+                item = next(self._gen)
+            else:
+                if self._queue is None:
+                    self._start()
+                item = self._queue.get()
+                if item is _DONE:
+                    self._closed = True
+                    raise StopIteration
+                if isinstance(item, _Failure):
+                    self._closed = True
+                    raise item.error
         finally:
-            self.wait_seconds += time.perf_counter() - t0
-        self.batches_yielded += 1
+            stats.wait_seconds += time.perf_counter() - t0
+        stats.batches_yielded += 1
         return item
 
+    def _start(self):
+        import queue
+        import threading
+
+        self._queue = queue.Queue(maxsize=READY_BATCHES)
+        self._stop = threading.Event()
+        # the thread gets the parts it needs, not the iterator, so an abandoned iterator is
+        # garbage collected (and its __del__ stops the thread)
+        thread = threading.Thread(
+            target=_produce, name="cumbatch-batches", daemon=True,
+            args=(self.source, self.schedule, self.options, self.stats, self._queue, self._stop),
+        )
+        thread.start()
+
     def close(self) -> None:
-        """Stop the background prefetch and release what is held (also on garbage collection)."""
+        """Stop the background threads and release what is held (also on garbage collection)."""
         self._closed = True
+        if self._stop is not None:
+            self._stop.set()
         if self._gen is not None:
             self._gen.close()
             self._gen = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
     def __enter__(self):
         return self
@@ -454,79 +515,114 @@ class BatchIterator:
     def __exit__(self, *exc):
         self.close()
 
-    def _generate(self):
-        convert = _CONVERT[self.options.format]
-        sched = self.schedule
-        wanted = set(sched.regular.tolist())  # each batch arrives once, in one partition
-        pad_ids = set(sched.pads.tolist())
-        held: dict = {}  # this worker's batches that arrived before their turn (the buffer)
-        reserve: dict = {}  # copies of the padding batches, yielded at the end
-        arrivals = self._arrivals()
 
-        def pull():
-            bid, frame = next(arrivals)  # StopIteration here would be a schedule bug
-            if bid in pad_ids:
-                reserve[bid] = _detach(frame)
-            return bid, frame
+class _Failure:
+    def __init__(self, error):
+        self.error = error
 
-        def out(bid, frame):
-            return bid, (frame if convert is None else convert(frame))
 
-        try:
-            for b in sched.regular.tolist():
-                frame = held.pop(b, None)
-                while frame is None:
-                    bid, f = pull()
-                    if bid == b:
-                        frame = f
-                    elif bid in wanted:
-                        held[bid] = _detach(f)
-                        if len(held) > self.max_buffered:
-                            self.max_buffered = len(held)
-                yield out(b, frame)
-                frame = None
-            for b in sched.pads.tolist():
-                while b not in reserve:
-                    pull()
-                yield out(b, reserve[b])
-        finally:
-            arrivals.close()
-            held.clear()
-            reserve.clear()
+def _produce(source, schedule, options, stats, ready, stop):
+    """The producer thread: runs the generator and fills the ready queue until told to stop."""
+    gen = _generate(source, schedule, options, stats, stop)
 
-    def _arrivals(self):
-        """``(batch_id, frame)`` of the needed partitions in reading order, computed ahead."""
-        source, needed, name = self.source, self.schedule.needed, self.source.name
-        prefetch = self.options.prefetch
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+            except Exception:  # queue.Full
+                continue
+            stats.max_ready = max(stats.max_ready, ready.qsize())
+            return True
+        return False
 
-        def compute(k):
-            frame = source.partition(k)
-            self.partitions_computed += 1
-            return frame
+    try:
+        for item in gen:
+            if not put(item):
+                return
+        put(_DONE)
+    except BaseException as err:  # noqa: BLE001 - handed to the caller
+        put(_Failure(err))
+    finally:
+        gen.close()
 
-        if prefetch == 0:
-            for k in needed:
-                self.max_partitions = max(self.max_partitions, 1)
-                yield from graph.split_batches(compute(k), name)
-            return
-        pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cumbatch-prefetch")
-        pending = collections.deque(pool.submit(compute, k) for k in needed[:prefetch])
-        nxt = len(pending)
-        try:
-            while pending:
-                fut = pending.popleft()
-                if nxt < len(needed):
-                    pending.append(pool.submit(compute, needed[nxt]))
-                    nxt += 1
-                # the partition being split plus those submitted (computing or done)
-                self.max_partitions = max(self.max_partitions, len(pending) + 1)
-                frame = fut.result()
-                yield from graph.split_batches(frame, name)
-                del frame, fut
-        finally:
-            for f in pending:
-                f.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+
+def _generate(source, sched, options, stats, stop):
+    """``(batch_id, batch)`` in this iterator's order: pull arrivals, buffer, convert."""
+    convert = _CONVERT[options.format]
+    wanted = set(sched.regular.tolist())  # each batch arrives once, in one partition
+    pad_ids = set(sched.pads.tolist())
+    held: dict = {}  # this worker's batches that arrived before their turn (the buffer)
+    reserve: dict = {}  # copies of the padding batches, yielded at the end
+    arrivals = _arrivals(source, sched.needed, options.prefetch, stats, stop)
+
+    def pull():
+        bid, frame = next(arrivals)
+        if bid in pad_ids:
+            reserve[bid] = _detach(frame)
+        return bid, frame
+
+    def out(bid, frame):
+        return bid, (frame if convert is None else convert(frame))
+
+    try:
+        for b in sched.regular.tolist():
+            frame = held.pop(b, None)
+            while frame is None:
+                bid, f = pull()
+                if bid == b:
+                    frame = f
+                elif bid in wanted:
+                    held[bid] = _detach(f)  # own its memory: the partition can go
+                    if len(held) > stats.max_buffered:
+                        stats.max_buffered = len(held)
+            yield out(b, frame)
+            frame = None
+        for b in sched.pads.tolist():
+            while b not in reserve:
+                pull()
+            yield out(b, reserve[b])
+    finally:
+        arrivals.close()
+        held.clear()
+        reserve.clear()
+
+
+def _arrivals(source, needed, prefetch, stats, stop):
+    """``(batch_id, frame)`` of the needed partitions in reading order, computed ahead."""
+    name = source.name
+
+    def compute(k):
+        if stop is not None and stop.is_set():
+            return None
+        frame = source.partition(k)
+        stats.partitions_computed += 1
+        return frame
+
+    if prefetch == 0:
+        for k in needed:
+            stats.max_partitions = max(stats.max_partitions, 1)
+            yield from graph.split_batches(compute(k), name)
+        return
+    pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cumbatch-prefetch")
+    pending = collections.deque(pool.submit(compute, k) for k in needed[:prefetch])
+    nxt = len(pending)
+    try:
+        while pending:
+            fut = pending.popleft()
+            if nxt < len(needed):
+                pending.append(pool.submit(compute, needed[nxt]))
+                nxt += 1
+            # the partition being split plus those submitted (computing or done)
+            stats.max_partitions = max(stats.max_partitions, len(pending) + 1)
+            frame = fut.result()
+            if frame is None:  # stopped
+                return
+            yield from graph.split_batches(frame, name)
+            del frame, fut
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def make_iterator(prep, plan, options: TrainingOptions, sync=False) -> BatchIterator:
