@@ -125,6 +125,30 @@ def _gather(ddf: dd.DataFrame, func, *args) -> list:
     return Delayed(name, graph).compute()
 
 
+class _ReadAhead:
+    """Loads partitions for the scan's fallback walk, reading ahead on consecutive requests.
+
+    A lone request reads one partition; a run of consecutive requests (periodic data, a batch
+    spanning many large partitions) reads a window that doubles, up to ``max_window``, so the
+    reads run in parallel while the walk itself stays sequential.
+    """
+
+    def __init__(self, ddf, max_window: int = 8):
+        self.ddf = ddf
+        self.max_window = max_window
+        self.window = 1
+        self.cache = {}
+        self.last = None
+
+    def __call__(self, k: int) -> pd.DataFrame:
+        if k not in self.cache:
+            self.window = min(self.window * 2, self.max_window) if self.last == k - 1 else 1
+            wanted = range(k, min(k + self.window, self.ddf.npartitions))
+            self.cache = dict(zip(wanted, dask.compute(*[self.ddf.partitions[j] for j in wanted])))
+        self.last = k
+        return self.cache.pop(k)
+
+
 def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.PartitionPlan:
     """Summaries (one pass over the data) and the scan; eager, like ``set_index``'s divisions.
 
@@ -134,11 +158,7 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     """
     spec = _spec(prep)
     summaries = _gather(prep.ddf, _summarize_many, spec)
-
-    def load(k):
-        return prep.ddf.partitions[k].compute()
-
-    plan = sc.scan(summaries, prep.opts, prep.is_float, load, start=start)
+    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(prep.ddf), start=start)
     if prep.opts.mode == "floor" and prep.opts.max_rows:
         caps = _gather(prep.ddf, _cap_summaries, spec, EntryTable(plan.entries))
         plan = sc.scan_floor_caps(caps, plan, prep.opts)
