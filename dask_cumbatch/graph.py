@@ -91,6 +91,12 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
+def _needed_columns(prep: Prepared) -> dd.DataFrame:
+    """The weight and key columns only: a Parquet source then reads just these in pass 1."""
+    columns = list(dict.fromkeys([prep.opts.weight, *prep.opts.by]))
+    return prep.ddf[columns]
+
+
 def _summarize_many(spec, first, *parts):
     return [sc.summarize(p, spec.opts, spec.is_float) for p in parts]
 
@@ -157,10 +163,11 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     whatever the partition count.
     """
     spec = _spec(prep)
-    summaries = _gather(prep.ddf, _summarize_many, spec)
-    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(prep.ddf), start=start)
+    needed = _needed_columns(prep)
+    summaries = _gather(needed, _summarize_many, spec)
+    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(needed), start=start)
     if prep.opts.mode == "floor" and prep.opts.max_rows:
-        caps = _gather(prep.ddf, _cap_summaries, spec, EntryTable(plan.entries))
+        caps = _gather(needed, _cap_summaries, spec, EntryTable(plan.entries))
         plan = sc.scan_floor_caps(caps, plan, prep.opts)
     return plan
 
@@ -190,7 +197,8 @@ def ids_series(prep: Prepared, plan: sc.PartitionPlan) -> dd.Series:
     """The finish as a lazy Series of batch ids with the input's divisions."""
     dtype = "Int64" if prep.opts.invalid == "skip" else "int64"
     meta = pd.Series(pd.array([], dtype=dtype), index=prep.ddf._meta.index, name=prep.opts.name)
-    return _map_finish(prep, plan, _finish_ids, meta)
+    narrow = Prepared(_needed_columns(prep), prep.opts, prep.is_float, prep.temp_weight)
+    return _map_finish(narrow, plan, _finish_ids, meta)
 
 
 def _frame_meta(prep: Prepared) -> pd.DataFrame:
@@ -275,7 +283,8 @@ def plan_stats(prep: Prepared, plan: sc.PartitionPlan) -> pd.DataFrame:
     meta = pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")})
     if prep.is_float:
         meta = meta.astype({"total": np.float64, "max": np.float64})
-    stats = _map_finish(prep, plan, _finish_stats, meta, clear_divisions=True).compute()
+    narrow = Prepared(_needed_columns(prep), prep.opts, prep.is_float, prep.temp_weight)
+    stats = _map_finish(narrow, plan, _finish_stats, meta, clear_divisions=True).compute()
     if stats["batch"].duplicated().any():  # batches spanning partitions
         stats = stats.groupby("batch", sort=True, as_index=False).agg(
             rows=("rows", "sum"), total=("total", "sum"), max=("max", "max"),
