@@ -473,14 +473,14 @@ def check_summaries(summaries, opts) -> int:
     """Raise for invalid or oversize rows (DESIGN.md "Invalid input"); return the skip count."""
     skipped = sum(s.n_invalid for s in summaries)
     if skipped and opts.invalid == "raise":
-        first = next(s.first_invalid for s in summaries if s.n_invalid)
+        first = _py(next(s.first_invalid for s in summaries if s.n_invalid))
         raise WeightError(
             f"weight column {opts.weight!r} has {skipped} invalid value(s) (NaN, inf, missing "
             f"or negative); the first is at index {first!r}. Clean them or pass invalid='skip'."
         )
     for s in summaries:
         if s.first_oversize is not None:
-            label, value = s.first_oversize
+            label, value = (_py(v) for v in s.first_oversize)
             raise OversizeError(
                 f"row at index {label!r} has weight {value} above the limit {opts.limit} in "
                 f"column {opts.weight!r}; pass oversize='allow' to put such rows alone in a batch"

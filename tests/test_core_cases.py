@@ -1,0 +1,723 @@
+"""Adversarial and API cases, each checked against the sequential reference (tests/reference.py).
+
+Covers: periodic weights where the speculative and true paths never meet (many partitions and
+partitions bigger than any head), batches spanning many partitions, zeros, oversize rows,
+int64 overflow, keys changing at partition edges, every weight dtype, unknown divisions,
+laziness, ``assign``/``plan``/``repartition``/``iter_batches``/``series.cumbatch``, invalid
+input and options, and the depth of the graph at 10,000 partitions.
+"""
+from __future__ import annotations
+
+import graphlib
+import math
+import re
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ids_list, make_ddf, make_pdf, partition_lengths
+from reference import reference_ids, reference_plan
+
+import dask_cumbatch  # noqa: F401  (registers the accessors)
+
+pytestmark = pytest.mark.usefixtures("threaded")
+
+GREEDY_FILL = [
+    dict(mode="greedy"),
+    dict(mode="greedy", cost="padded"),
+    dict(mode="fill"),
+    dict(mode="fill", cost="padded"),
+]
+ALL_MODES = GREEDY_FILL + [dict(mode="floor"), dict(mode="greedy", multiple=4),
+                           dict(mode="greedy", max_rows=5, multiple=2)]
+
+
+def _ref(weights, limit, opts, keys=None):
+    opts = dict(opts)
+    if "by" in opts:
+        opts.pop("by")
+    return reference_ids(weights, limit, keys=keys, **opts)
+
+
+def _ids(ddf, limit, **opts):
+    return ids_list(ddf.cumbatch.ids("w", limit, **opts).compute())
+
+
+# ------------------------------------------------------------------ periodic weights
+@pytest.mark.parametrize("opts", ALL_MODES, ids=str)
+def test_constant_weights_many_partitions(opts):
+    # batches of 7 rows vs partitions of 97 rows: the speculative path (starting a batch at each
+    # partition's first row) is out of phase with the true one for the whole partition
+    w = [1] * 97 * 40
+    pdf, ddf = make_ddf(w, npartitions=40)
+    assert _ids(ddf, 7, **opts) == _ref(w, 7, opts)
+
+
+@pytest.mark.parametrize("opts", GREEDY_FILL + [dict(mode="floor")], ids=str)
+def test_constant_float_weights_one_row_partitions(opts):
+    # 0.1 summed in float64 drifts (0.1*3 != 0.3): every partition starts mid-batch
+    w = [0.1] * 120
+    pdf, ddf = make_ddf(w, [1] * 60 + [0, 0] + [2] * 30)
+    if opts["mode"] == "floor":
+        w = [1.0] * 120  # floor: integer-valued floats only (DESIGN, Exactness)
+        pdf, ddf = make_ddf(w, [1] * 60 + [0, 0] + [2] * 30)
+        assert _ids(ddf, 7, **opts) == _ref(w, 7, opts)
+    else:
+        assert _ids(ddf, 0.7, **opts) == _ref(w, 0.7, opts)
+
+
+@pytest.mark.parametrize(
+    "opts,dtype,limit",
+    [
+        (dict(mode="greedy"), "int64", 7),
+        (dict(mode="fill", cost="padded"), "int64", 7),
+        (dict(mode="greedy"), "float64", 0.7),
+        (dict(mode="fill"), "float64", 0.7),
+        (dict(mode="greedy", multiple=8), "int64", 13),
+    ],
+    ids=str,
+)
+def test_constant_weights_big_partitions(opts, dtype, limit):
+    # partitions of > 50,000 rows: a fix-up that only walks a bounded head would be wrong here
+    sizes = [50_001, 60_000, 0, 55_003]
+    n = sum(sizes)
+    w = [1] * n if dtype == "int64" else [0.1] * n
+    pdf, ddf = make_ddf(w, sizes, dtype=dtype, extra=False)
+    assert _ids(ddf, limit, **opts) == _ref(w, limit, opts)
+
+
+@pytest.mark.parametrize("meet", [300, 5_000, 70_000])
+@pytest.mark.parametrize("mode", ["greedy", "fill"])
+def test_paths_meet_late_in_big_partition(mode, meet):
+    # weights 5 with limit 10: a partition that starts mid-batch stays out of phase (batches of
+    # 2 rows) until a row weighing the whole limit, where both paths start/close a batch. That
+    # row is `meet` rows in: inside the summary head, past HEAD_ROWS, past HEAD_MAX.
+    first = [5] * 4_097  # odd: the true path enters partition 2 mid-batch
+    second = [5] * 80_000
+    second[meet] = 10
+    second[meet + 7] = 10
+    w = first + second + [5] * 3 + [5] * 4_101
+    sizes = [len(first), len(second), 3, 4_101]
+    pdf, ddf = make_ddf(w, sizes, extra=False)
+    assert _ids(ddf, 10, mode=mode) == _ref(w, 10, dict(mode=mode))
+
+
+@pytest.mark.parametrize("multiple", [8, 64])
+@pytest.mark.parametrize("sizes", [[1] * 250 + [350], [10] * 60, [7, 0] * 85 + [4, 0, 1, 0], [600]])
+def test_multiple_cut_back_spans_partitions(multiple, sizes):
+    # the rows cut back (up to multiple-1 of them) come from several earlier partitions
+    rng = np.random.default_rng(multiple)
+    w = rng.integers(1, 4, 600).tolist()
+    opts = dict(multiple=multiple, max_rows=3 * multiple + 5)
+    pdf, ddf = make_ddf(w, sizes)
+    assert _ids(ddf, 150, **opts) == _ref(w, 150, opts)
+    assert _ids(ddf, 150, multiple=multiple) == _ref(w, 150, dict(multiple=multiple))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float64"])
+def test_floor_huge_grid_index(dtype):
+    # S / limit far beyond 2**40 (integer-valued, below 2**53: exact in float64 too)
+    w = [2**38 + (i % 3) for i in range(200)]
+    pdf, ddf = make_ddf(w, [50, 0, 1, 149], dtype=dtype)
+    for limit in (1, 3, 2**37 + 1):
+        assert _ids(ddf, limit, mode="floor") == _ref(w, limit, dict(mode="floor"))
+
+
+def test_floor_integer_floats_on_grid_points():
+    # prefix sums land exactly on multiples of the limit: integer-valued floats must be exact
+    w = [2.0, 1.0, 3.0, 0.0, 6.0, 0.0, 0.0, 5.0, 1.0] * 30
+    for sizes in ([270], [1] * 270, [4, 5] * 30):
+        pdf, ddf = make_ddf(w, sizes)
+        assert _ids(ddf, 6.0, mode="floor") == _ref(w, 6.0, dict(mode="floor"))
+        assert _ids(ddf, 3, mode="floor", max_rows=2) == _ref(w, 3, dict(mode="floor", max_rows=2))
+
+
+@pytest.mark.parametrize("opts", [dict(mode="greedy"), dict(mode="fill", cost="padded"),
+                                  dict(mode="floor"), dict(mode="floor", max_rows=4),
+                                  dict(mode="greedy", multiple=4, max_rows=9)], ids=str)
+def test_big_partitions_with_keys_skips_and_caps(opts):
+    # partitions past the summary head, with group changes and skipped rows deep inside them
+    n = 30_000
+    w = [3.0] * n
+    for i in range(7, n, 997):
+        w[i] = math.nan
+    keys = ["a"] * 5_003 + ["b"] * 9_000 + [None] * 6_000 + ["c"] * (n - 20_003)
+    sizes = [4_099, 12_001, 0, 13_900]
+    pdf, ddf = make_ddf(w, sizes, keys=keys, extra=False)
+    keep = [not math.isnan(x) for x in w]
+    it = iter(_ref([x for x, ok in zip(w, keep) if ok], 10, opts,
+                   keys=[k for k, ok in zip(keys, keep) if ok]))
+    want = [next(it) if ok else None for ok in keep]
+    assert _ids(ddf, 10, by="k", invalid="skip", **opts) == want
+
+
+def test_oversize_raise_deep_in_big_partition():
+    w = [1] * 20_000
+    w[15_000] = 11
+    pdf, ddf = make_ddf(w, [5_000, 15_000], extra=False)
+    with pytest.raises(ValueError):
+        ddf.cumbatch.ids("w", 10, oversize="raise").compute()
+    assert _ids(ddf, 10) == _ref(w, 10, {})
+
+
+# ------------------------------------------------------------------ batches spanning partitions
+@pytest.mark.parametrize("opts", GREEDY_FILL + [dict(mode="greedy", max_rows=1500)], ids=str)
+def test_batch_spans_many_partitions_floats(opts):
+    rng = np.random.default_rng(42)
+    w = rng.random(6000).tolist()
+    sizes = [50] * 100 + [0, 1, 0] + [999]
+    pdf, ddf = make_ddf(w, sizes)
+    limit = 700.5  # about 1400 rows per batch: ~28 partitions per batch
+    got = _ids(ddf, limit, **opts)
+    assert got == _ref(w, limit, opts)
+    assert max(got) < 10
+
+
+def test_batch_spans_many_partitions_floor_ints():
+    rng = np.random.default_rng(7)
+    w = rng.integers(0, 100, 6000).tolist()
+    pdf, ddf = make_ddf(w, [37] * 160 + [80])
+    assert _ids(ddf, 10_000, mode="floor") == _ref(w, 10_000, dict(mode="floor"))
+
+
+# ------------------------------------------------------------------ zeros
+@pytest.mark.parametrize("opts", ALL_MODES + [dict(mode="greedy", max_rows=3)], ids=str)
+def test_all_zeros(opts):
+    w = [0] * 50
+    pdf, ddf = make_ddf(w, [0, 10, 0, 1, 39, 0])
+    got = _ids(ddf, 5, **opts)
+    assert got == _ref(w, 5, opts)
+    if "max_rows" not in opts:
+        assert set(got) == {0}
+
+
+@pytest.mark.parametrize("opts", ALL_MODES, ids=str)
+def test_zeros_around_full_batches(opts):
+    w = [5, 0, 0, 5, 0, 5, 5, 0, 0, 0, 1, 4, 0]
+    for sizes in ([13], [1] * 13, [2, 0, 3, 0, 8], [6, 7]):
+        pdf, ddf = make_ddf(w, sizes)
+        assert _ids(ddf, 5, **opts) == _ref(w, 5, opts), sizes
+
+
+# ------------------------------------------------------------------ oversize
+@pytest.mark.parametrize("cost", ["sum", "padded"])
+def test_oversize_rows_stand_alone(cost):
+    w = [1, 2, 50, 1, 1, 60, 61, 0, 2]
+    pdf, ddf = make_ddf(w, [2, 1, 3, 0, 3])
+    got = _ids(ddf, 10, cost=cost)
+    assert got == _ref(w, 10, dict(cost=cost))
+    for pos in (2, 5, 6):  # each heavy row is a batch of its own
+        assert got.count(got[pos]) == 1
+
+
+@pytest.mark.parametrize("cost", ["sum", "padded"])
+def test_oversize_raise(cost):
+    w = [1, 2, 50, 1]
+    pdf, ddf = make_ddf(w, [2, 2])
+    with pytest.raises(ValueError):
+        ddf.cumbatch.ids("w", 10, cost=cost, oversize="raise").compute()
+    with pytest.raises(ValueError):
+        pdf.cumbatch.ids("w", 10, cost=cost, oversize="raise")
+    # without an oversize row, oversize="raise" changes nothing
+    ok = [1, 2, 5, 1]
+    pdf, ddf = make_ddf(ok, [2, 2])
+    assert _ids(ddf, 10, cost=cost, oversize="raise") == _ref(ok, 10, dict(cost=cost))
+
+
+# ------------------------------------------------------------------ int64 overflow
+@pytest.mark.parametrize("sizes", [[3], [1, 1, 1], [2, 1]])
+def test_int64_overflow_fill_raises(sizes):
+    w = [2**62, 2**62, 1]
+    with pytest.raises(ValueError):
+        reference_ids(w, 2**63 - 1, mode="fill")
+    pdf, ddf = make_ddf(w, sizes)
+    with pytest.raises((ValueError, OverflowError)):
+        ddf.cumbatch.ids("w", 2**63 - 1, mode="fill").compute()
+
+
+@pytest.mark.parametrize("sizes", [[3], [1, 1, 1], [2, 1], [1, 2]])
+def test_int64_overflow_floor_raises(sizes):
+    w = [2**62, 2**62, 1]
+    with pytest.raises(ValueError):
+        reference_ids(w, 10, mode="floor")
+    pdf, ddf = make_ddf(w, sizes)
+    with pytest.raises((ValueError, OverflowError)):
+        ddf.cumbatch.ids("w", 10, mode="floor").compute()
+    with pytest.raises((ValueError, OverflowError)):
+        pdf.cumbatch.ids("w", 10, mode="floor")
+
+
+def test_uint64_above_int64_raises():
+    pdf = make_pdf([1, 2**63 + 5, 1], dtype="uint64")
+    with pytest.raises((ValueError, OverflowError)):
+        pdf.cumbatch.ids("w", 10)
+
+
+@pytest.mark.parametrize("sizes", [[5], [1, 1, 1, 1, 1], [2, 0, 3]])
+def test_big_ints_greedy_do_not_wrap(sizes):
+    # greedy never holds a sum above the limit, so nothing overflows; but a naive int64
+    # `tot + w` (2**62 + 2**62) wraps negative and would wrongly join the rows
+    w = [2**62, 2**62, 5, 2**62 + 10, 0]
+    limit = 2**62 + 5
+    pdf, ddf = make_ddf(w, sizes)
+    want = _ref(w, limit, {})
+    assert want == [0, 1, 1, 2, 3]
+    assert _ids(ddf, limit) == want
+
+
+# ------------------------------------------------------------------ keys at partition edges
+@pytest.mark.parametrize("opts", ALL_MODES + [dict(mode="greedy", max_rows=2)], ids=str)
+def test_keys_change_at_partition_edges(opts):
+    keys = ["a"] * 5 + ["b"] * 5 + ["a"] * 5 + [None] * 5 + [None] * 3 + ["c"] * 2
+    w = [1, 2, 3, 1, 2] * 5
+    want = _ref(w, 4, opts, keys=keys)
+    for sizes in ([5, 5, 5, 5, 5], [5, 0, 5, 5, 0, 5, 5], [10, 10, 5], [5, 8, 2, 10]):
+        pdf, ddf = make_ddf(w, sizes, keys=keys)
+        assert _ids(ddf, 4, by="k", **opts) == want, sizes
+
+
+def test_by_two_columns_and_numeric_missing_keys():
+    k1 = [1.0, 1.0, np.nan, np.nan, np.nan, 2.0, 2.0, 2.0]
+    k2 = ["x", "x", "x", "x", "y", "y", "y", None]
+    w = [1, 1, 1, 1, 1, 1, 1, 1]
+    keys = list(zip(k1, k2))
+    pdf, ddf = make_ddf(w, [3, 0, 2, 3], keys={"k1": k1, "k2": k2})
+    got = ids_list(ddf.cumbatch.ids("w", 10, by=["k1", "k2"]).compute())
+    assert got == reference_ids(w, 10, keys=keys) == [0, 0, 1, 1, 2, 3, 3, 4]
+    got1 = ids_list(ddf.cumbatch.ids("w", 10, by="k1").compute())
+    assert got1 == reference_ids(w, 10, keys=k1) == [0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_by_nullable_int_keys_across_partitions():
+    k = pd.array([1, 1, None, None, 2, 2, None, 3, 3, 3], dtype="Int64")
+    w = [1, 2, 3, 1, 1, 1, 5, 2, 2, 2]
+    pdf, ddf = make_ddf(w, [3, 1, 0, 4, 2], keys={"k": k})
+    keys = [None if x is pd.NA else int(x) for x in k]
+    for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
+        want = reference_ids(w, 4, keys=keys, **opts)
+        assert _ids(ddf, 4, by="k", **opts) == want
+        assert ids_list(pdf.cumbatch.ids("w", 4, by="k", **opts)) == want
+
+
+def test_pandas_index_kept_duplicates_and_strings():
+    w = [3, 3, 3, 3, 7]
+    pdf = pd.DataFrame({"w": w}, index=pd.Index(["b", "a", "a", "z", "b"], name="lbl"))
+    got = pdf.cumbatch.ids("w", 6)
+    assert got.index.equals(pdf.index)
+    assert got.tolist() == reference_ids(w, 6)
+    out = pdf.cumbatch.assign("w", 6)
+    assert out.index.equals(pdf.index) and out["batch"].tolist() == reference_ids(w, 6)
+
+
+# ------------------------------------------------------------------ dtypes
+DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool",
+          "float32", "float64", "Int64", "Float64", "boolean", "int64[pyarrow]",
+          "double[pyarrow]"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts", [dict(mode="greedy"), dict(mode="fill", cost="padded"),
+                                  dict(mode="floor")], ids=str)
+def test_every_dtype(dtype, opts):
+    rng = np.random.default_rng(3)
+    if dtype in ("bool", "boolean"):
+        w = rng.integers(0, 2, 300).astype(bool).tolist()
+        limit = 5
+    elif dtype in ("float32", "float64", "Float64", "double[pyarrow]") and opts["mode"] != "floor":
+        w = (rng.random(300) * 100).tolist()
+        limit = 150.5
+    else:
+        w = rng.integers(0, 100, 300).tolist()
+        limit = 150
+    pdf, ddf = make_ddf(w, [0, 100, 1, 99, 0, 100], dtype=dtype)
+    assert str(pdf["w"].dtype) == dtype or dtype == "int64[pyarrow]"
+    # the reference sees the stored values (float32 rounds), widened exactly
+    stored = [float(x) if isinstance(x, (float, np.floating)) else x for x in pdf["w"].tolist()]
+    if dtype == "float32":
+        stored = [float(x) for x in pdf["w"].to_numpy()]
+    want = _ref(stored, limit, opts)
+    assert _ids(ddf, limit, **opts) == want
+    assert ids_list(pdf.cumbatch.ids("w", limit, **opts)) == want
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "Float64", "boolean", "int64[pyarrow]",
+                                   "double[pyarrow]"])
+def test_nullable_missing_is_invalid(dtype):
+    w = pd.array([1, None, 1, 1, None, 0], dtype=dtype)
+    pdf = make_pdf(list(w), dtype=dtype)
+    ddf = dd.from_pandas(pdf, npartitions=3)
+    with pytest.raises(ValueError, match="2"):
+        ddf.cumbatch.ids("w", 2).compute()
+    got = ids_list(ddf.cumbatch.ids("w", 2, invalid="skip").compute())
+    valid = [int(x) for x in w if x is not pd.NA]
+    it = iter(reference_ids(valid, 2))
+    assert got == [None if x is pd.NA else next(it) for x in w]
+
+
+# ------------------------------------------------------------------ divisions, laziness
+def test_unknown_divisions():
+    rng = np.random.default_rng(5)
+    w = rng.integers(0, 10, 500).tolist()
+    pdf, ddf = make_ddf(w, npartitions=9)
+    ddf = ddf.clear_divisions()
+    res = ddf.cumbatch.ids("w", 23)
+    assert not res.known_divisions
+    assert ids_list(res.compute()) == reference_ids(w, 23)
+    out = ddf.cumbatch.repartition("w", 23)
+    assert out.compute()["batch"].tolist() == reference_ids(w, 23)
+
+
+_CALLS = []
+
+
+def _counting_piece(piece):
+    _CALLS.append(len(piece))
+    return piece
+
+
+def _counted_frame(w, size=10):
+    pdf = make_pdf(w)
+    pieces = [pdf.iloc[i : i + size] for i in range(0, len(w), size)]
+    divisions = tuple(range(0, len(w), size)) + (len(w) - 1,)
+    ddf = dd.from_map(_counting_piece, pieces, meta=pdf.iloc[:0], divisions=divisions,
+                      enforce_metadata=False)
+    return pdf, ddf
+
+
+def test_ids_is_dask_and_keeps_divisions():
+    w = list(range(40))
+    pdf, ddf = _counted_frame(w)
+    res = ddf.cumbatch.ids("w", 50)
+    res2 = ddf.cumbatch.assign("w", 50)
+    assert isinstance(res, dd.Series) and isinstance(res2, dd.DataFrame)
+    assert res.divisions == ddf.divisions and res2.divisions == ddf.divisions
+    assert res.npartitions == ddf.npartitions
+    _CALLS.clear()
+    assert ids_list(res.compute()) == reference_ids(w, 50)
+    assert _CALLS, "computing the result read no data: the ids were precomputed"
+
+
+def test_ids_reads_each_partition_once_to_build_and_once_to_compute():
+    # docs/design-decisions.md: the summary pass runs when ids() is called (like set_index's
+    # divisions), reading every partition once; computing the lazy result reads it once more.
+    # Nothing is persisted in between, and no partition is read twice in one pass.
+    w = list(range(40))
+    pdf, ddf = _counted_frame(w)
+    _CALLS.clear()
+    res = ddf.cumbatch.ids("w", 50)
+    assert sorted(_CALLS) == [10, 10, 10, 10], f"building read {_CALLS}"
+    _CALLS.clear()
+    assert ids_list(res.compute()) == reference_ids(w, 50)
+    assert sorted(_CALLS) == [10, 10, 10, 10], f"computing read {_CALLS}"
+
+
+def test_empty_frame_and_empty_partitions():
+    pdf, ddf = make_ddf([], [0, 0, 0])
+    assert ids_list(ddf.cumbatch.ids("w", 5).compute()) == []
+    assert ids_list(make_pdf([]).cumbatch.ids("w", 5)) == []
+
+
+# ------------------------------------------------------------------ assign / plan
+def test_assign_adds_named_column():
+    rng = np.random.default_rng(11)
+    w = rng.integers(0, 10, 200).tolist()
+    pdf, ddf = make_ddf(w, [50, 0, 1, 149])
+    want = reference_ids(w, 17, mode="fill")
+    out = ddf.cumbatch.assign("w", 17, mode="fill", name="bid")
+    got = out.compute()
+    assert list(got.columns) == list(pdf.columns) + ["bid"]
+    pd.testing.assert_frame_equal(got.drop(columns="bid"), pdf)
+    assert got["bid"].tolist() == want
+    got_pd = pdf.cumbatch.assign("w", 17, mode="fill", name="bid")
+    assert got_pd["bid"].tolist() == want
+    assert "batch" in ddf.cumbatch.assign("w", 17).columns
+
+
+@pytest.mark.parametrize("opts", ALL_MODES, ids=str)
+def test_plan_table(opts):
+    rng = np.random.default_rng(12)
+    w = rng.integers(0, 30, 400).tolist()
+    pdf, ddf = make_ddf(w, [100, 0, 3, 297])
+    want = reference_plan(w, _ref(w, 40, opts))
+    for plan in (ddf.cumbatch.plan("w", 40, **opts), pdf.cumbatch.plan("w", 40, **opts)):
+        b = plan.batches
+        assert list(b.columns)[:6] == ["batch", "rows", "total", "max", "start", "stop"]
+        assert plan.n_batches == len(want)
+        assert plan.n_rows == 400
+        assert plan.skipped == 0
+        assert plan.limit == 40
+        for col in ("batch", "rows", "total", "max", "start", "stop"):
+            assert b[col].tolist() == [r[col] for r in want], col
+        assert isinstance(repr(plan), str) and isinstance(plan._repr_html_(), str)
+
+
+def test_plan_with_skipped_rows_counts_positions():
+    w = [1.0, math.nan, 2.0, -1.0, 3.0, 4.0, math.inf, 1.0]
+    pdf, ddf = make_ddf(w, [2, 0, 3, 3])
+    valid = [x for x in w if math.isfinite(x) and x >= 0]
+    it = iter(reference_ids(valid, 5))
+    ids = [next(it) if math.isfinite(x) and x >= 0 else None for x in w]
+    want = reference_plan([x if math.isfinite(x) and x >= 0 else 0.0 for x in w], ids)
+    plan = ddf.cumbatch.plan("w", 5, invalid="skip")
+    assert plan.skipped == 3
+    assert plan.n_rows == 5
+    b = plan.batches
+    assert b["start"].tolist() == [r["start"] for r in want]
+    assert b["stop"].tolist() == [r["stop"] for r in want]
+    assert b["rows"].tolist() == [r["rows"] for r in want]
+    assert b["total"].tolist() == [r["total"] for r in want]
+
+
+# ------------------------------------------------------------------ repartition
+@pytest.mark.parametrize("bpp", [None, 1, 3])
+@pytest.mark.parametrize("opts", [dict(mode="greedy"), dict(mode="fill"), dict(mode="floor"),
+                                  dict(mode="greedy", multiple=4, max_rows=12)], ids=str)
+def test_repartition_whole_batches(opts, bpp):
+    rng = np.random.default_rng(13)
+    w = rng.integers(0, 20, 1000).tolist()
+    keys = sorted(rng.choice(["a", "b", "c"], 1000).tolist())
+    sizes = [300, 0, 1, 1, 200, 498]
+    pdf, ddf = make_ddf(w, sizes, keys=keys)
+    want = _ref(w, 60, opts, keys=keys)
+    out = ddf.cumbatch.repartition("w", 60, batches_per_partition=bpp, by="k", **opts)
+    parts = dask.compute(*out.to_delayed())
+    owner = {}
+    for k, part in enumerate(parts):
+        assert "batch" in part.columns
+        for b in part["batch"].unique().tolist():
+            assert b not in owner, f"batch {b} split over partitions {owner[b]} and {k}"
+            owner[b] = k
+        if bpp is not None:
+            assert part["batch"].nunique() <= bpp
+    whole = pd.concat(parts)
+    assert whole["batch"].tolist() == want
+    pd.testing.assert_frame_equal(whole[pdf.columns], pdf)
+    assert sorted(owner) == list(range(max(want) + 1))
+
+
+def test_repartition_batch_spanning_many_partitions():
+    w = [1.0] * 1000
+    pdf, ddf = make_ddf(w, [10] * 100)
+    out = ddf.cumbatch.repartition("w", 333)
+    parts = dask.compute(*out.to_delayed())
+    nonempty = [p for p in parts if len(p)]
+    assert [p["batch"].unique().tolist() for p in nonempty] == [[0], [1], [2], [3]]
+    whole = pd.concat(parts)
+    assert whole["batch"].tolist() == reference_ids(w, 333)
+    pd.testing.assert_frame_equal(whole.drop(columns="batch"), pdf)
+
+
+def test_repartition_drops_skipped_rows():
+    w = [1.0, math.nan, 2.0, -1.0, 3.0, 4.0, math.inf, 1.0]
+    pdf, ddf = make_ddf(w, [2, 0, 3, 3])
+    out = ddf.cumbatch.repartition("w", 5, invalid="skip").compute()
+    keep = [math.isfinite(x) and x >= 0 for x in w]
+    assert out["pos"].tolist() == [i for i, ok in enumerate(keep) if ok]
+    assert out["batch"].tolist() == reference_ids([x for x, ok in zip(w, keep) if ok], 5)
+
+
+# ------------------------------------------------------------------ iter_batches
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_iter_batches(prefetch):
+    rng = np.random.default_rng(14)
+    w = rng.integers(0, 20, 500).tolist()
+    pdf, ddf = make_ddf(w, [100, 0, 7, 393])
+    want = reference_ids(w, 45)
+    seen_ids, frames = [], []
+    for bid, frame in ddf.cumbatch.iter_batches("w", 45, prefetch=prefetch):
+        assert isinstance(frame, pd.DataFrame)
+        seen_ids.append(bid)
+        frames.append(frame)
+        if "batch" in frame.columns:
+            assert set(frame["batch"].tolist()) == {bid}
+    assert seen_ids == list(range(max(want) + 1))
+    whole = pd.concat(frames)
+    if "batch" in whole.columns:
+        whole = whole.drop(columns="batch")
+    pd.testing.assert_frame_equal(whole, pdf)
+    assert [bid for bid, f in zip(seen_ids, frames) for _ in range(len(f))] == want
+
+
+# ------------------------------------------------------------------ series accessor, Series weight
+def test_series_accessor():
+    rng = np.random.default_rng(15)
+    w = (rng.random(300) * 3).tolist()
+    pdf, ddf = make_ddf(w, [0, 150, 1, 149])
+    want = reference_ids(w, 4.0, mode="fill", max_rows=9)
+    res = ddf["w"].cumbatch.ids(4.0, mode="fill", max_rows=9)
+    assert isinstance(res, dd.Series)
+    assert ids_list(res.compute()) == want
+    assert ids_list(pdf["w"].cumbatch.ids(4.0, mode="fill", max_rows=9)) == want
+
+
+def test_weight_as_aligned_series():
+    rng = np.random.default_rng(16)
+    w = rng.integers(0, 10, 300).tolist()
+    pdf, ddf = make_ddf(w, [100, 100, 100])
+    want = reference_ids([2 * x for x in w], 31)
+    assert ids_list(ddf.cumbatch.ids(ddf["w"] * 2, 31).compute()) == want
+    assert ids_list(pdf.cumbatch.ids(pdf["w"] * 2, 31)) == want
+
+
+# ------------------------------------------------------------------ invalid weights
+BAD = [
+    ("nan", math.nan),
+    ("inf", math.inf),
+    ("-inf", -math.inf),
+    ("negative", -2.0),
+]
+
+
+@pytest.mark.parametrize("label,bad", BAD, ids=[b[0] for b in BAD])
+def test_invalid_weight_raises_with_details(label, bad):
+    w = [1.0, 2.0, bad, 1.0, bad, 3.0, bad]
+    pdf = make_pdf(w)
+    pdf.index = pd.Index([101, 102, 7777, 7778, 7779, 7780, 7781], name="idx")
+    ddf = dd.from_pandas(pdf, npartitions=3)
+    for run in (lambda: pdf.cumbatch.ids("w", 5),
+                lambda: ddf.cumbatch.ids("w", 5).compute()):
+        with pytest.raises(ValueError) as err:
+            run()
+        msg = str(err.value)
+        assert "'w'" in msg or '"w"' in msg or " w " in msg or "w:" in msg, msg
+        assert re.search(r"\b3\b", msg), msg  # the count
+        assert "7777" in msg, msg  # the first offending row's index label
+
+
+def test_invalid_first_offending_row_is_first_in_row_order():
+    w = [1.0] * 30
+    w[25] = math.nan  # partition 2
+    w[12] = -1.0  # partition 1: the first in row order
+    w[13] = math.inf
+    pdf = make_pdf(w)
+    pdf.index = pd.Index(np.arange(30) * 3 + 1000, name="idx")
+    ddf = dd.from_pandas(pdf, npartitions=3)
+    assert partition_lengths(ddf) == [10, 10, 10]
+    with pytest.raises(ValueError) as err:
+        ddf.cumbatch.ids("w", 5).compute()
+    assert "1036" in str(err.value) and re.search(r"\b3\b", str(err.value)), str(err.value)
+    with pytest.raises(ValueError, match="1036"):
+        ddf.cumbatch.plan("w", 5)
+
+
+def test_invalid_int_negative_raises_and_skip():
+    w = [1, -1, 2, 3, -5, 2]
+    pdf, ddf = make_ddf(w, [2, 0, 4])
+    with pytest.raises(ValueError):
+        ddf.cumbatch.ids("w", 4).compute()
+    got = ids_list(ddf.cumbatch.ids("w", 4, invalid="skip").compute())
+    it = iter(reference_ids([1, 2, 3, 2], 4))
+    assert got == [next(it) if x >= 0 else None for x in w]
+
+
+def test_skip_with_keys_across_partitions():
+    w = [1.0, math.nan, 1.0, 1.0, -1.0, 1.0, 1.0, math.nan]
+    keys = ["a", "a", "b", "b", "b", "b", "a", "a"]
+    pdf, ddf = make_ddf(w, [1, 1, 3, 0, 3], keys=keys)
+    keep = [math.isfinite(x) and x >= 0 for x in w]
+    it = iter(reference_ids([x for x, ok in zip(w, keep) if ok], 2,
+                            keys=[k for k, ok in zip(keys, keep) if ok]))
+    want = [next(it) if ok else None for ok in keep]
+    res = ddf.cumbatch.ids("w", 2, by="k", invalid="skip").compute()
+    assert str(res.dtype) == "Int64"
+    assert ids_list(res) == want
+
+
+# ------------------------------------------------------------------ invalid options
+def _counting_frame():
+    pdf = make_pdf([1, 2, 3, 4])
+    pieces = [pdf.iloc[:2], pdf.iloc[2:]]
+    return dd.from_map(_counting_piece, pieces, meta=pdf.iloc[:0], divisions=(0, 2, 3),
+                       enforce_metadata=False)
+
+
+@pytest.mark.parametrize("limit", [0, -1, math.nan, math.inf, "abc", -0.5])
+def test_bad_limit_fails_before_work(limit):
+    ddf = _counting_frame()
+    _CALLS.clear()
+    for call in (ddf.cumbatch.ids, ddf.cumbatch.assign, ddf.cumbatch.plan,
+                 ddf.cumbatch.repartition):
+        with pytest.raises(ValueError, match="limit"):
+            call("w", limit)
+    with pytest.raises(ValueError, match="limit"):
+        make_pdf([1, 2]).cumbatch.ids("w", limit)
+    assert _CALLS == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc",
+    [
+        (dict(max_rows=0), ValueError),
+        (dict(max_rows=-3), ValueError),
+        (dict(mode="fill", multiple=4), ValueError),
+        (dict(mode="floor", multiple=8), ValueError),
+        (dict(mode="floor", cost="padded"), ValueError),
+        (dict(mode="nope"), ValueError),
+        (dict(by="missing"), KeyError),
+    ],
+    ids=str,
+)
+def test_bad_options_fail_before_work(kwargs, exc):
+    ddf = _counting_frame()
+    _CALLS.clear()
+    for call in (ddf.cumbatch.ids, ddf.cumbatch.plan, ddf.cumbatch.repartition):
+        with pytest.raises(exc):
+            call("w", 10, **kwargs)
+    with pytest.raises(exc):
+        make_pdf([1, 2]).cumbatch.ids("w", 10, **kwargs)
+    assert _CALLS == []
+
+
+def test_missing_column_keyerror():
+    ddf = _counting_frame()
+    _CALLS.clear()
+    with pytest.raises(KeyError, match="nope"):
+        ddf.cumbatch.ids("nope", 10)
+    with pytest.raises(KeyError, match="nope"):
+        make_pdf([1]).cumbatch.ids("nope", 10)
+    assert _CALLS == []
+
+
+def test_string_weight_typeerror():
+    ddf = _counting_frame()
+    _CALLS.clear()
+    with pytest.raises(TypeError, match="'s'"):
+        ddf.cumbatch.ids("s", 10)
+    with pytest.raises(TypeError, match="'s'"):
+        make_pdf([1]).cumbatch.ids("s", 10)
+    assert _CALLS == []
+
+
+# ------------------------------------------------------------------ graph depth
+def _graph_depth(collection) -> int:
+    """Longest chain of dependencies in the collection's task graph (iteratively)."""
+    from dask.core import get_dependencies
+
+    graph = dict(collection.__dask_graph__())
+    deps = {k: set(get_dependencies(graph, k)) & graph.keys() for k in graph}
+    depth = {}
+    for key in graphlib.TopologicalSorter(deps).static_order():
+        depth[key] = 1 + max((depth[d] for d in deps[key]), default=0)
+    return max(depth.values())
+
+
+def test_graph_depth_flat_at_10000_partitions():
+    n_parts = 10_000
+    pdf = pd.DataFrame({"w": np.ones(2 * n_parts, dtype="int64")})
+    ddf = dd.from_pandas(pdf, npartitions=n_parts)
+    assert ddf.npartitions == n_parts
+    ours = _graph_depth(ddf.cumbatch.ids("w", 3))
+    theirs = _graph_depth(ddf["w"].cumsum())
+    assert theirs >= n_parts, theirs  # the measure sees a per-partition chain
+    assert ours <= 10, ours
+
+
+def test_many_partitions_compute_matches_reference():
+    rng = np.random.default_rng(17)
+    w = rng.integers(0, 5, 3000).tolist()
+    pdf, ddf = make_ddf(w, npartitions=1000, extra=False)
+    for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
+        assert _ids(ddf, 11, **opts) == reference_ids(w, 11, **opts)
