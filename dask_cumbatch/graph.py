@@ -127,8 +127,10 @@ def _gather(ddf: dd.DataFrame, func, *args) -> list:
         for g, i in enumerate(range(0, len(keys), size))
     }
     layer[name] = (_flatten, list(layer))
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[ddf])
-    return Delayed(name, graph).compute()
+    # Only weights and keys travel here: Dask's per-partition string conversion buys nothing.
+    with dask.config.set({"dataframe.convert-string": False}):
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=[ddf])
+        return Delayed(name, graph).compute()
 
 
 class _ReadAhead:
