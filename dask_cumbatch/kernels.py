@@ -50,8 +50,8 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
     starts one); ``start`` is its first row's position relative to row 0 (<= 0) and ``tail``
     its last ``min(rows, multiple - 1)`` weights (only read by a ``multiple`` cut-back).
     ``newgrp[i]`` forces a start at row i (group change). If ``spec`` is non-empty the walk
-    stops at the first start it shares with ``spec`` (the paths have met). Starts are
-    written to ``out`` when it is non-empty, and batch ids (``base`` - 1 + starts so far) to
+    stops at the first start it shares with ``spec`` (the paths have met). Starts in
+    the first ``len(out)`` rows are written to ``out``, and batch ids (``base`` - 1 + starts so far) to
     ``ids`` when it is non-empty.
 
     Returns ``(n_starts, backdated, rows, tot, mx, start, met, overflow)``: ``backdated`` is
@@ -69,7 +69,7 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
     n = w.shape[0]
     nt = tail.shape[0]
     check_spec = spec.shape[0] > 0
-    record = out.shape[0] > 0
+    n_record = out.shape[0]
     write = ids.shape[0] > 0
     zero = tot - tot
     n_starts = 0
@@ -94,7 +94,7 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
                 start = p
                 if p >= 0:
                     n_starts += 1
-                    if record:
+                    if p < n_record:
                         out[p] = True
                     if write:
                         for j in range(p, i):
@@ -110,7 +110,7 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
             tot = zero
             mx = zero
             n_starts += 1
-            if record:
+            if i < n_record:
                 out[i] = True
             if check_spec and spec[i]:
                 return n_starts, backdated, rows, tot, mx, start, i, -1

@@ -290,11 +290,12 @@ def _limits(opts: BatchOptions, is_float: bool):
     return gt, ge
 
 
-def _walk(w, newgrp, carry_state, opts, is_float, spec=None, record=False, base=None):
+def _walk(w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=None):
+    """Run :func:`kernels.walk_batches`; ``record`` rows of start flags, or ids from ``base``."""
     rows, tot, mx, start, tail = carry_state
     gt, ge = _limits(opts, is_float)
     dtype = np.float64 if is_float else np.int64
-    out = np.zeros(len(w) if record else 0, dtype=bool)
+    out = np.zeros(min(record, len(w)), dtype=bool)
     ids = np.empty(len(w) if base is not None else 0, dtype=np.int64)
     res = kernels.walk_batches(
         w, newgrp, np.asarray(tail, dtype=dtype), rows, dtype(tot), dtype(mx), start,
@@ -397,7 +398,7 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool) -> Summary:
 def _summarize_walk(summ, prep, opts, is_float):
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
-        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=True
+        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=max(HEAD_MAX, HEAD_ROWS)
     )
     if overflow >= 0:
         summ.spec_overflow = int(overflow)
