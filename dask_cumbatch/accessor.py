@@ -128,7 +128,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         >>> import pandas as pd, dask.dataframe as dd, dask_cumbatch
         >>> ddf = dd.from_pandas(pd.DataFrame({"w": [3] * 8}), npartitions=3)
         >>> out = ddf.cumbatch.repartition("w", 6)
-        >>> [len(p) for p in out.partitions.compute() and []] or out.map_partitions(len).compute().tolist()
+        >>> out.map_partitions(len).compute().tolist()
         [4, 2, 2]
         """
         if batches_per_partition is not None:

@@ -91,12 +91,6 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
-def _needed_columns(prep: Prepared) -> dd.DataFrame:
-    """The weight and key columns only: a Parquet source then reads just these in pass 1."""
-    columns = list(dict.fromkeys([prep.opts.weight, *prep.opts.by]))
-    return prep.ddf[columns]
-
-
 def _summarize_many(spec, first, *parts):
     return [sc.summarize(p, spec.opts, spec.is_float) for p in parts]
 
@@ -117,6 +111,9 @@ def _gather(ddf: dd.DataFrame, func, *args) -> list:
 
     A low-level graph of at most ``FAT_TASKS`` tasks plus the gather, on top of the frame's
     optimised graph: the task count stays small at 10,000+ partitions.
+
+    Every pass must see the same partitions: Dask fuses the partitions of a read whose columns
+    are projected (``FusedParquetIO``), so all passes run on the same expression, unprojected.
     """
     ddf = ddf.optimize()
     keys = ddf.__dask_keys__()
@@ -142,7 +139,7 @@ class _ReadAhead:
     """
 
     def __init__(self, ddf, max_window: int = 8):
-        self.ddf = ddf
+        self.ddf = ddf.optimize()  # the partitions the summary pass saw (Dask may fuse reads)
         self.max_window = max_window
         self.window = 1
         self.cache = {}
@@ -165,11 +162,10 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     whatever the partition count.
     """
     spec = _spec(prep)
-    needed = _needed_columns(prep)
-    summaries = _gather(needed, _summarize_many, spec)
-    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(needed), start=start)
+    summaries = _gather(prep.ddf, _summarize_many, spec)
+    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(prep.ddf), start=start)
     if prep.opts.mode == "floor" and prep.opts.max_rows:
-        caps = _gather(needed, _cap_summaries, spec, EntryTable(plan.entries))
+        caps = _gather(prep.ddf, _cap_summaries, spec, EntryTable(plan.entries))
         plan = sc.scan_floor_caps(caps, plan, prep.opts)
     return plan
 
@@ -199,8 +195,7 @@ def ids_series(prep: Prepared, plan: sc.PartitionPlan) -> dd.Series:
     """The finish as a lazy Series of batch ids with the input's divisions."""
     dtype = "Int64" if prep.opts.invalid == "skip" else "int64"
     meta = pd.Series(pd.array([], dtype=dtype), index=prep.ddf._meta.index, name=prep.opts.name)
-    narrow = Prepared(_needed_columns(prep), prep.opts, prep.is_float, prep.temp_weight)
-    return _map_finish(narrow, plan, _finish_ids, meta)
+    return _map_finish(prep, plan, _finish_ids, meta)
 
 
 def _frame_meta(prep: Prepared) -> pd.DataFrame:
@@ -285,8 +280,7 @@ def plan_stats(prep: Prepared, plan: sc.PartitionPlan) -> pd.DataFrame:
     meta = pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")})
     if prep.is_float:
         meta = meta.astype({"total": np.float64, "max": np.float64})
-    narrow = Prepared(_needed_columns(prep), prep.opts, prep.is_float, prep.temp_weight)
-    stats = _map_finish(narrow, plan, _finish_stats, meta, clear_divisions=True).compute()
+    stats = _map_finish(prep, plan, _finish_stats, meta, clear_divisions=True).compute()
     if stats["batch"].duplicated().any():  # batches spanning partitions
         stats = stats.groupby("batch", sort=True, as_index=False).agg(
             rows=("rows", "sum"), total=("total", "sum"), max=("max", "max"),

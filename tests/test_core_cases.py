@@ -721,3 +721,27 @@ def test_many_partitions_compute_matches_reference():
     pdf, ddf = make_ddf(w, npartitions=1000, extra=False)
     for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
         assert _ids(ddf, 11, **opts) == reference_ids(w, 11, **opts)
+
+
+# ------------------------------------------------------------------ Parquet sources
+@pytest.mark.parametrize("mode", ["greedy", "floor"])
+def test_parquet_source_with_many_columns_keeps_partitions_aligned(tmp_path, mode):
+    # Dask fuses the partitions of a Parquet read when few of many columns are projected;
+    # every pass of ours must still see the same partitions (regression: ids diverged).
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        n = 5000
+        pd.DataFrame({
+            "tokens": rng.integers(1, 400, n),
+            **{f"payload{j}": rng.random(n) for j in range(8)},
+        }).to_parquet(tmp_path / f"part-{i}.parquet")
+    ddf = dd.read_parquet(tmp_path)
+    pdf = ddf.compute()
+    want = reference_ids(pdf["tokens"].tolist(), 8192, mode=mode)
+    assert ids_list(ddf.cumbatch.ids("tokens", 8192, mode=mode).compute()) == want
+    assert ddf.cumbatch.assign("tokens", 8192, mode=mode).compute()["batch"].tolist() == want
+    clipped = pdf["tokens"].clip(upper=300).tolist()
+    got = ddf.cumbatch.ids(ddf.tokens.clip(upper=300), 8192, mode=mode).compute()
+    assert ids_list(got) == reference_ids(clipped, 8192, mode=mode)
+    plan = ddf.cumbatch.plan("tokens", 8192, mode=mode)
+    assert plan.n_batches == max(want) + 1
