@@ -21,9 +21,10 @@ Because all of this needs only the batch count of each output partition, which t
 already computed, the whole schedule is known before any batch is read: each rank reads only
 the partitions that hold its batches, keeps only its own batches, and holds at most
 ``shuffle_buffer`` of them (the buffer of step 2 restricted to one rank's batches), plus
-``prefetch + 1`` partitions (the one being split and those computed ahead in a background
-thread). The counters :attr:`BatchIterator.max_buffered` and
-:attr:`BatchIterator.max_partitions` record the peaks.
+``prefetch + 1`` partitions (the one being split and those computed ahead in background
+threads) and ``READY_BATCHES`` converted batches waiting for the caller. The counters
+:attr:`BatchIterator.max_buffered`, :attr:`BatchIterator.max_partitions` and
+:attr:`BatchIterator.max_ready` record the peaks.
 
 See docs/training.md for recipes.
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -282,11 +283,15 @@ class BatchSource:
             raise RuntimeError("repartition and output_ranges disagree on the partition count")
         return cls(collection, prep.opts.name, [tuple(map(int, r)) for r in ranges], int(plan.n_batches), sync)
 
-    def partition(self, k: int) -> pd.DataFrame:
-        """Compute output partition ``k`` (with the default scheduler, or sync for pandas input)."""
+    def delayed_parts(self) -> list:
+        """The output partitions as Delayed objects (built once per process)."""
         if self._parts is None:
             self._parts = self.collection.to_delayed(optimize_graph=True)
-        part = self._parts[k]
+        return self._parts
+
+    def partition(self, k: int) -> pd.DataFrame:
+        """Compute output partition ``k`` (with the default scheduler, or sync for pandas input)."""
+        part = self.delayed_parts()[k]
         return part.compute(scheduler="sync") if self.sync else part.compute()
 
     def __getstate__(self):  # cloudpickle: the graph may hold local functions (spawned workers)
@@ -308,11 +313,6 @@ class BatchSource:
 # --------------------------------------------------------------------------------- formats
 
 
-def _detach(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy that shares no buffer with the partition it was sliced from."""
-    return frame.take(np.arange(len(frame)))
-
-
 def _numeric(arr) -> bool:
     return isinstance(arr, np.ndarray) and arr.dtype.kind in "biufc"
 
@@ -322,40 +322,91 @@ def to_numpy(frame: pd.DataFrame) -> dict:
     return {c: frame[c].to_numpy() for c in frame.columns}
 
 
-def to_arrow(frame: pd.DataFrame):
-    import pyarrow as pa
+class PandasFormat:
+    """How batches of one format are made: a whole partition is converted once (in the
+    prefetch thread), then each batch is a cheap slice of it; ``detach`` copies a batch
+    that outlives its partition (in the shuffle buffer) so the partition can be freed."""
 
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    def partition(self, frame):
+        return frame
 
+    def slice(self, part, a, b):
+        return part.iloc[a:b]
 
-def to_cupy(frame: pd.DataFrame) -> dict:
-    import cupy
-
-    out = {}
-    for c, a in to_numpy(frame).items():
-        out[c] = cupy.asarray(a) if _numeric(a) else a
-    return out
-
-
-def to_torch(frame: pd.DataFrame) -> dict:
-    import torch
-
-    out = {}
-    for c, a in to_numpy(frame).items():
-        if _numeric(a):
-            a = np.ascontiguousarray(a)
-            if not a.flags.writeable:
-                a = a.copy()
-            try:
-                out[c] = torch.from_numpy(a)
-                continue
-            except TypeError:  # a dtype torch cannot hold (e.g. uint64 on old torch)
-                pass
-        out[c] = a
-    return out
+    def detach(self, batch):
+        out = batch.copy(deep=True)  # copies NumPy blocks; Arrow columns would still share
+        for i in range(out.shape[1]):
+            arr = out.iloc[:, i].array
+            if hasattr(arr, "__arrow_array__"):  # Arrow-backed: take() compacts the buffers
+                out.isetitem(i, arr.take(np.arange(len(arr))))
+        return out
 
 
-_CONVERT = {"pandas": None, "numpy": to_numpy, "arrow": to_arrow, "cupy": to_cupy, "torch": to_torch}
+class NumpyFormat(PandasFormat):
+    def partition(self, frame):
+        return to_numpy(frame)
+
+    def slice(self, part, a, b):
+        return {c: v[a:b] for c, v in part.items()}
+
+    def detach(self, batch):
+        return {c: v.copy() for c, v in batch.items()}
+
+
+class ArrowFormat(PandasFormat):
+    def partition(self, frame):
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    def slice(self, part, a, b):
+        return part.slice(a, b - a)
+
+    def detach(self, batch):
+        return batch.take(np.arange(batch.num_rows))
+
+
+class CupyFormat(NumpyFormat):
+    """Numeric columns go to the GPU once per partition; batches are device slices."""
+
+    def partition(self, frame):
+        import cupy
+
+        return {c: cupy.asarray(v) if _numeric(v) else v for c, v in to_numpy(frame).items()}
+
+
+class TorchFormat(NumpyFormat):
+    """Numeric columns become CPU tensors that own their memory (one copy per batch)."""
+
+    def slice(self, part, a, b):
+        import torch
+
+        out = {}
+        for c, v in part.items():
+            piece = v[a:b].copy()
+            if _numeric(piece):
+                try:
+                    piece = torch.from_numpy(piece)
+                except TypeError:  # a dtype this torch cannot hold: left as NumPy
+                    pass
+            out[c] = piece
+        return out
+
+    def detach(self, batch):
+        return batch  # already owns its memory
+
+
+FORMAT_TYPES = {"pandas": PandasFormat, "numpy": NumpyFormat, "arrow": ArrowFormat,
+                "cupy": CupyFormat, "torch": TorchFormat}
+
+
+def batch_bounds(ids: np.ndarray):
+    """``(batch ids, start/stop bounds)`` of the runs of equal ids in a partition's id column."""
+    if len(ids) == 0:
+        return [], []
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    bounds = np.concatenate([[0], cuts, [len(ids)]]).tolist()
+    return ids[bounds[:-1]].tolist(), bounds
 
 
 # --------------------------------------------------------------------------------- iterator
@@ -374,6 +425,11 @@ class IteratorStats:
     max_partitions: int = 0
     max_ready: int = 0
     partitions_computed: int = 0
+
+    def __post_init__(self):
+        import threading
+
+        self.lock = threading.Lock()  # partitions_computed is counted from several threads
 
 
 _DONE = object()
@@ -523,13 +579,15 @@ class _Failure:
 
 def _produce(source, schedule, options, stats, ready, stop):
     """The producer thread: runs the generator and fills the ready queue until told to stop."""
+    import queue
+
     gen = _generate(source, schedule, options, stats, stop)
 
     def put(item) -> bool:
         while not stop.is_set():
             try:
                 ready.put(item, timeout=0.1)
-            except Exception:  # queue.Full
+            except queue.Full:  # the caller is busy: check for close() now and then
                 continue
             stats.max_ready = max(stats.max_ready, ready.qsize())
             return True
@@ -547,63 +605,83 @@ def _produce(source, schedule, options, stats, ready, stop):
 
 
 def _generate(source, sched, options, stats, stop):
-    """``(batch_id, batch)`` in this iterator's order: pull arrivals, buffer, convert."""
-    convert = _CONVERT[options.format]
+    """``(batch_id, batch)`` in this iterator's order: pull arrivals, keep own, buffer."""
+    fmt = FORMAT_TYPES[options.format]()
     wanted = set(sched.regular.tolist())  # each batch arrives once, in one partition
     pad_ids = set(sched.pads.tolist())
     held: dict = {}  # this worker's batches that arrived before their turn (the buffer)
     reserve: dict = {}  # copies of the padding batches, yielded at the end
-    arrivals = _arrivals(source, sched.needed, options.prefetch, stats, stop)
+    arrivals = _arrivals(source, sched.needed, options.prefetch, stats, stop, fmt)
 
     def pull():
-        bid, frame = next(arrivals)
+        try:
+            bid, part, a, b = next(arrivals)
+        except StopIteration:  # pragma: no cover - guarded by the check in _arrivals
+            raise RuntimeError("the partitions ended before the batches the plan promised") from None
         if bid in pad_ids:
-            reserve[bid] = _detach(frame)
-        return bid, frame
-
-    def out(bid, frame):
-        return bid, (frame if convert is None else convert(frame))
+            reserve[bid] = fmt.detach(fmt.slice(part, a, b))
+        return bid, part, a, b
 
     try:
         for b in sched.regular.tolist():
-            frame = held.pop(b, None)
-            while frame is None:
-                bid, f = pull()
+            batch = held.pop(b, None)
+            while batch is None:
+                bid, part, lo, hi = pull()
                 if bid == b:
-                    frame = f
+                    batch = fmt.slice(part, lo, hi)
                 elif bid in wanted:
-                    held[bid] = _detach(f)  # own its memory: the partition can go
+                    held[bid] = fmt.detach(fmt.slice(part, lo, hi))  # the partition can go
                     if len(held) > stats.max_buffered:
                         stats.max_buffered = len(held)
-            yield out(b, frame)
-            frame = None
+                del part
+            yield b, batch
+            batch = None
         for b in sched.pads.tolist():
             while b not in reserve:
                 pull()
-            yield out(b, reserve[b])
+            yield b, reserve[b]
     finally:
         arrivals.close()
         held.clear()
         reserve.clear()
 
 
-def _arrivals(source, needed, prefetch, stats, stop):
-    """``(batch_id, frame)`` of the needed partitions in reading order, computed ahead."""
+def _arrivals(source, needed, prefetch, stats, stop, fmt):
+    """``(batch_id, partition, start, stop)`` for every batch of the needed partitions, in
+    reading order; the partitions are computed (and converted) ``prefetch`` ahead."""
     name = source.name
 
     def compute(k):
         if stop is not None and stop.is_set():
             return None
         frame = source.partition(k)
-        stats.partitions_computed += 1
-        return frame
+        ids, bounds = batch_bounds(frame[name].to_numpy())
+        lo, hi = source.ranges[k]
+        if ids != list(range(lo, hi + 1)):
+            got = f"{len(ids)} batches ({ids[0]}..{ids[-1]})" if ids else "no batch"
+            raise RuntimeError(
+                f"output partition {k} holds {got}, but the plan pass put the {hi - lo + 1} "
+                f"batches {lo}..{hi} there: "
+                "did the data or its partitioning change after iter_batches() planned it? Call iter_batches() again."
+            )
+        part = fmt.partition(frame)
+        with stats.lock:
+            stats.partitions_computed += 1
+        return part, ids, bounds
 
+    def split(computed):
+        part, ids, bounds = computed
+        for i, bid in enumerate(ids):
+            yield bid, part, bounds[i], bounds[i + 1]
+
+    source.delayed_parts()  # once, before the threads use it
     if prefetch == 0:
         for k in needed:
             stats.max_partitions = max(stats.max_partitions, 1)
-            yield from graph.split_batches(compute(k), name)
+            yield from split(compute(k))
         return
-    pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cumbatch-prefetch")
+    # up to `prefetch` partitions are computed at once (each with the current Dask scheduler)
+    pool = cf.ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="cumbatch-prefetch")
     pending = collections.deque(pool.submit(compute, k) for k in needed[:prefetch])
     nxt = len(pending)
     try:
@@ -614,11 +692,11 @@ def _arrivals(source, needed, prefetch, stats, stop):
                 nxt += 1
             # the partition being split plus those submitted (computing or done)
             stats.max_partitions = max(stats.max_partitions, len(pending) + 1)
-            frame = fut.result()
-            if frame is None:  # stopped
+            computed = fut.result()
+            if computed is None:  # stopped
                 return
-            yield from graph.split_batches(frame, name)
-            del frame, fut
+            yield from split(computed)
+            del computed, fut
     finally:
         for f in pending:
             f.cancel()
