@@ -6,11 +6,11 @@ lazy result for Dask input (computed for pandas input).
 """
 from __future__ import annotations
 
-import dask
 import dask.dataframe as dd
 import pandas as pd
 
 from . import graph, training
+from . import scan as sc
 from .options import BatchOptions
 from .plan import BatchPlan, empty_batches
 
@@ -38,13 +38,10 @@ class _Batcher:
     def _weight(self, weight):
         if isinstance(weight, pd.Series) and not self._is_pandas:
             raise TypeError("pass a Dask Series (or a column name) as the weight of a Dask frame")
-        if isinstance(weight, pd.Series):
-            return dd.from_pandas(weight, npartitions=1, sort=False)
         return weight
 
     def _prepare(self, weight, limit, kw):
-        opts = _opts(weight, limit, kw)
-        return graph.prepare_frame(self._frame(), self._weight(weight), opts)
+        return graph.prepare_frame(self._obj, self._weight(weight), _opts(weight, limit, kw))
 
     def _run(self, collection):
         if self._is_pandas:
@@ -52,10 +49,17 @@ class _Batcher:
         return collection
 
     def _plan(self, prep):
-        if self._is_pandas:
-            with dask.config.set(scheduler="sync"):
-                return graph.plan_partitions(prep)
+        if isinstance(prep.ddf, pd.DataFrame):
+            return sc.plan_frame(prep.ddf, prep.opts, prep.is_float)
         return graph.plan_partitions(prep)
+
+    def _dask_prepare(self, weight, limit, kw):
+        """For the methods that need Dask partitions (repartition, iteration, export)."""
+        frame = self._frame()
+        if isinstance(weight, pd.Series):
+            weight = dd.from_pandas(weight, npartitions=1, sort=False)
+        opts = _opts(weight, limit, kw)
+        return graph.prepare_frame(frame, weight, opts)
 
 
 class CumbatchDataFrameAccessor(_Batcher):
@@ -85,7 +89,10 @@ class CumbatchDataFrameAccessor(_Batcher):
         [0, 0, 0, 1]
         """
         prep = self._prepare(weight, limit, options)
-        return self._run(graph.ids_series(prep, self._plan(prep)))
+        plan = self._plan(prep)
+        if self._is_pandas:
+            return sc.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
+        return graph.ids_series(prep, plan)
 
     def assign(self, weight, limit, **options):
         """The frame with the batch id column ``name`` (default "batch") added.
@@ -94,10 +101,8 @@ class CumbatchDataFrameAccessor(_Batcher):
         >>> pd.DataFrame({"w": [4, 4, 4]}).cumbatch.assign("w", 8)["batch"].tolist()
         [0, 0, 1]
         """
-        prep = self._prepare(weight, limit, options)
-        ids = graph.ids_series(prep, self._plan(prep))
-        frame = self._frame()
-        return self._run(frame.assign(**{prep.opts.name: ids}))
+        ids = self.ids(weight, limit, **options)
+        return self._obj.assign(**{ids.name: ids})
 
     def plan(self, weight, limit, **options) -> BatchPlan:
         """Compute the batches: a :class:`~dask_cumbatch.plan.BatchPlan` (one row per batch).
@@ -110,8 +115,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         prep = self._prepare(weight, limit, options)
         parts = self._plan(prep)
         if self._is_pandas:
-            with dask.config.set(scheduler="sync"):
-                stats = graph.plan_stats(prep, parts)
+            stats = sc.finish_stats(prep.ddf, prep.opts, prep.is_float, parts.entries[0])
         else:
             stats = graph.plan_stats(prep, parts)
         if not len(stats):
@@ -134,8 +138,8 @@ class CumbatchDataFrameAccessor(_Batcher):
         if batches_per_partition is not None:
             if not isinstance(batches_per_partition, int) or batches_per_partition < 1:
                 raise ValueError(f"batches_per_partition must be an int >= 1, got {batches_per_partition!r}")
-        prep = self._prepare(weight, limit, options)
-        out = graph.repartition(prep, self._plan(prep), batches_per_partition, index=index)
+        prep = self._dask_prepare(weight, limit, options)
+        out = graph.repartition(prep, graph.plan_partitions(prep), batches_per_partition, index=index)
         return self._run(out)
 
     def iter_batches(self, weight, limit, prefetch=1, batches_per_partition=None, *, shuffle=None,
@@ -172,9 +176,8 @@ class CumbatchDataFrameAccessor(_Batcher):
             seed=seed, shuffle_buffer=shuffle_buffer, epoch=epoch, rank=rank,
             world_size=world_size, drop_last=drop_last, format=format,
         )
-        prep = self._prepare(weight, limit, options)
-        plan = self._plan(prep)
-        return training.make_iterator(prep, plan, topts, sync=self._is_pandas)
+        prep = self._dask_prepare(weight, limit, options)
+        return training.make_iterator(prep, graph.plan_partitions(prep), topts, sync=self._is_pandas)
 
     def to_files(self, path, weight, limit, **kw):
         """Write one file per batch (or ``batches_per_file``) under ``path``; see docs/export.md."""

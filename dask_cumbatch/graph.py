@@ -70,14 +70,14 @@ class EntryTable:
         self.entries = entries
 
 
-def prepare_frame(ddf: dd.DataFrame, weight, opts: BatchOptions) -> Prepared:
-    """Validate the options against the frame's schema (no data is read)."""
+def prepare_frame(ddf, weight, opts: BatchOptions) -> Prepared:
+    """Validate the options against the frame's schema (no data is read); pandas or Dask."""
     temp = None
     if isinstance(weight, (dd.Series, pd.Series)):
         temp = WEIGHT_COLUMN
         ddf = ddf.assign(**{WEIGHT_COLUMN: weight})
         opts = opts.with_(weight=WEIGHT_COLUMN)
-    meta = ddf._meta
+    meta = ddf._meta if isinstance(ddf, dd.DataFrame) else ddf
     opts.check_columns(meta.columns, meta.dtypes)
     if opts.device == "gpu":
         from .gpu import require_gpu

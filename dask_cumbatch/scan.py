@@ -643,6 +643,19 @@ def floor_walk_whole(df, opts, is_float, carry):
     )
 
 
+def plan_frame(df: pd.DataFrame, opts, is_float, start: Carry | None = None) -> PartitionPlan:
+    """Summary, scan and finish plan of one pandas frame, without Dask (pandas input).
+
+    >>> opts = BatchOptions.make("w", 6)
+    >>> plan_frame(pd.DataFrame({"w": [3, 3, 3]}), opts, False).n_batches
+    2
+    """
+    plan = scan([summarize(df, opts, is_float)], opts, is_float, lambda k: df, start=start)
+    if opts.mode == "floor" and opts.max_rows:
+        plan = scan_floor_caps([floor_cap_summary(df, opts, is_float, plan.entries[0])], plan, opts)
+    return plan
+
+
 # --------------------------------------------------------------------------- floor with max_rows
 
 
