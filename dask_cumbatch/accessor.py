@@ -180,7 +180,16 @@ class CumbatchDataFrameAccessor(_Batcher):
         return training.make_iterator(prep, graph.plan_partitions(prep), topts, sync=self._is_pandas)
 
     def to_files(self, path, weight, limit, **kw):
-        """Write one file per batch (or ``batches_per_file``) under ``path``; see docs/export.md."""
+        """Write one file per batch (or ``batches_per_file``) under ``path``; see docs/export.md.
+
+        Returns an :class:`~dask_cumbatch.export.ExportResult`; re-running after a crash
+        finishes the job.
+
+        >>> import pandas as pd, dask_cumbatch, tempfile
+        >>> out = tempfile.mkdtemp() + "/batches"
+        >>> pd.DataFrame({"w": [3, 3, 3]}).cumbatch.to_files(out, "w", 6, progress=False).batches
+        2
+        """
         from .export import to_files
 
         return to_files(self._frame(), path, weight, limit, **kw)
@@ -201,7 +210,12 @@ class CumbatchSeriesAccessor:
         self._obj = obj
 
     def ids(self, limit, **options):
-        """Batch ids of the Series' own values taken as weights (see ``DataFrame.cumbatch.ids``)."""
+        """Batch ids of the Series' own values taken as weights (see ``DataFrame.cumbatch.ids``).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.Series([1, 2, 3, 4]).cumbatch.ids(5, mode="fill").tolist()
+        [0, 0, 0, 1]
+        """
         s = self._obj
         name = s.name if s.name is not None else "weight"
         frame = s.to_frame(name=name)

@@ -163,11 +163,20 @@ class BatchOptions:
         )
 
     def with_(self, **changes) -> "BatchOptions":
-        """A copy with some fields changed (no re-validation of untouched fields)."""
+        """A copy with some fields changed (no re-validation of untouched fields).
+
+        >>> BatchOptions.make("w", 10).with_(weight="tokens").weight
+        'tokens'
+        """
         return replace(self, **changes)
 
     @property
     def weight_is_column(self) -> bool:
+        """Whether the weight names a column (rather than being a Series).
+
+        >>> BatchOptions.make("w", 10).weight_is_column
+        True
+        """
         return not isinstance(self.weight, (pd.Series,)) and not _is_dask_series(self.weight)
 
     def check_columns(self, columns, dtypes) -> None:

@@ -31,16 +31,32 @@ class BatchPlan:
 
     @property
     def n_batches(self) -> int:
-        """Number of batches."""
+        """Number of batches.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [5, 5, 5]}).cumbatch.plan("w", 10).n_batches
+        2
+        """
         return len(self.batches)
 
     @property
     def n_rows(self) -> int:
-        """Rows placed in batches (skipped rows excluded)."""
+        """Rows placed in batches (skipped rows excluded).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1.0, float("nan"), 2.0]}).cumbatch.plan("w", 10, invalid="skip").n_rows
+        2
+        """
         return int(self.batches["rows"].sum())
 
     @property
     def limit(self):
+        """The limit the plan was cut with.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1]}).cumbatch.plan("w", "1KiB").limit
+        1024
+        """
         return self.options.limit
 
     @property
@@ -49,13 +65,22 @@ class BatchPlan:
 
         The share of a padded batch that is padding, relative to the real tokens; 0 when
         every row of every batch weighs the same.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1, 3]}).cumbatch.plan("w", 8, cost="padded").padding_fraction
+        0.5
         """
         real = float(self.batches["total"].sum())
         padded = float((self.batches["max"] * self.batches["rows"]).sum())
         return padded / real - 1.0 if real > 0 else 0.0
 
     def summary(self) -> pd.Series:
-        """Headline numbers: batches, rows, skipped, and the spread of batch totals and sizes."""
+        """Headline numbers: batches, rows, skipped, and the spread of batch totals and sizes.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [3, 3, 3]}).cumbatch.plan("w", 6).summary()["batches"]
+        2
+        """
         b = self.batches
         out = {
             "batches": self.n_batches,
@@ -84,8 +109,8 @@ class BatchPlan:
         if len(self.batches):
             tot = self.batches["total"].astype(float)
             rows = self.batches["rows"]
-            lines.append(f"  batch totals: min {tot.min():,.6g}  median {tot.median():,.6g}  max {tot.max():,.6g}")
-            lines.append(f"  batch rows:   min {rows.min():,}  median {rows.median():,.6g}  max {rows.max():,}")
+            lines.append(f"  batch totals: min {_num(tot.min())}  median {_num(tot.median())}  max {_num(tot.max())}")
+            lines.append(f"  batch rows:   min {rows.min():,}  median {_num(rows.median())}  max {rows.max():,}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -133,6 +158,19 @@ class BatchPlan:
         fig.savefig(buf, format="svg", bbox_inches="tight")
         plt.close(fig)
         return buf.getvalue()
+
+
+def _num(x: float) -> str:
+    """A readable number: thousands separators, no exponent below 1e15.
+
+    >>> _num(1810200.0), _num(12.3456789), _num(0.000123)
+    ('1,810,200', '12.3457', '0.000123')
+    """
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    if abs(x) >= 1000:
+        return f"{x:,.1f}"
+    return f"{x:.6g}"
 
 
 def empty_batches() -> pd.DataFrame:

@@ -34,11 +34,23 @@ RISKY_FRACTION = 1.0 - 2.0**-10
 
 
 class WeightError(ValueError):
-    """Invalid weights (NaN, inf, missing, negative) with ``invalid="raise"``."""
+    """Invalid weights (NaN, inf, missing, negative) with ``invalid="raise"``.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.DataFrame({"w": [1.0, -2.0]}).cumbatch.ids("w", 5)
+    Traceback (most recent call last):
+    dask_cumbatch.scan.WeightError: weight column 'w' has 1 invalid value(s) (NaN, inf, missing or negative); the first is at index 1. Clean them or pass invalid='skip'.
+    """
 
 
 class OversizeError(ValueError):
-    """A single row heavier than the limit with ``oversize="raise"``."""
+    """A single row heavier than the limit with ``oversize="raise"``.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.DataFrame({"w": [1, 9]}).cumbatch.ids("w", 5, oversize="raise")
+    Traceback (most recent call last):
+    dask_cumbatch.scan.OversizeError: row at index 1 has weight 9 above the limit 5 in column 'w'; pass oversize='allow' to put such rows alone in a batch
+    """
 
 
 # --------------------------------------------------------------------------- carry
@@ -71,7 +83,11 @@ class Carry:
     position: int = 0
 
     def to_json(self) -> str:
-        """Serialise exactly (floats as hex) to a JSON string."""
+        """Serialise exactly (floats as hex) to a JSON string.
+
+        >>> '"tot": {"f": "0x1.8000000000000p+0"}' in Carry(tot=1.5).to_json()
+        True
+        """
         d = asdict(self)
         d["tot"], d["mx"], d["s"], d["cell"] = (_num_out(d[k]) for k in ("tot", "mx", "s", "cell"))
         d["tail"] = [_num_out(v) for v in self.tail]
@@ -80,7 +96,11 @@ class Carry:
 
     @classmethod
     def from_json(cls, text: str) -> "Carry":
-        """Read a :meth:`to_json` string back; rejects anything that is not a carry."""
+        """Read a :meth:`to_json` string back; rejects anything that is not a carry.
+
+        >>> Carry.from_json(Carry(batches=7, key=("a", None)).to_json()).key
+        ('a', None)
+        """
         d = json.loads(text)
         if not isinstance(d, dict) or set(d) != {f for f in cls.__dataclass_fields__}:
             raise ValueError("not a dask-cumbatch carry state")
