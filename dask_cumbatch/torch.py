@@ -55,7 +55,11 @@ def distributed_rank_world(rank=None, world_size=None) -> tuple[int, int]:
 
 
 def worker_split(info) -> tuple[int, int]:
-    """``(worker_id, num_workers)`` from ``torch.utils.data.get_worker_info()`` (``None``: (0, 1))."""
+    """``(worker_id, num_workers)`` from ``torch.utils.data.get_worker_info()`` (``None``: (0, 1)).
+
+    >>> worker_split(None)
+    (0, 1)
+    """
     if info is None:
         return 0, 1
     return int(info.id), int(info.num_workers)
@@ -74,6 +78,13 @@ class CumbatchIterableDataset(_Base):
 
     ``len(ds)`` is the number of batches each rank yields per epoch (all its workers
     together), the same on every rank. Call ``set_epoch(e)`` before each epoch.
+
+    >>> import dask.dataframe as dd, pandas as pd
+    >>> from torch.utils.data import DataLoader                     # doctest: +SKIP
+    >>> ddf = dd.from_pandas(pd.DataFrame({"tokens": [3] * 100}), npartitions=4)
+    >>> ds = CumbatchIterableDataset(ddf, "tokens", 12, shuffle="batches", seed=0)  # doctest: +SKIP
+    >>> len(ds), sum(1 for _ in DataLoader(ds, batch_size=None, num_workers=2))  # doctest: +SKIP
+    (25, 25)
     """
 
     def __init__(self, ddf, weight, limit, *, rank=None, world_size=None, epoch=0, format="torch",
@@ -92,17 +103,26 @@ class CumbatchIterableDataset(_Base):
 
     @property
     def epoch(self) -> int:
+        """The epoch whose order the next iteration uses (see :meth:`set_epoch`)."""
         return self._options.epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the order of ``epoch`` from the next iteration on (as ``DistributedSampler``)."""
+        """Use the order of ``epoch`` from the next iteration on (as ``DistributedSampler``).
+
+        >>> ds.set_epoch(3); ds.epoch  # doctest: +SKIP
+        3
+        """
         self._options = self._options.with_(epoch=epoch)
 
     def __len__(self) -> int:
         return self._len
 
     def iterator(self, worker=None) -> BatchIterator:
-        """The :class:`BatchIterator` of one DataLoader worker (``(id, num_workers)``)."""
+        """The :class:`BatchIterator` of one DataLoader worker (``(id, num_workers)``).
+
+        >>> it = ds.iterator((0, 2)); len(it) <= len(ds)  # doctest: +SKIP
+        True
+        """
         if worker is None:
             worker = worker_split(get_worker_info())
         return BatchIterator(self._source, self._options, worker)

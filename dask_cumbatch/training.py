@@ -449,6 +449,11 @@ class BatchIterator:
     <= ``shuffle_buffer``), ``max_partitions`` (peak partitions held, <= ``prefetch + 1``),
     ``max_ready`` (<= 4), ``partitions_computed``. ``dropped``/``dropped_ids`` and ``padded``
     describe the whole stream (the same on every rank); ``len(it)`` is this iterator's count.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> it = pd.DataFrame({"w": [1] * 8}).cumbatch.iter_batches("w", 2, shuffle="batches", seed=0)
+    >>> sorted(b for b, _ in it), it.batches_yielded, it.wait_seconds >= 0
+    ([0, 1, 2, 3], 4, True)
     """
 
     def __init__(self, source: BatchSource, options: TrainingOptions, worker: tuple[int, int] = (0, 1)):
@@ -463,42 +468,77 @@ class BatchIterator:
         self._closed = False
 
     # ----------------------------------------------------------------- public attributes
-    wait_seconds = property(lambda self: self.stats.wait_seconds, doc="Seconds spent in ``next()``.")
-    batches_yielded = property(lambda self: self.stats.batches_yielded)
-    max_buffered = property(lambda self: self.stats.max_buffered)
-    max_partitions = property(lambda self: self.stats.max_partitions)
-    max_ready = property(lambda self: self.stats.max_ready)
-    partitions_computed = property(lambda self: self.stats.partitions_computed)
+    wait_seconds = property(
+        lambda self: self.stats.wait_seconds,
+        doc="Seconds the caller spent waiting inside ``next()`` (see the class example).")
+    batches_yielded = property(
+        lambda self: self.stats.batches_yielded, doc="Batches handed out so far (see the class example).")
+    max_buffered = property(
+        lambda self: self.stats.max_buffered, doc="Peak batches in the shuffle buffer (<= shuffle_buffer).")
+    max_partitions = property(
+        lambda self: self.stats.max_partitions, doc="Peak computed partitions held (<= prefetch + 1).")
+    max_ready = property(
+        lambda self: self.stats.max_ready, doc="Peak converted batches waiting for the caller (<= 4).")
+    partitions_computed = property(
+        lambda self: self.stats.partitions_computed, doc="Partitions computed so far.")
 
     @property
     def n_batches(self) -> int:
-        """Batches in the data (all ranks together, before dropping or padding)."""
+        """Batches in the data (all ranks together, before dropping or padding).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches("w", 2).n_batches
+        3
+        """
         return self.schedule.n_batches
 
     @property
     def dropped(self) -> int:
-        """Batches no rank yields (``drop_last=True``): the last ``n_batches % world_size``."""
+        """Batches no rank yields (``drop_last=True``): the last ``n_batches % world_size``.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches("w", 2, world_size=2, drop_last=True)
+        >>> it.dropped, it.dropped_ids.tolist()
+        (1, [2])
+        """
         return self.schedule.dropped
 
     @property
     def dropped_ids(self) -> np.ndarray:
+        """Ids of the dropped batches (see :attr:`dropped`)."""
         return self.schedule.dropped_ids
 
     @property
     def padded(self) -> int:
-        """Padding batches in the stream (``drop_last=False``): repeats of its first ones."""
+        """Padding batches in the stream (``drop_last=False``): repeats of its first ones.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches("w", 2, world_size=2).padded
+        1
+        """
         return self.schedule.padded
 
     @property
     def batches_per_rank(self) -> int:
-        """What every rank yields (all its DataLoader workers together)."""
+        """What every rank yields (all its DataLoader workers together).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches("w", 2, world_size=2).batches_per_rank
+        2
+        """
         return self.schedule.per_rank
 
     def __len__(self) -> int:
         return len(self.schedule.regular) + len(self.schedule.pads)
 
     def for_epoch(self, epoch: int) -> "BatchIterator":
-        """A fresh iterator over the same plan for another epoch (no new plan pass)."""
+        """A fresh iterator over the same plan for another epoch (no new plan pass).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 40}).cumbatch.iter_batches("w", 2, shuffle="batches", seed=1)
+        >>> [b for b, _ in it] != [b for b, _ in it.for_epoch(1)]
+        True
+        """
         return BatchIterator(self.source, self.options.with_(epoch=epoch), self.worker)
 
     def __repr__(self) -> str:
@@ -551,7 +591,15 @@ class BatchIterator:
         thread.start()
 
     def close(self) -> None:
-        """Stop the background threads and release what is held (also on garbage collection)."""
+        """Stop the background threads and release what is held (also on garbage collection).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches("w", 2)
+        >>> next(it)[0]
+        0
+        >>> it.close(); list(it)
+        []
+        """
         self._closed = True
         if self._stop is not None:
             self._stop.set()
