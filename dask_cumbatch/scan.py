@@ -27,7 +27,7 @@ from . import kernels
 from .options import BatchOptions
 
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
-HEAD_STARTS = 16  # otherwise keep the rows of the first speculative batches...
+HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
 HEAD_MAX = 1 << 16  # ...but never more than this many
 FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
 RISKY_FRACTION = 1.0 - 2.0**-10
@@ -431,9 +431,20 @@ def _summarize_walk(summ, prep, opts, is_float):
             positions = np.flatnonzero(spec[:HEAD_MAX])
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
-    summ.w_head = w[:h].copy()
-    summ.grp_head = newgrp[:h].copy()
+    summ.w_head = _compact(w[:h])
+    summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
+
+
+def _compact(w: np.ndarray) -> np.ndarray:
+    """A copy of a head of weights in the smallest integer dtype that holds it (floats as is).
+
+    >>> _compact(np.array([1, 59, 3])).dtype
+    dtype('uint8')
+    """
+    if w.dtype.kind == "f" or not len(w):
+        return w.copy()
+    return w.astype(np.min_scalar_type(int(w.max())) if w.min() >= 0 else w.dtype)
 
 
 def _summarize_floor(summ, prep, opts, is_float):
@@ -568,16 +579,17 @@ def _true_groups(prep, carry, opts) -> np.ndarray:
 
 def _scan_walk(summ, carry, opts, is_float, k, load, walked):
     """True starts, backdated start and end state of one partition (greedy/fill)."""
-    grp = summ.grp_head.copy()
+    w_head = summ.w_head.astype(np.float64 if is_float else np.int64, copy=False)
+    grp = summ.grp_head.copy() if summ.grp_head is not None else np.zeros(len(w_head), dtype=bool)
     grp[0] = _row0_group_change(summ, carry, opts)
     state = (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
     (count, backdated, rows, tot, mx, st, met, overflow), _ = _walk(
-        summ.w_head, grp, state, opts, is_float, spec=summ.spec_head
+        w_head, grp, state, opts, is_float, spec=summ.spec_head
     )
     if overflow >= 0:
         raise _overflow(opts)
     backdated = None if backdated == kernels.NO_POSITION else int(backdated)
-    h = len(summ.w_head)
+    h = len(w_head)
     if met >= 0:
         if summ.spec_overflow >= 0:
             raise _overflow(opts)
@@ -585,7 +597,7 @@ def _scan_walk(summ, carry, opts, is_float, k, load, walked):
         rows, tot, mx, st, tail = summ.spec_end
         return count, backdated, (rows, tot, mx, carry.position + st, tail)
     if h == summ.n:
-        tail = _tail(carry.tail, summ.w_head, int(rows), opts.multiple)
+        tail = _tail(carry.tail, w_head, int(rows), opts.multiple)
         return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
     walked.append(k)
     return walk_whole(load(k), opts, is_float, carry)
