@@ -75,6 +75,12 @@ def _nonneg_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cumbatch`` argument parser (subcommands export, plan, demo, status).
+
+    >>> args = build_parser().parse_args(["export", "in/", "out/", "-w", "bytes", "-l", "5MB"])
+    >>> args.command, args.weight, args.limit, args.format
+    ('export', 'bytes', '5MB', 'parquet')
+    """
     parser = _Parser(
         prog="cumbatch",
         description="Cut ordered tables into contiguous batches by cumulative weight, and export them.",
@@ -249,14 +255,17 @@ def cmd_demo(args) -> int:
     from .demo import write_dataset
     from .export import folder_status, to_files
 
+    from .options import parse_limit
+
     t0 = time.perf_counter()
+    limit = parse_limit(args.limit)
     root = args.output or tempfile.mkdtemp(prefix="cumbatch-demo-")
     inp, out = os.path.join(root, "input"), os.path.join(root, "batches")
     if not args.quiet:
         print(f"cumbatch demo: {args.rows:,} documents with token counts, cut into batches of "
               f"at most {args.limit} tokens", flush=True)
     write_dataset(inp, rows=args.rows, parts=args.parts)
-    result = to_files(inp, out, "tokens", args.limit, progress=_progress(args), overwrite=True)
+    result = to_files(inp, out, "tokens", limit, progress=_progress(args), overwrite=True)
     seconds = time.perf_counter() - t0
     if not args.quiet:
         import pandas as pd
@@ -328,7 +337,14 @@ def _message(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code (never raises, never prints a traceback)."""
+    """Run the command line; returns the exit code (never raises, never prints a traceback).
+
+    >>> import tempfile
+    >>> main(["demo", tempfile.mkdtemp(), "--rows", "1000", "--parts", "2", "--quiet"])
+    0
+    >>> main(["export", "no/such/input", tempfile.mkdtemp(), "-w", "w", "-l", "5MB"])
+    1
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

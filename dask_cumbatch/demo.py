@@ -50,6 +50,11 @@ def write_dataset(folder, rows: int = DEFAULT_ROWS, parts: int = DEFAULT_PARTS, 
 
     Returns the file paths, in order. Files that already exist with the expected row count
     are kept (so a second ``cumbatch demo`` into the same folder does not rewrite its input).
+
+    >>> import os, tempfile
+    >>> paths = write_dataset(tempfile.mkdtemp(), rows=1000, parts=3)
+    >>> [os.path.basename(p) for p in paths]
+    ['part-000.parquet', 'part-001.parquet', 'part-002.parquet']
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -30,14 +30,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import posixpath
 import re
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -72,7 +71,16 @@ _OUR_NAMES = (MANIFEST, SUCCESS, REJECTS, OPEN, WORK)
 
 
 class ExportError(RuntimeError):
-    """An export that cannot go on; the message is one line that says what to do."""
+    """An export that cannot go on; the message is one line that says what to do.
+
+    >>> import tempfile, pandas as pd
+    >>> out = tempfile.mkdtemp()
+    >>> open(f"{out}/notes.txt", "w").write("mine")
+    4
+    >>> to_files(pd.DataFrame({"w": [1, 2]}), out, "w", 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: output folder ... is not empty and holds no finished cumbatch export ...
+    """
 
 
 @dataclass
@@ -83,6 +91,9 @@ class ExportResult:
     and ``files_skipped`` this run's work (skipped: already complete from an earlier, interrupted
     or finished run); ``rejects`` the rows left out (``invalid="skip"``) in the whole folder,
     ``new_rows`` the rows this run added.
+
+    >>> ExportResult("out", batches=2, rows=10, files=2, files_written=2).summary()
+    '2 batches, 10 rows, 2 files in out (2 file(s) written, 0 kept; 0 rejected; 0.0 s)'
     """
 
     path: str
@@ -99,7 +110,11 @@ class ExportResult:
     up_to_date: bool = False
 
     def summary(self) -> str:
-        """A one-line description, e.g. for logs."""
+        """A one-line description, e.g. for logs.
+
+        >>> ExportResult("out", up_to_date=True).summary()
+        '0 batches, 0 rows, 0 files in out (up to date; 0 rejected; 0.0 s)'
+        """
         what = "up to date" if self.up_to_date else (
             f"{self.files_written} file(s) written, {self.files_skipped} kept")
         return (f"{self.batches:,} batches, {self.rows:,} rows, {self.files:,} files in {self.path} "
@@ -206,6 +221,16 @@ def list_inputs(spec, storage_options=None):
     a list of ``{"path", "size", "mtime"}`` fingerprints. Folders are searched recursively;
     names starting with ``_`` or ``.`` are ignored. Files are in natural name order (as Dask
     reads them), each spec's files after the previous spec's.
+
+    >>> import os, tempfile, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> for i in (1, 2, 10):
+    ...     pd.DataFrame({"w": [i]}).to_parquet(os.path.join(d, f"part.{i}.parquet"))
+    >>> kind, files = list_inputs(d)
+    >>> kind, [os.path.basename(f["path"]) for f in files]
+    ('parquet', ['part.1.parquet', 'part.2.parquet', 'part.10.parquet'])
+    >>> sorted(files[0])
+    ['mtime', 'path', 'size']
     """
     import fsspec
     from dask.utils import natural_sort_key
@@ -259,7 +284,14 @@ def _mtime(fs, path, info):
 
 
 def read_inputs(kind: str, paths: list, storage_options=None):
-    """A Dask DataFrame over the given data files, in order (one or more partitions per file)."""
+    """A Dask DataFrame over the given data files, in order (one or more partitions per file).
+
+    >>> import os, tempfile, pandas as pd
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.csv")
+    >>> pd.DataFrame({"w": [1, 2, 3]}).to_csv(path, index=False)
+    >>> read_inputs("csv", [path]).w.sum().compute()
+    np.int64(6)
+    """
     import dask.dataframe as dd
 
     try:
@@ -519,7 +551,7 @@ def _to_table(rows: pd.DataFrame, ids, ctx: _Ctx):
 
     if ctx.keep_index:
         rows = rows.reset_index()
-    table = pa.Table.from_pandas(rows, preserve_index=False)
+    table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
     col = pa.array(np.asarray(ids, dtype=np.int64), type=pa.int64())
     if ctx.opts.name in table.column_names:
         table = table.set_column(table.column_names.index(ctx.opts.name), ctx.opts.name, col)
@@ -592,21 +624,26 @@ def _number(v):
     return int(v)
 
 
-def _group_stats(table, ctx: _Ctx) -> list:
-    """``[[batch, rows, total], ...]`` of a file group's rows (totals summed in row order)."""
+def _batch_stats(ids, w, is_float) -> list:
+    """``[[batch, rows, total], ...]`` for sorted ids (totals summed in row order)."""
     from . import kernels
-    from .scan import _weights
 
-    ids = table.column(ctx.opts.name).to_numpy()
-    w = _weights(table.column(ctx.opts.weight).to_pandas())[0]
-    w = w.astype(np.float64 if ctx.is_float else np.int64, copy=False)
+    w = np.ascontiguousarray(w, dtype=np.float64 if is_float else np.int64)
     batch, rows, total, _, _, _ = kernels.batch_stats(
-        np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(w), np.zeros(len(ids), np.int64)
+        np.ascontiguousarray(ids, dtype=np.int64), w, np.zeros(len(ids), np.int64)
     )
     return [[int(b), int(r), _number(t)] for b, r, t in zip(batch, rows, total)]
 
 
-def _write_group(ctx: _Ctx, group: int, table, may_exist: bool) -> dict:
+def _group_stats(table, ctx: _Ctx) -> list:
+    """Batch stats of a file group's rows, from its table."""
+    from .scan import _weights
+
+    w = _weights(table.column(ctx.opts.weight).to_pandas())[0]
+    return _batch_stats(table.column(ctx.opts.name).to_numpy(), w, ctx.is_float)
+
+
+def _write_group(ctx: _Ctx, group: int, table, may_exist: bool, stats=None) -> dict:
     """Write one file group; with ``may_exist`` an existing file (from an interrupted run) is kept."""
     name = file_name(group, ctx.fmt)
     data = None
@@ -621,7 +658,7 @@ def _write_group(ctx: _Ctx, group: int, table, may_exist: bool) -> dict:
         data = encode(table, ctx.fmt)
         ctx.folder.write_atomic(name, data)
     return {"group": int(group), "file": name, "bytes": len(data), "sha256": _sha256(data),
-            "batches": _group_stats(table, ctx), "kept": kept}
+            "batches": stats if stats is not None else _group_stats(table, ctx), "kept": kept}
 
 
 def _reasons(col: pd.Series) -> np.ndarray:
@@ -645,14 +682,12 @@ def _export_partition(df: pd.DataFrame, k: int, entry, ctx: _Ctx) -> dict:
     """Write one input partition's batches (the task for partition ``k``); returns its record."""
     import pyarrow as pa
 
-    from . import kernels
     from . import scan as sc
 
     opts = ctx.opts
     out = {"part": k, "groups": [], "frags": [], "rejects": 0, "rows": 0}
-    starts, prep = sc.batch_starts(df, opts, ctx.is_float, entry)
-    ids = kernels.starts_to_ids(starts, entry.carry.batches)
-    if prep.invalid.any():
+    ids, prep = sc.batch_ids(df, opts, ctx.is_float, entry)
+    if prep.invalid is not None and prep.invalid.any():
         bad = df.iloc[np.flatnonzero(prep.invalid)]
         reasons = _reasons(bad[opts.weight])
         if ctx.keep_index:
@@ -664,21 +699,25 @@ def _export_partition(df: pd.DataFrame, k: int, entry, ctx: _Ctx) -> dict:
     n = len(ids)
     out["rows"] = int(n)
     if n:
-        whole = n == len(df) and not opts.sort_window
-        rows = df if whole else df.iloc[prep.keep]
+        rows = df if prep.keep is None else df.iloc[prep.keep]
+        whole = _to_table(rows, ids, ctx)  # one conversion per partition, then zero-copy slices
+        del rows
+        stats = _batch_stats(ids, prep.w, ctx.is_float)
         groups = ids // ctx.bpf
         cuts = np.flatnonzero(groups[1:] != groups[:-1]) + 1
         bounds = np.concatenate([[0], cuts, [n]])
         last = len(bounds) - 2
+        first_batch = int(ids[0])
         for s, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
             g = int(groups[a])
-            table = _to_table(rows.iloc[a:b], ids[a:b], ctx)
+            table = whole.slice(a, b - a)
             if s == 0 or s == last:
                 name = f"{WORK}/frag/g{g:010d}-p{k:08d}.arrow"
                 ctx.folder.write_atomic(name, _ipc_bytes(table))
                 out["frags"].append([g, k, name])
             else:
-                out["groups"].append(_write_group(ctx, g, table, may_exist=True))
+                lo, hi = int(ids[a]) - first_batch, int(ids[b - 1]) - first_batch + 1
+                out["groups"].append(_write_group(ctx, g, table, may_exist=True, stats=stats[lo:hi]))
     ctx.folder.write_atomic(f"{WORK}/parts/p{k:08d}.json", _dumps(out))
     return out
 
@@ -732,12 +771,19 @@ def _scheduler(scheduler):
 
 
 def _active_client():
-    try:
-        from distributed import default_client
+    """The distributed Client Dask would use now (None when a local scheduler is configured)."""
+    import dask.base
 
-        return default_client()
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is optional
+        return None
+    try:
+        scheduler = dask.base.get_scheduler()
     except Exception:
         return None
+    owner = getattr(scheduler, "__self__", None)
+    return owner if isinstance(owner, Client) else None
 
 
 def _compute(tasks, progress: bool, client):
@@ -814,6 +860,24 @@ def to_files(
     ``verify`` checks every file's checksum before an append (default: the files it rewrites).
     ``scheduler`` is a ``dask.distributed`` address, a ``Client``, or a local scheduler name.
     The progress bar shows only when ``progress`` and stderr is a terminal.
+
+    >>> import json, os, tempfile, pandas as pd
+    >>> out = os.path.join(tempfile.mkdtemp(), "batches")
+    >>> df = pd.DataFrame({"w": [3, 3, 3, 3, 5], "v": list("abcde")})
+    >>> result = to_files(df, out, "w", 6)
+    >>> result.batches, result.files_written
+    (3, 3)
+    >>> sorted(os.listdir(out))  # doctest: +NORMALIZE_WHITESPACE
+    ['_SUCCESS', '_manifest.json', 'part-00000000.parquet', 'part-00000001.parquet',
+     'part-00000002.parquet']
+    >>> pd.read_parquet(os.path.join(out, "part-00000001.parquet"))
+       w  v  batch
+    0  3  c      1
+    1  3  d      1
+    >>> [(b["batch"], b["rows"], b["total"]) for b in json.load(open(os.path.join(out, "_manifest.json")))["batches"]]
+    [(0, 2, 6), (1, 2, 6), (2, 1, 5)]
+    >>> to_files(df, out, "w", 6).up_to_date  # the same export again: nothing to do
+    True
     """
     t0 = time.perf_counter()
     if not isinstance(weight, str):
@@ -1012,6 +1076,9 @@ class _Job:
         if base is not None and base["columns"] != columns and base["batches"]:
             raise ExportError(f"the new input's columns differ from the exported ones ({_columns_diff(base['columns'], columns)})")
         reason = "reason" if "reason" not in schema.names else "_cumbatch_reason"
+        n_old = len(base["batches"]) if base else 0
+        g_open = (n_old - 1) // bpf if n_old else None
+        saved = self._read_base(base, g_open, fmt) if fresh and base is not None else {}
 
         with _maybe_progress(self.progress, self.client):
             plan = graph.plan_partitions(prep, start)
@@ -1022,13 +1089,11 @@ class _Job:
             )
 
         # the open file group of the previous run (rewritten when new rows continue it)
-        n_old = len(base["batches"]) if base else 0
-        g_open = (n_old - 1) // bpf if n_old else None
         first_group = g_open if g_open is not None else 0
         folder.makedirs(WORK, f"{WORK}/tmp", f"{WORK}/frag", f"{WORK}/parts", f"{WORK}/groups", f"{WORK}/rej")
         if fresh:
-            if base is not None:
-                self._save_base(base, g_open, fmt)
+            for name, data in saved.items():  # before anything changes: what an append rewrites
+                folder.write_atomic(f"{WORK}/{name}", data)
             folder.write_atomic(RUN, _dumps(run))
             folder.remove(SUCCESS)
 
@@ -1038,11 +1103,16 @@ class _Job:
         # ---- pass 2: one task per partition
         from dask import delayed
 
-        parts = prep.ddf.to_delayed(optimize_graph=True)
+        # the partitions the summary pass saw (Dask may fuse projected reads: use the same expression)
+        parts = prep.ddf.optimize().to_delayed(optimize_graph=True)
+        if len(parts) != len(plan.entries):  # pragma: no cover - a change in Dask or the core
+            raise ExportError(f"internal error: {len(parts)} partitions to write, {len(plan.entries)} planned")
         records, todo = {}, []
         for k in range(len(parts)):
             rec = None if fresh else _load_json(folder, f"{WORK}/parts/p{k:08d}.json", "a task record")
-            if rec is not None:
+            if rec is not None:  # done by an interrupted run
+                for grec in rec["groups"]:
+                    grec["kept"] = True
                 records[k] = rec
             else:
                 todo.append(k)
@@ -1085,7 +1155,8 @@ class _Job:
         combine, done = [], {}
         for g, items in sorted(frags.items()):
             rec = None if fresh else _load_json(folder, f"{WORK}/groups/g{g:010d}.json", "a task record")
-            if rec is not None:
+            if rec is not None:  # done by an interrupted run
+                rec["kept"] = True
                 done[g] = rec
                 continue
             names = [name for _, name in sorted(items)]
@@ -1156,9 +1227,13 @@ class _Job:
         self.result.new_rows += plan.n_rows
         self.result.appended = self.result.appended or base is not None
 
-    def _save_base(self, base, g_open, fmt):
-        """Keep the previous run's open rows and rejects in the work folder before changing anything."""
+    def _read_base(self, base, g_open, fmt) -> dict:
+        """Check and read what an append rewrites: the previous run's open rows and rejects.
+
+        Returns ``{work file name: bytes}`` to keep in the work folder before anything changes.
+        """
         folder = self.folder
+        saved = {}
         if g_open is not None:
             name = OPEN if fmt != "parquet" else file_name(g_open, fmt)
             if fmt != "parquet" and not base.get("open"):
@@ -1169,15 +1244,15 @@ class _Job:
                                   "re-export with --overwrite")
             if self.verify:
                 verify_files(folder, base)
-            table = _parquet_read(data)
-            folder.write_atomic(f"{WORK}/base_open.arrow", _ipc_bytes(table))
+            saved["base_open.arrow"] = _ipc_bytes(_parquet_read(data))
         elif self.verify:
             verify_files(folder, base)
         if base.get("rejects"):
             data = folder.read(REJECTS)
             if _sha256(data) != base["rejects"]["sha256"]:
                 raise ExportError(f"{REJECTS} in {folder.url} does not match its checksum in {MANIFEST}")
-            folder.write_atomic(f"{WORK}/base_rejects.arrow", _ipc_bytes(_parquet_read(data)))
+            saved["base_rejects.arrow"] = _ipc_bytes(_parquet_read(data))
+        return saved
 
 
 def _inputs_diff(old: list, new: list) -> str:
@@ -1204,6 +1279,15 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
 
     ``state`` is ``"complete"``, ``"interrupted export"``, ``"interrupted append"``,
     ``"empty"`` or ``"not an export"``. With ``verify`` every file's checksum is checked.
+
+    >>> import tempfile, pandas as pd
+    >>> out = tempfile.mkdtemp()
+    >>> folder_status(out)["state"]
+    'empty'
+    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3)
+    >>> st = folder_status(out, verify=True)
+    >>> st["state"], st["batches"], st["rows"], st["open_batch"]["rows"]
+    ('complete', 2, 3, 1)
     """
     folder = _Folder(path, storage_options)
     listing = folder.listing()

@@ -1,0 +1,214 @@
+"""Benchmark: ``cumbatch export`` against plain ``ddf.to_parquet`` of the same data (issue 3).
+
+Both run in a fresh subprocess on the same Parquet dataset (the demo's token-count data:
+``doc_id`` int64, ``source`` string, ``tokens`` int64), one after the other, in one run:
+
+* ``to_parquet``: ``dd.read_parquet(INPUT).to_parquet(OUT)`` (no batching, one file per partition);
+* ``export``: ``cumbatch export INPUT OUT --weight tokens --limit LIMIT`` (summary pass, scan,
+  then one file per batch, manifest).
+
+Reported: wall time, rows/s, the throughput ratio (target >= 0.8), and peak memory. Peak memory
+is sampled (every 20 ms) as the RSS of the process, or with ``--cluster`` of each worker of a
+LocalCluster with one thread per worker; it is compared with one partition's in-memory size
+(target: peak above the idle baseline within 2x of a partition per worker thread).
+
+    python benchmarks/bench_export.py                      # 20M rows, local threads
+    python benchmarks/bench_export.py --cluster            # per-worker memory on a LocalCluster
+    python benchmarks/bench_export.py --rows 2000000 --markdown docs/_bench_export.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+_BASELINE = r"""
+import dask.dataframe, pyarrow.parquet, dask_cumbatch.export, dask_cumbatch.cli
+from dask_cumbatch import kernels
+import numpy as np
+kernels.starts_to_ids(np.zeros(2, bool), 0)
+import time, sys
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+_PLAIN = r"""
+import sys, dask, dask.dataframe as dd
+sched = sys.argv[3]
+if sched.startswith("tcp://"):
+    from distributed import Client
+    Client(sched)
+else:
+    dask.config.set(scheduler=sched)
+dd.read_parquet(sys.argv[1]).to_parquet(sys.argv[2], write_index=False)
+"""
+
+
+def _tree_rss(pid) -> int:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_sampled(cmd, client=None) -> tuple[float, int, dict]:
+    """Run ``cmd``; return (seconds, peak RSS of its process tree, peak RSS per cluster worker)."""
+    peak, workers = [0], {}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            if client is not None:
+                try:
+                    for k, v in client.run(_worker_rss).items():
+                        workers[k] = max(workers.get(k, 0), v)
+                except Exception:
+                    pass
+            time.sleep(0.02)
+
+    t0 = time.perf_counter()
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    if proc.returncode:
+        raise SystemExit(f"{cmd[:4]} failed:\n{err}")
+    return seconds, peak[0], workers
+
+
+def _worker_rss():
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def baseline_rss() -> int:
+    """RSS of a process that imported everything an export imports (numba kernels loaded)."""
+    proc = subprocess.Popen([sys.executable, "-c", _BASELINE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    proc.stdout.readline()
+    rss = _tree_rss(proc.pid)
+    proc.communicate("\n")
+    return rss
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=20_000_000)
+    ap.add_argument("--parts", type=int, default=40, help="input files (partitions)")
+    ap.add_argument("--limit", default="1000000", help="tokens per batch")
+    ap.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    ap.add_argument("--cluster", action="store_true", help="LocalCluster, one thread per worker")
+    ap.add_argument("--repeat", type=int, default=1, help="alternating runs of each (best time kept)")
+    ap.add_argument("--markdown", help="also write the table to this file")
+    args = ap.parse_args(argv)
+
+    import pandas as pd
+
+    from dask_cumbatch.demo import write_dataset
+
+    root = args.dir or tempfile.mkdtemp(prefix="cumbatch-bench-")
+    inp = os.path.join(root, "input")
+    t0 = time.perf_counter()
+    write_dataset(inp, rows=args.rows, parts=args.parts)
+    print(f"dataset: {args.rows:,} rows in {args.parts} files ({time.perf_counter() - t0:.1f} s to make)",
+          file=sys.stderr)
+    part_bytes = pd.read_parquet(os.path.join(inp, "part-000.parquet")).memory_usage(deep=True).sum()
+    disk = sum(os.path.getsize(os.path.join(inp, f)) for f in os.listdir(inp))
+
+    client = cluster = None
+    sched = "threads"
+    threads = os.cpu_count() or 1
+    if args.cluster:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"ARROW_DEFAULT_MEMORY_POOL": "system"})
+        client = Client(cluster)
+        sched = cluster.scheduler_address
+        threads = 1
+        idle = max(client.run(_worker_rss).values())
+    base = baseline_rss()
+
+    results = {"to_parquet": [], "export": []}
+    for r in range(args.repeat):
+        for name in ("to_parquet", "export"):
+            out = os.path.join(root, f"out-{name}")
+            shutil.rmtree(out, ignore_errors=True)
+            if name == "to_parquet":
+                cmd = [sys.executable, "-c", _PLAIN, inp, out, sched]
+            else:
+                cmd = [sys.executable, "-m", "dask_cumbatch", "export", inp, out, "-w", "tokens",
+                       "-l", args.limit, "--quiet", "--scheduler", sched]
+            results[name].append(run_sampled(cmd, client))
+            print(f"run {r + 1}: {name:10s} {results[name][-1][0]:.2f} s", file=sys.stderr)
+    n_files = len([f for f in os.listdir(os.path.join(root, "out-export")) if f.startswith("part-")])
+
+    rows = []
+    for name, runs in results.items():
+        secs, peak, workers = min(runs, key=lambda x: x[0])
+        row = {"command": name, "seconds": secs, "rows/s": args.rows / secs}
+        if args.cluster:
+            worker_peak = max(workers.values()) if workers else float("nan")
+            row["peak per worker (MiB)"] = worker_peak / 2**20
+            row["above idle / partition"] = (worker_peak - idle) / part_bytes
+        else:
+            row["peak RSS (MiB)"] = peak / 2**20
+            row["above baseline / (partition x threads)"] = (peak - base) / (part_bytes * threads)
+        rows.append(row)
+    ratio = rows[0]["seconds"] / rows[1]["seconds"]
+    table = pd.DataFrame(rows)
+    header = (f"{args.rows:,} rows, {args.parts} partitions ({part_bytes / 2**20:.0f} MiB each in memory, "
+              f"{disk / 2**20:.0f} MiB on disk), limit {args.limit} tokens -> {n_files:,} files; "
+              f"{'LocalCluster, 1 thread/worker' if args.cluster else f'local threads ({threads})'}; "
+              f"import baseline {base / 2**20:.0f} MiB")
+    text = (header + "\n\n" + table.to_markdown(index=False, floatfmt=",.2f") if _has_tabulate()
+            else header + "\n\n" + table.to_string(index=False))
+    text += f"\n\nexport throughput / to_parquet throughput = {ratio:.2f} (target >= 0.8)\n"
+    print(text)
+    print(json.dumps({"ratio": ratio, "rows": rows}), file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    if client is not None:
+        client.close()
+        cluster.close()
+    if not args.dir:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""Out of core and on a cluster: an export of a dataset 3x larger than the workers' memory
+limit, through a scheduler address; the input read twice at most; same bytes on a cluster."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dask.callbacks import Callback
+
+import dask_cumbatch  # noqa: F401
+from dask_cumbatch.export import to_files
+
+MEMORY_LIMIT = 512 * 2**20
+
+
+def tree(folder) -> dict:
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def write_wide(folder, files, rows, seed=1):
+    """Parquet files small on disk (dictionary-encoded strings), ~250 bytes a row in memory."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    variants = pa.array([chr(65 + i) * 230 for i in range(16)])
+    for f in range(files):
+        idx = pa.array(rng.integers(0, 16, rows).astype("int32"))
+        table = pa.table({
+            "id": np.arange(f * rows, (f + 1) * rows, dtype="int64"),
+            "w": rng.integers(1, 1000, rows),
+            "payload": variants.take(idx),
+        })
+        pq.write_table(table, os.path.join(folder, f"part-{f:03d}.parquet"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    # pyarrow's default mimalloc pool keeps freed memory; the system allocator returns it, which
+    # is what a memory-tight worker wants (see docs/export.md)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, memory_limit=MEMORY_LIMIT, processes=True,
+        dashboard_address=None, env={"ARROW_DEFAULT_MEMORY_POOL": "system"},
+    ) as lc, distributed.Client(lc) as client:
+        yield lc, client
+
+
+def _rss():
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+@pytest.mark.slow
+def test_export_three_times_the_memory_limit_via_scheduler_address(tmp_path, cluster):
+    lc, client = cluster
+    inp, out = tmp_path / "in", tmp_path / "out"
+    # partitions of 60,000 rows (< the core's 65,536-row summary head) and batches of ~40,000
+    # rows: the scan never re-reads a partition (see test_input_is_read_at_most_twice_*)
+    files, rows = 112, 60_000
+    write_wide(inp, files, rows)
+    one = pd.read_parquet(inp / "part-000.parquet")
+    in_memory = one.memory_usage(deep=True).sum() * files
+    assert in_memory >= 3 * MEMORY_LIMIT, in_memory / MEMORY_LIMIT
+
+    workers = set(client.scheduler_info()["workers"])
+    peak: dict = {}
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                for k, v in client.run(_rss).items():
+                    peak[k] = max(peak.get(k, 0), v)
+            except Exception:  # pragma: no cover - a worker going away shows below
+                pass
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "dask_cumbatch", "export", str(inp), str(out), "-w", "w", "-l", "20M",
+             "--scheduler", lc.scheduler_address],
+            capture_output=True, text=True, timeout=540,
+        )
+    finally:
+        stop.set()
+        thread.join()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert set(client.scheduler_info()["workers"]) == workers  # no worker was killed or restarted
+    assert peak and max(peak.values()) < MEMORY_LIMIT, {k: v / 2**20 for k, v in peak.items()}
+    m = json.loads((out / "_manifest.json").read_text())
+    assert m["rows"] == files * rows and all(b["total"] <= 20_000_000 for b in m["batches"])
+    ids = pd.concat([pd.read_parquet(out / f, columns=["id"]) for f in dict.fromkeys(b["file"] for b in m["batches"])])
+    assert (ids["id"].to_numpy() == np.arange(files * rows)).all()
+
+
+@pytest.mark.slow
+def test_same_bytes_on_a_cluster_and_locally(tmp_path, cluster):
+    lc, client = cluster
+    inp = tmp_path / "in"
+    inp.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        pd.DataFrame({"w": rng.random(3000) * 10, "k": (np.arange(3000) // 700 + i) % 3}).to_parquet(
+            inp / f"p{i}.parquet", index=False)
+    to_files(str(inp), str(tmp_path / "cluster"), "w", 250.0, by="k", invalid="skip",
+             scheduler=lc.scheduler_address, progress=False)
+    with dask.config.set(scheduler="threads"):
+        to_files(str(inp), str(tmp_path / "local"), "w", 250.0, by="k", invalid="skip",
+                 scheduler="threads", progress=False)
+    assert tree(tmp_path / "cluster") == tree(tmp_path / "local")
+
+
+class _CountReads(Callback):
+    """Counts executed read tasks (a pass over all partitions, or a single re-read partition)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def _pretask(self, key, dsk, state):
+        if isinstance(key, tuple) and str(key[0]).startswith("read_parquet"):
+            self.total += 1
+
+
+def _reads(tmp_path, limit, rows=5000):
+    inp = tmp_path / "in"
+    inp.mkdir(exist_ok=True)
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        w = np.clip(rng.lognormal(3.0, 1.0, rows).astype("int64"), 1, None)  # token-length-like
+        pd.DataFrame({"w": w}).to_parquet(inp / f"p{i:02d}.parquet", index=False)
+    counter = _CountReads()
+    with counter, dask.config.set(scheduler="threads"):
+        res = to_files(str(inp), str(tmp_path / f"o{limit}"), "w", limit, progress=False)
+    assert res.rows == 12 * rows
+    return counter.total, dd.read_parquet(str(inp)).npartitions
+
+
+def test_input_is_read_at_most_twice(tmp_path):
+    # once for the summaries, once to write the files; nothing is persisted
+    reads, npart = _reads(tmp_path, 40_000)
+    assert reads <= 2 * npart, (reads, npart)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation, reported on issue 3 and in docs/design-decisions.md: with ~90-row batches "
+    "in 12,000-row partitions the true and speculative paths meet only after more rows than the "
+    "summary head keeps (64 batches), so the scan reads those partitions a third time"))
+def test_input_is_read_at_most_twice_mid_sized_batches(tmp_path):
+    reads, npart = _reads(tmp_path, 3000, rows=12_000)
+    assert reads <= 2 * npart, (reads, npart)
