@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 
@@ -196,3 +198,20 @@ def ids_list(result) -> list:
 def frames():
     """The ``make_ddf`` helper as a fixture."""
     return make_ddf
+
+
+def tree(folder) -> dict:
+    """{relative path: sha256} of every file under ``folder``."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def manifest(folder) -> dict:
+    """The export manifest of ``folder`` as a dict."""
+    with open(os.path.join(folder, "_manifest.json")) as f:
+        return json.load(f)

@@ -1,7 +1,6 @@
 """Incremental export (issue 7): N appends give the same folder, byte for byte, as one export."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,23 +14,9 @@ from hypothesis import given, settings, strategies as st
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import ExportError, to_files
 from reference import reference_ids
+from conftest import tree, manifest
 
 pytestmark = pytest.mark.usefixtures("threaded")
-
-
-def tree(folder) -> dict:
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
-
-
-def manifest(folder) -> dict:
-    with open(os.path.join(folder, "_manifest.json")) as f:
-        return json.load(f)
 
 
 def frames_for(sizes, seed=0, float_weights=False, ones=False):

@@ -2,7 +2,6 @@
 job, and the folder is byte-identical to an uninterrupted run: no duplicate, no lost row."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -17,20 +16,11 @@ import pandas as pd
 import pytest
 
 from dask_cumbatch.export import folder_status
+from conftest import tree
 
 pytestmark = pytest.mark.slow
 
 LIMIT = "3000"
-
-
-def tree(folder) -> dict:
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 def write_inputs(folder, n_files, rows, first=0, seed=0):

@@ -15,24 +15,9 @@ import dask_cumbatch  # noqa: F401
 from dask_cumbatch import export as ex
 from dask_cumbatch.export import ExportError, to_files
 from reference import reference_ids
+from conftest import tree, manifest
 
 pytestmark = pytest.mark.usefixtures("threaded")
-
-
-def tree(folder) -> dict:
-    """{relative path: sha256} of every file under ``folder``."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
-
-
-def manifest(folder) -> dict:
-    with open(os.path.join(folder, "_manifest.json")) as f:
-        return json.load(f)
 
 
 def read_back(folder, fmt="parquet") -> pd.DataFrame:

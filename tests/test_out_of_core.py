@@ -2,7 +2,6 @@
 limit, through a scheduler address; the input read twice at most; same bytes on a cluster."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -21,18 +20,9 @@ from dask.callbacks import Callback
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import to_files
+from conftest import tree
 
 MEMORY_LIMIT = 512 * 2**20
-
-
-def tree(folder) -> dict:
-    out = {}
-    for root, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 def write_wide(folder, files, rows, seed=1):
