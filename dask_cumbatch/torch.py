@@ -103,7 +103,11 @@ class CumbatchIterableDataset(_Base):
 
     @property
     def epoch(self) -> int:
-        """The epoch whose order the next iteration uses (see :meth:`set_epoch`)."""
+        """The epoch whose order the next iteration uses (see :meth:`set_epoch`).
+
+        >>> ds.epoch  # doctest: +SKIP
+        0
+        """
         return self._options.epoch
 
     def set_epoch(self, epoch: int) -> None:

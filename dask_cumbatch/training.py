@@ -468,19 +468,72 @@ class BatchIterator:
         self._closed = False
 
     # ----------------------------------------------------------------- public attributes
-    wait_seconds = property(
-        lambda self: self.stats.wait_seconds,
-        doc="Seconds the caller spent waiting inside ``next()`` (see the class example).")
-    batches_yielded = property(
-        lambda self: self.stats.batches_yielded, doc="Batches handed out so far (see the class example).")
-    max_buffered = property(
-        lambda self: self.stats.max_buffered, doc="Peak batches in the shuffle buffer (<= shuffle_buffer).")
-    max_partitions = property(
-        lambda self: self.stats.max_partitions, doc="Peak computed partitions held (<= prefetch + 1).")
-    max_ready = property(
-        lambda self: self.stats.max_ready, doc="Peak converted batches waiting for the caller (<= 4).")
-    partitions_computed = property(
-        lambda self: self.stats.partitions_computed, doc="Partitions computed so far.")
+    @property
+    def wait_seconds(self) -> float:
+        """Seconds the caller spent waiting inside ``next()`` for data.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 4}).cumbatch.iter_batches("w", 2)
+        >>> _ = list(it); it.wait_seconds >= 0
+        True
+        """
+        return self.stats.wait_seconds
+
+    @property
+    def batches_yielded(self) -> int:
+        """Batches handed out so far.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 4}).cumbatch.iter_batches("w", 2)
+        >>> _ = next(it); it.batches_yielded
+        1
+        """
+        return self.stats.batches_yielded
+
+    @property
+    def max_buffered(self) -> int:
+        """Peak batches held in the shuffle buffer (at most ``shuffle_buffer``).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 40}).cumbatch.iter_batches(
+        ...     "w", 2, shuffle="batches", seed=0, shuffle_buffer=3)
+        >>> _ = list(it); 0 < it.max_buffered <= 3
+        True
+        """
+        return self.stats.max_buffered
+
+    @property
+    def max_partitions(self) -> int:
+        """Peak computed partitions held at once (at most ``prefetch + 1``).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 4}).cumbatch.iter_batches("w", 2)
+        >>> _ = list(it); it.max_partitions <= 2
+        True
+        """
+        return self.stats.max_partitions
+
+    @property
+    def max_ready(self) -> int:
+        """Peak converted batches waiting for the caller (at most 4).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 4}).cumbatch.iter_batches("w", 2)
+        >>> _ = list(it); it.max_ready <= 4
+        True
+        """
+        return self.stats.max_ready
+
+    @property
+    def partitions_computed(self) -> int:
+        """Partitions computed so far.
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> it = pd.DataFrame({"w": [1] * 4}).cumbatch.iter_batches("w", 2)
+        >>> _ = list(it); it.partitions_computed
+        1
+        """
+        return self.stats.partitions_computed
 
     @property
     def n_batches(self) -> int:
@@ -505,7 +558,13 @@ class BatchIterator:
 
     @property
     def dropped_ids(self) -> np.ndarray:
-        """Ids of the dropped batches (see :attr:`dropped`)."""
+        """Ids of the dropped batches (see :attr:`dropped`).
+
+        >>> import pandas as pd, dask_cumbatch
+        >>> pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches(
+        ...     "w", 2, world_size=2, drop_last=True).dropped_ids.tolist()
+        [2]
+        """
         return self.schedule.dropped_ids
 
     @property
