@@ -91,8 +91,8 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
-def _summarize_many(spec, first, *parts):
-    return [sc.summarize(p, spec.opts, spec.is_float) for p in parts]
+def _summarize_many(spec, head_rows, first, *parts):
+    return [sc.summarize(p, spec.opts, spec.is_float, head_rows) for p in parts]
 
 
 def _cap_summaries(spec, table, first, *parts):
@@ -162,7 +162,7 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     whatever the partition count.
     """
     spec = _spec(prep)
-    summaries = _gather(prep.ddf, _summarize_many, spec)
+    summaries = _gather(prep.ddf, _summarize_many, spec, sc.head_rows_for(prep.ddf.npartitions))
     plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(prep.ddf), start=start)
     if prep.opts.mode == "floor" and prep.opts.max_rows:
         caps = _gather(prep.ddf, _cap_summaries, spec, EntryTable(plan.entries))

@@ -29,6 +29,20 @@ from .options import BatchOptions
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
 HEAD_MAX = 1 << 16  # ...but never more than this many
+HEAD_BUDGET = 1 << 24  # head rows kept over all partitions together (a few hundred MB at most)
+
+
+def head_rows_for(npartitions: int) -> int:
+    """How many rows a partition may have and still be kept whole in its summary.
+
+    Few partitions keep whole partitions up to ``HEAD_MAX`` rows (their paths then never need
+    a second look at the data); many partitions keep less, so the gathered summaries stay
+    within ``HEAD_BUDGET`` rows.
+
+    >>> head_rows_for(12), head_rows_for(10_000)
+    (65536, 4096)
+    """
+    return int(min(HEAD_MAX, max(HEAD_ROWS, HEAD_BUDGET // max(npartitions, 1))))
 FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
 RISKY_FRACTION = 1.0 - 2.0**-10
 
@@ -393,8 +407,11 @@ class Summary:
     rest_cell: float | int = 0
 
 
-def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool) -> Summary:
-    """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1)."""
+def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_rows: int | None = None) -> Summary:
+    """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1).
+
+    Partitions of at most ``head_rows`` rows (default ``HEAD_ROWS``) are kept whole.
+    """
     prep = prepare(df, opts)
     w, n = prep.w, len(prep.w)
     summ = Summary(n_all=prep.n_all, n=n, first_key=prep.first_key, last_key=prep.last_key)
@@ -411,23 +428,23 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool) -> Summary:
     if opts.mode == "floor":
         _summarize_floor(summ, prep, opts, is_float)
     else:
-        _summarize_walk(summ, prep, opts, is_float)
+        _summarize_walk(summ, prep, opts, is_float, head_rows or HEAD_ROWS)
     return summ
 
 
-def _summarize_walk(summ, prep, opts, is_float):
+def _summarize_walk(summ, prep, opts, is_float, head_rows):
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
-        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=max(HEAD_MAX, HEAD_ROWS)
+        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=max(HEAD_MAX, head_rows)
     )
     if overflow >= 0:
         summ.spec_overflow = int(overflow)
-        h = n if n <= HEAD_ROWS else max(min(n, HEAD_MAX), int(overflow) + 1)
+        h = n if n <= head_rows else max(min(n, HEAD_MAX), int(overflow) + 1)
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
         h = n
-        if n > HEAD_ROWS:
+        if n > head_rows:
             positions = np.flatnonzero(spec[:HEAD_MAX])
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
