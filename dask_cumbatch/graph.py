@@ -13,7 +13,6 @@ Every public operation is three steps (DESIGN.md "The parallel algorithm"):
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 
 import dask
 import dask.dataframe as dd
@@ -287,34 +286,3 @@ def plan_stats(prep: Prepared, plan: sc.PartitionPlan) -> pd.DataFrame:
             start=("start", "min"), stop=("stop", "max"),
         )
     return stats.reset_index(drop=True)
-
-
-def iter_output_partitions(collection: dd.DataFrame, prefetch: int = 1):
-    """Compute the partitions of ``collection`` in order, ``prefetch`` of them ahead.
-
-    At most ``prefetch + 1`` computed partitions are held at once.
-    """
-    parts = collection.to_delayed(optimize_graph=True)
-    if prefetch < 0:
-        raise ValueError(f"prefetch must be >= 0, got {prefetch}")
-    if prefetch == 0:
-        for p in parts:
-            yield p.compute()
-        return
-    with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cumbatch-prefetch") as pool:
-        pending = [pool.submit(p.compute) for p in parts[:prefetch]]
-        for k in range(len(parts)):
-            if k + prefetch < len(parts):
-                pending.append(pool.submit(parts[k + prefetch].compute))
-            yield pending.pop(0).result()
-
-
-def split_batches(frame: pd.DataFrame, name: str):
-    """Yield ``(batch_id, rows)`` for consecutive runs of the id column of ``frame``."""
-    if len(frame) == 0:
-        return
-    ids = frame[name].to_numpy()
-    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    bounds = np.concatenate([[0], cuts, [len(ids)]])
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        yield int(ids[a]), frame.iloc[a:b]
