@@ -215,3 +215,21 @@ def manifest(folder) -> dict:
     """The export manifest of ``folder`` as a dict."""
     with open(os.path.join(folder, "_manifest.json")) as f:
         return json.load(f)
+
+
+def assert_whole_batches(parts, want, pdf, batches_per_partition=None, check_dtype=True):
+    """Repartitioned output is right: every batch in exactly one partition (at most
+    ``batches_per_partition`` each), and the partitions concatenate back to ``pdf`` in order,
+    with batch ids ``want``. Returns ``{batch: partition}``."""
+    owner = {}
+    for k, part in enumerate(parts):
+        assert "batch" in part.columns
+        for b in part["batch"].unique().tolist():
+            assert b not in owner, f"batch {b} split over partitions {owner[b]} and {k}"
+            owner[b] = k
+        if batches_per_partition is not None:
+            assert part["batch"].nunique() <= batches_per_partition
+    whole = pd.concat(parts)
+    assert whole["batch"].tolist() == want
+    pd.testing.assert_frame_equal(whole[pdf.columns], pdf, check_dtype=check_dtype)
+    return owner

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ids_list, make_ddf, make_pdf, partition_lengths
+from conftest import assert_whole_batches, ids_list, make_ddf, make_pdf, partition_lengths
 from reference import reference_ids, reference_plan
 
 import dask_cumbatch  # noqa: F401  (registers the accessors)
@@ -484,17 +484,7 @@ def test_repartition_whole_batches(opts, bpp):
     want = _ref(w, 60, opts, keys=keys)
     out = ddf.cumbatch.repartition("w", 60, batches_per_partition=bpp, by="k", **opts)
     parts = dask.compute(*out.to_delayed())
-    owner = {}
-    for k, part in enumerate(parts):
-        assert "batch" in part.columns
-        for b in part["batch"].unique().tolist():
-            assert b not in owner, f"batch {b} split over partitions {owner[b]} and {k}"
-            owner[b] = k
-        if bpp is not None:
-            assert part["batch"].nunique() <= bpp
-    whole = pd.concat(parts)
-    assert whole["batch"].tolist() == want
-    pd.testing.assert_frame_equal(whole[pdf.columns], pdf)
+    owner = assert_whole_batches(parts, want, pdf, bpp)
     assert sorted(owner) == list(range(max(want) + 1))
 
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import ids_list, make_ddf, make_pdf, partition_lengths
+from conftest import assert_whole_batches, ids_list, make_ddf, make_pdf, partition_lengths
 from reference import reference_ids, reference_plan
 
 import dask_cumbatch  # noqa: F401  (registers the accessors)
@@ -316,16 +316,7 @@ def test_repartition_whole_batches(data):
                                    **call_opts(opts, use_by))
     parts = [p for p in out.to_delayed()]
     parts = dask.compute(*parts)
-    seen = {}
-    for k, part in enumerate(parts):
-        for b in part["batch"].unique().tolist():
-            assert b not in seen, f"batch {b} in partitions {seen[b]} and {k}"
-            seen[b] = k
-        if bpp is not None:
-            assert part["batch"].nunique() <= bpp
-    whole = pd.concat(parts)
-    assert whole["batch"].tolist() == want
-    pd.testing.assert_frame_equal(whole[pdf.columns], pdf, check_dtype=False)
+    assert_whole_batches(parts, want, pdf, bpp, check_dtype=False)
 
 
 @settings(max_examples=examples(60), **SETTINGS)
