@@ -170,9 +170,9 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
 
 
 def _finish(func):
-    def task(df, table, spec, partition_info=None):
+    def task(df, table, spec, partition_info=None, **extra):
         entry = table.entries[partition_info["number"]]
-        return func(df, spec.opts, spec.is_float, entry, *([spec.temp_weight] if func is sc.finish_frame else []))
+        return func(df, spec.opts, spec.is_float, entry, **extra)
 
     task.__name__ = f"cumbatch-{func.__name__.replace('_', '-')}"
     return task
@@ -207,7 +207,7 @@ def _frame_meta(prep: Prepared) -> pd.DataFrame:
 def batch_frame(prep: Prepared, plan: sc.PartitionPlan) -> dd.DataFrame:
     """The input's batched rows with the id column, partition for partition (skipped rows dropped)."""
     kw = {"clear_divisions": True} if prep.opts.sort_window else {}
-    return _map_finish(prep, plan, _finish_frame, _frame_meta(prep), **kw)
+    return _map_finish(prep, plan, _finish_frame, _frame_meta(prep), weight_column=prep.temp_weight, **kw)
 
 
 def _from_parts(tasks, meta, divisions):
