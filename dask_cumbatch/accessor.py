@@ -43,11 +43,6 @@ class _Batcher:
     def _prepare(self, weight, limit, kw):
         return graph.prepare_frame(self._obj, self._weight(weight), _opts(weight, limit, kw))
 
-    def _run(self, collection):
-        if self._is_pandas:
-            return collection.compute(scheduler="sync")
-        return collection
-
     def _plan(self, prep):
         if isinstance(prep.ddf, pd.DataFrame):
             return sc.plan_frame(prep.ddf, prep.opts, prep.is_float)
@@ -140,7 +135,7 @@ class CumbatchDataFrameAccessor(_Batcher):
                 raise ValueError(f"batches_per_partition must be an int >= 1, got {batches_per_partition!r}")
         prep = self._dask_prepare(weight, limit, options)
         out = graph.repartition(prep, graph.plan_partitions(prep), batches_per_partition, index=index)
-        return self._run(out)
+        return out.compute(scheduler="sync") if self._is_pandas else out
 
     def iter_batches(self, weight, limit, prefetch=1, batches_per_partition=None, *, shuffle=None,
                      seed=None, shuffle_buffer=None, epoch=0, rank=0, world_size=1, drop_last=False,
@@ -193,9 +188,6 @@ class CumbatchDataFrameAccessor(_Batcher):
         from .export import to_files
 
         return to_files(self._frame(), path, weight, limit, **kw)
-
-
-_BatchIterator = training.BatchIterator  # the iterator ``iter_batches`` returns
 
 
 class CumbatchSeriesAccessor:
