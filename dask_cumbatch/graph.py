@@ -90,8 +90,8 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
-def _summarize_many(spec, head_rows, first, *parts):
-    return [sc.summarize(p, spec.opts, spec.is_float, head_rows) for p in parts]
+def _summarize_many(spec, head_bytes, first, *parts):
+    return [sc.summarize(p, spec.opts, spec.is_float, head_bytes) for p in parts]
 
 
 def _cap_summaries(spec, table, first, *parts):
@@ -105,26 +105,52 @@ def _flatten(groups):
     return [r for group in groups for r in group]
 
 
-def _gather(ddf: dd.DataFrame, func, *args) -> list:
+class SummarySource:
+    """The frame the summary pass reads: only the weight and key columns where Dask can prune.
+
+    Every pass must see the same partitions, and Dask's tuning fuses the partitions of a read
+    whose columns are projected (``FusedParquetIO``). So the projection is optimised with
+    tuning off, and used only when it has as many partitions as the frame the finish reads
+    (tuned, as Dask computes it); otherwise the summary pass reads that frame itself. Each
+    finish task also checks its row count against the summary's.
+    """
+
+    def __init__(self, ddf: dd.DataFrame, opts: BatchOptions):
+        full = ddf.optimize()
+        self.frame, self.tune = full, True
+        columns = list(dict.fromkeys([opts.weight, *opts.by]))
+        if len(columns) < len(ddf.columns):
+            with _settings(tune=False):
+                projected = ddf[columns].optimize()
+            if projected.npartitions == full.npartitions:
+                self.frame, self.tune = projected, False
+
+    def config(self):
+        """Dask settings to build and compute the summary pass's graphs under."""
+        return _settings(self.tune)
+
+
+def _settings(tune: bool):
+    # Only weights and keys travel in the summary pass: string conversion buys nothing there.
+    return dask.config.set({"optimization.tune.active": tune, "dataframe.convert-string": False})
+
+
+def _gather(source: SummarySource, func, *args) -> list:
     """``func(*args, first, *partitions)`` over groups of partitions, gathered into one task.
 
     A low-level graph of at most ``FAT_TASKS`` tasks plus the gather, on top of the frame's
     optimised graph: the task count stays small at 10,000+ partitions.
-
-    Every pass must see the same partitions: Dask fuses the partitions of a read whose columns
-    are projected (``FusedParquetIO``), so all passes run on the same expression, unprojected.
     """
-    ddf = ddf.optimize()
-    keys = ddf.__dask_keys__()
-    size = max(1, -(-len(keys) // FAT_TASKS))
-    name = f"cumbatch-{func.__name__.strip('_')}-{tokenize(ddf._name, func, *args)}"
-    layer = {
-        (name, g): (func, *args, i, *keys[i:i + size])
-        for g, i in enumerate(range(0, len(keys), size))
-    }
-    layer[name] = (_flatten, list(layer))
-    # Only weights and keys travel here: Dask's per-partition string conversion buys nothing.
-    with dask.config.set({"dataframe.convert-string": False}):
+    with source.config():
+        ddf = source.frame.optimize()
+        keys = ddf.__dask_keys__()
+        size = max(1, -(-len(keys) // FAT_TASKS))
+        name = f"cumbatch-{func.__name__.strip('_')}-{tokenize(ddf._name, func, *args)}"
+        layer = {
+            (name, g): (func, *args, i, *keys[i:i + size])
+            for g, i in enumerate(range(0, len(keys), size))
+        }
+        layer[name] = (_flatten, list(layer))
         graph = HighLevelGraph.from_collections(name, layer, dependencies=[ddf])
         return Delayed(name, graph).compute()
 
@@ -137,8 +163,8 @@ class _ReadAhead:
     reads run in parallel while the walk itself stays sequential.
     """
 
-    def __init__(self, ddf, max_window: int = 8):
-        self.ddf = ddf.optimize()  # the partitions the summary pass saw (Dask may fuse reads)
+    def __init__(self, source: SummarySource, max_window: int = 8):
+        self.source = source  # the partitions the summary pass saw
         self.max_window = max_window
         self.window = 1
         self.cache = {}
@@ -147,8 +173,10 @@ class _ReadAhead:
     def __call__(self, k: int) -> pd.DataFrame:
         if k not in self.cache:
             self.window = min(self.window * 2, self.max_window) if self.last == k - 1 else 1
-            wanted = range(k, min(k + self.window, self.ddf.npartitions))
-            self.cache = dict(zip(wanted, dask.compute(*[self.ddf.partitions[j] for j in wanted])))
+            ddf = self.source.frame
+            wanted = range(k, min(k + self.window, ddf.npartitions))
+            with self.source.config():
+                self.cache = dict(zip(wanted, dask.compute(*[ddf.partitions[j] for j in wanted])))
         self.last = k
         return self.cache.pop(k)
 
@@ -161,10 +189,11 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     whatever the partition count.
     """
     spec = _spec(prep)
-    summaries = _gather(prep.ddf, _summarize_many, spec, sc.head_rows_for(prep.ddf.npartitions))
-    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(prep.ddf), start=start)
+    source = SummarySource(prep.ddf, prep.opts)
+    summaries = _gather(source, _summarize_many, spec, sc.head_bytes_for(prep.ddf.npartitions))
+    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
     if prep.opts.mode == "floor" and prep.opts.max_rows:
-        caps = _gather(prep.ddf, _cap_summaries, spec, EntryTable(plan.entries))
+        caps = _gather(source, _cap_summaries, spec, EntryTable(plan.entries))
         plan = sc.scan_floor_caps(caps, plan, prep.opts)
     return plan
 

@@ -125,6 +125,70 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
     return n_starts, backdated, rows, tot, mx, start, met, -1
 
 
+@njit(nogil=True, cache=True)
+def chain_table(w, newgrp, greedy, padded, lim_gt, lim_ge, max_rows, nxt, cnt, dq):
+    """Where every fresh start leads, for integer weights (the summary's chain table).
+
+    For each row s, the batch that starts fresh at s ends before ``nxt[s]`` (the rule of
+    :func:`walk_batches`, ``multiple`` aside). Non-negative weights make ``nxt``
+    non-decreasing, so one two-pointer sweep with an exact int64 window sum (and a
+    monotone deque for the window maximum when ``padded``) finds all of them in O(n).
+    A backward pass then replaces ``nxt[s]`` by the last start of the path from s
+    and sets ``cnt[s]`` to the number of starts on it. ``dq`` is scratch of n ints.
+    Returns False when a window sum would overflow int64 (``nxt``/``cnt`` are then invalid).
+
+    >>> import numpy as np
+    >>> w = np.array([2, 2, 2, 1, 3]); n = len(w)
+    >>> nxt, cnt, dq = (np.zeros(n, np.int64) for _ in range(3))
+    >>> chain_table(w, np.zeros(n, np.bool_), True, False, 4, 4, 0, nxt, cnt, dq)
+    True
+    >>> nxt.tolist(), cnt.tolist()  # from 0: [2 2][2 1][3]; from 1: [2 2][1 3]
+    ([4, 3, 4, 3, 4], [3, 2, 2, 1, 1])
+    """
+    n = w.shape[0]
+    zero = w[0] - w[0] if n else 0
+    e = 0
+    tot = zero
+    head = 0
+    tail = 0
+    for s in range(n):
+        if e <= s:
+            e = s + 1
+            tot = w[s]
+            head = 0
+            tail = 0
+            if padded:
+                dq[0] = s
+                tail = 1
+        while e < n and not newgrp[e]:
+            we = w[e]
+            mx = w[dq[head]] if padded else zero
+            if _cuts(tot, e - s, mx, we, greedy, padded, False, lim_gt, lim_ge, max_rows):
+                break
+            if we > I64_MAX - tot:
+                return False
+            tot += we
+            if padded:
+                while tail > head and w[dq[tail - 1]] <= we:
+                    tail -= 1
+                dq[tail] = e
+                tail += 1
+            e += 1
+        nxt[s] = e
+        tot -= w[s]
+        if padded and dq[head] == s:
+            head += 1
+    for s in range(n - 1, -1, -1):
+        t = nxt[s]
+        if t >= n:
+            nxt[s] = s
+            cnt[s] = 1
+        else:
+            nxt[s] = nxt[t]
+            cnt[s] = cnt[t] + 1
+    return True
+
+
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 
 

@@ -7,8 +7,10 @@ and maps :func:`finish_ids` with the per-partition :class:`Entry` it returns.
 Greedy and fill (DESIGN.md "The parallel algorithm"): each partition walks speculatively
 from an empty batch and keeps the first rows (its *head*). The scan walks the true path over
 each head from the carried state until it meets the speculative path; from there on the
-speculative counts and end state are the true ones. A partition whose paths do not meet
-inside the head (periodic data) is loaded again through the ``load`` callback and walked whole.
+speculative counts and end state are the true ones. For integer weights a :class:`Chain`
+says where the true path leads from wherever it first starts a batch, so paths that meet late
+need no second look either. A partition resolved by neither (periodic data) is loaded again
+through the ``load`` callback and walked whole.
 
 Floor: the grid of ``floor(S / limit)`` needs only the running sum carried in; the summary
 keeps the few rows heavy enough to skip a grid cell so the scan can count cells exactly.
@@ -28,21 +30,22 @@ from .options import BatchOptions
 
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
-HEAD_MAX = 1 << 16  # ...but never more than this many
-HEAD_BUDGET = 1 << 24  # head rows kept over all partitions together (a few hundred MB at most)
+HEAD_MAX = 1 << 16  # ...but never more than this many (unless a Chain needs them)
+HEAD_BUDGET = 1 << 27  # bytes of weights kept over all partitions together (128 MiB)
 
 
-def head_rows_for(npartitions: int) -> int:
-    """How many rows a partition may have and still be kept whole in its summary.
+def head_bytes_for(npartitions: int) -> int:
+    """Bytes of (compacted) weights a partition's summary may keep.
 
-    Few partitions keep whole partitions up to ``HEAD_MAX`` rows (their paths then never need
-    a second look at the data); many partitions keep less, so the gathered summaries stay
-    within ``HEAD_BUDGET`` rows.
+    A partition whose weights fit is kept whole: the scan then never needs to look at it
+    again. Together the summaries stay within ``HEAD_BUDGET`` bytes.
 
-    >>> head_rows_for(12), head_rows_for(10_000)
-    (65536, 4096)
+    >>> head_bytes_for(40), head_bytes_for(100_000)
+    (3355443, 1342)
     """
-    return int(min(HEAD_MAX, max(HEAD_ROWS, HEAD_BUDGET // max(npartitions, 1))))
+    return int(HEAD_BUDGET // max(npartitions, 1))
+
+
 FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
 RISKY_FRACTION = 1.0 - 2.0**-10
 
@@ -396,6 +399,7 @@ class Summary:
     spec_starts: int = 0
     spec_end: tuple | None = None  # (rows, tot, mx, start, tail) at the end, start local
     spec_overflow: int = -1
+    chain: "Chain | None" = None  # where the true path leads from a start in the head (see Chain)
     # floor
     g_first: int = 0
     risky_p: np.ndarray | None = None
@@ -407,10 +411,11 @@ class Summary:
     rest_cell: float | int = 0
 
 
-def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_rows: int | None = None) -> Summary:
+def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0) -> Summary:
     """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1).
 
-    Partitions of at most ``head_rows`` rows (default ``HEAD_ROWS``) are kept whole.
+    Partitions of at most ``HEAD_ROWS`` rows, or whose compacted weights take at most
+    ``head_bytes``, are kept whole.
     """
     prep = prepare(df, opts)
     w, n = prep.w, len(prep.w)
@@ -428,29 +433,102 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_rows: i
     if opts.mode == "floor":
         _summarize_floor(summ, prep, opts, is_float)
     else:
-        _summarize_walk(summ, prep, opts, is_float, head_rows or HEAD_ROWS)
+        _summarize_walk(summ, prep, opts, is_float, head_bytes)
     return summ
 
 
-def _summarize_walk(summ, prep, opts, is_float, head_rows):
+def _summarize_walk(summ, prep, opts, is_float, head_bytes):
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
+    compact = _compact(w)
+    whole = n <= HEAD_ROWS or n * compact.itemsize <= head_bytes
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
-        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=max(HEAD_MAX, head_rows)
+        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n if whole else HEAD_MAX
     )
+    h = n
     if overflow >= 0:
         summ.spec_overflow = int(overflow)
-        h = n if n <= head_rows else max(min(n, HEAD_MAX), int(overflow) + 1)
+        if not whole:
+            h = max(min(n, HEAD_MAX), int(overflow) + 1)
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
-        h = n
-        if n > head_rows:
+        if not whole:
             positions = np.flatnonzero(spec[:HEAD_MAX])
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
-    summ.w_head = _compact(w[:h])
+            if not is_float and (opts.multiple or 0) <= 1:
+                h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // compact.itemsize)
+    summ.w_head = compact[:h].copy() if h < n else compact
     summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
+
+
+def _chain_head(summ, prep, opts, h, spec, max_rows):
+    """Attach a :class:`Chain`; the head then covers its candidate rows (up to ``max_rows``)."""
+    w, newgrp = prep.w, prep.newgrp
+    s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(spec)
+    if s1 >= h:  # the first speculative batch is longer than the head: keep it whole if it fits
+        if s1 >= len(spec):  # past the recorded flags: find where the first batch ends
+            spec = _walk(w, newgrp, (0, 0, 0, 0, ()), opts, False, record=min(len(w), max(max_rows, h)))[1]
+            s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(w)
+        h = max(h, min(s1 + 1, max_rows, len(w)))
+    summ.chain = chain_of(w, newgrp, opts, spec[:h])
+    return h, spec
+
+
+CHAIN_RUNS = 4096  # a chain with more runs than this (no coalescing: periodic data) is not kept
+
+
+@dataclass
+class Chain:
+    """Where the true path of a partition leads, for each row where it may first start a batch.
+
+    The true path's first start j lies within the first speculative batch (the carried batch
+    is at least as full as an empty one), and from j on it is the fresh path from j. Paths
+    from neighbouring rows coalesce, so the outcomes over ``j < m`` form a few runs: run r
+    covers ``run_start[r] <= j < run_start[r + 1]`` and gives the number of starts from j to
+    the end of the partition and the open batch there (its first row ``last``, weight total
+    ``tot`` and maximum ``mx``). Integer weights only, without ``multiple``.
+    """
+
+    m: int
+    run_start: np.ndarray
+    cnt: np.ndarray
+    last: np.ndarray
+    tot: np.ndarray
+    mx: np.ndarray
+
+    def outcome(self, j: int, n: int):
+        """(starts, (rows, tot, mx, start)) of the path whose first start is row j < m."""
+        r = int(np.searchsorted(self.run_start, j, side="right")) - 1
+        last = int(self.last[r])
+        return int(self.cnt[r]), (n - last, int(self.tot[r]), int(self.mx[r]), last)
+
+
+def chain_of(w, newgrp, opts, spec_head) -> Chain | None:
+    """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow or too many runs)."""
+    n = len(w)
+    idx = np.int32 if n < 2**31 - 1 else np.int64
+    nxt, cnt = np.empty(n, dtype=idx), np.empty(n, dtype=idx)
+    dq = np.empty(n if opts.cost == "padded" else 1, dtype=idx)
+    gt, ge = _limits(opts, False)
+    if not kernels.chain_table(w, newgrp, opts.mode == "greedy", opts.cost == "padded", gt, ge,
+                               opts.max_rows or 0, nxt, cnt, dq):
+        return None
+    del dq
+    starts = np.flatnonzero(spec_head[1:])
+    m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
+    last, cnt = nxt[:m].astype(np.int64), cnt[:m].astype(np.int64)
+    del nxt
+    change = np.flatnonzero((last[1:] != last[:-1]) | (cnt[1:] != cnt[:-1])) + 1
+    if len(change) >= CHAIN_RUNS:
+        return None
+    run_start = np.concatenate([[0], change]).astype(np.int64)
+    lasts = last[run_start]
+    lo = int(lasts.min())
+    suffix_sum = np.cumsum(w[lo:][::-1])[::-1]
+    suffix_max = np.maximum.accumulate(w[lo:][::-1])[::-1]
+    return Chain(m, run_start, cnt[run_start], lasts, suffix_sum[lasts - lo], suffix_max[lasts - lo])
 
 
 def _compact(w: np.ndarray) -> np.ndarray:
@@ -499,6 +577,7 @@ class Entry:
     forced: tuple = ()  # local positions of starts placed here by a later cut-back
     all_offset: int = 0  # global position (all rows) of the partition's first row
     floor_rows: int | None = None  # floor with max_rows: rows of the open batch before row 0
+    n_all: int | None = None  # rows the summary pass saw (None: not checked)
 
 
 @dataclass
@@ -550,7 +629,7 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     all_offset = 0
     backdated_prior = 0
     for k, summ in enumerate(summaries):
-        entry = Entry(carry=carry, all_offset=all_offset)
+        entry = Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all)
         entries.append(entry)
         offsets.append(carry.position)
         all_offset += summ.n_all
@@ -600,8 +679,9 @@ def _scan_walk(summ, carry, opts, is_float, k, load, walked):
     grp = summ.grp_head.copy() if summ.grp_head is not None else np.zeros(len(w_head), dtype=bool)
     grp[0] = _row0_group_change(summ, carry, opts)
     state = (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
-    (count, backdated, rows, tot, mx, st, met, overflow), _ = _walk(
-        w_head, grp, state, opts, is_float, spec=summ.spec_head
+    (count, backdated, rows, tot, mx, st, met, overflow), starts = _walk(
+        w_head, grp, state, opts, is_float, spec=summ.spec_head,
+        record=len(w_head) if summ.chain is not None else 0,
     )
     if overflow >= 0:
         raise _overflow(opts)
@@ -616,6 +696,11 @@ def _scan_walk(summ, carry, opts, is_float, k, load, walked):
     if h == summ.n:
         tail = _tail(carry.tail, w_head, int(rows), opts.multiple)
         return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
+    if summ.chain is not None and count > 0:
+        j = int(np.argmax(starts))  # the true path's first start
+        if j < summ.chain.m:
+            count, (rows, tot, mx, st) = summ.chain.outcome(j, summ.n)
+            return count, None, (rows, tot, mx, carry.position + st, ())
     walked.append(k)
     return walk_whole(load(k), opts, is_float, carry)
 
@@ -772,6 +857,11 @@ def _floor_partition_flags(df, opts, is_float, carry, base=None):
 def batch_ids(df, opts, is_float, entry: Entry):
     """Final batch ids of a partition's batched rows from its true entry state, and the prep."""
     carry = entry.carry
+    if entry.n_all is not None and len(df) != entry.n_all:
+        raise RuntimeError(
+            f"a partition has {len(df)} rows where the summary pass saw {entry.n_all}: "
+            "the input changed while it was being batched"
+        )
     if opts.mode == "floor":
         if not opts.max_rows:
             return _floor_partition_flags(df, opts, is_float, carry, base=carry.batches)

@@ -105,6 +105,36 @@ def test_paths_meet_late_in_big_partition(mode, meet):
     assert _ids(ddf, 10, mode=mode) == _ref(w, 10, dict(mode=mode))
 
 
+@pytest.mark.parametrize(
+    "opts,limit,budget",
+    [
+        (dict(mode="greedy"), 2_000, 1 << 16),  # ~22-row batches: the paths meet late
+        (dict(mode="fill", cost="padded", max_rows=40), 4_000, 1 << 16),
+        (dict(mode="greedy", by="k"), 30_000, 1 << 16),
+        # batches of ~66,000 rows: too few per partition to coalesce; the default budget
+        # keeps these partitions whole (compacted to 2 bytes a row)
+        (dict(mode="greedy"), 6_000_000, None),
+    ],
+    ids=str,
+)
+def test_token_lengths_resolved_from_summaries(opts, limit, budget, monkeypatch):
+    # lognormal token counts in partitions too long to keep whole in the summary (the budget
+    # is small): the scan resolves every partition from the summaries (chain tables), so the
+    # input is read exactly twice -- and the ids still equal the reference
+    from dask_cumbatch import graph, options, scan
+
+    if budget:
+        monkeypatch.setattr(scan, "HEAD_BUDGET", budget)
+    rng = np.random.default_rng(7)
+    sizes = [70_000, 90_000, 0, 80_001]
+    w = np.minimum(rng.lognormal(4, 1, sum(sizes)).astype(np.int64) + 1, 8_000).tolist()
+    keys = (np.arange(len(w)) // 50_000).tolist() if "by" in opts else None
+    pdf, ddf = make_ddf(w, sizes, keys=keys, extra=False)
+    prep = graph.prepare_frame(ddf, "w", options.BatchOptions.make("w", limit, **opts))
+    assert graph.plan_partitions(prep).walked == []
+    assert _ids(ddf, limit, **opts) == _ref(w, limit, opts, keys=keys)
+
+
 @pytest.mark.parametrize("multiple", [8, 64])
 @pytest.mark.parametrize("sizes", [[1] * 250 + [350], [10] * 60, [7, 0] * 85 + [4, 0, 1, 0], [600]])
 def test_multiple_cut_back_spans_partitions(multiple, sizes):
