@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default="parquet", help="file format")
     p.add_argument("--batches-per-file", type=_positive_int, default=1, metavar="N",
                    help="consecutive batches per file (default 1)")
-    p.add_argument("--max-skips", type=_nonneg_int, metavar="N",
-                   help="with --invalid skip: abort when more than N rows would be left out")
+    p.add_argument("--max-skips", type=_nonneg_int, metavar="N", default=0,
+                   help="with --invalid skip: abort when more than N rows would be left out (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace whatever OUTPUT holds")
     p.add_argument("--append", action="store_true",
                    help="add inputs not exported yet, continuing the last batch")

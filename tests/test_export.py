@@ -142,7 +142,7 @@ def test_pandas_input_and_named_index(tmp_path):
 def test_invalid_skip_writes_rejects_with_reasons(tmp_path):
     pdf = pd.DataFrame({"w": [1.0, np.nan, 2.0, -1.0, np.inf, 3.0, 4.0], "p": range(7)})
     res = to_files(dd.from_pandas(pdf, npartitions=3), str(tmp_path / "o"), "w", 5,
-                   invalid="skip", progress=False)
+                   invalid="skip", max_skips=None, progress=False)
     assert res.rejects == 3 and res.rows == 4
     rej = pd.read_parquet(tmp_path / "o" / "_rejects.parquet")
     assert rej["p"].tolist() == [1, 3, 4]
@@ -151,6 +151,16 @@ def test_invalid_skip_writes_rejects_with_reasons(tmp_path):
     assert back["p"].tolist() == [0, 2, 5, 6] and back["batch"].tolist() == [0, 0, 1, 2]
     m = manifest(tmp_path / "o")
     assert m["skipped"] == 3 and m["rejects"]["rows"] == 3
+
+
+def test_skipping_must_be_allowed_explicitly(tmp_path):
+    # max_skips defaults to 0, as a batch framework's skip limit: invalid="skip" alone aborts
+    pdf = pd.DataFrame({"w": [1.0, np.nan, 2.0]})
+    with pytest.raises(ExportError, match=r"1 row.*more than --max-skips 0.*set --max-skips"):
+        to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", progress=False)
+    assert not (tmp_path / "o" / "_SUCCESS").exists()
+    assert to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=None,
+                    progress=False).rejects == 1
 
 
 def test_max_skips_aborts_before_writing(tmp_path):
