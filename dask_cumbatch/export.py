@@ -1118,7 +1118,7 @@ class _Job:
         from dask import delayed
 
         # the partitions the summary pass saw (Dask may fuse projected reads: use the same expression)
-        parts = prep.ddf.optimize().to_delayed(optimize_graph=True)
+        parts = graph.as_mapped(prep.ddf).to_delayed(optimize_graph=True)
         if len(parts) != len(plan.entries):  # pragma: no cover - a change in Dask or the core
             raise ExportError(f"internal error: {len(parts)} partitions to write, {len(plan.entries)} planned")
         records, todo = {}, []

@@ -105,18 +105,33 @@ def _flatten(groups):
     return [r for group in groups for r in group]
 
 
+def _same(df):
+    return df
+
+
+def as_mapped(ddf: dd.DataFrame) -> dd.DataFrame:
+    """``ddf`` optimised with the partitions a task mapped over it sees.
+
+    Dask's tuning fuses the partitions of a read whose columns are projected
+    (``FusedParquetIO``), but only under a parent expression: ``ddf.optimize()`` alone may
+    have more partitions than ``ddf.map_partitions(f)`` computes. Every pass uses this.
+    """
+    return ddf.map_partitions(_same, meta=ddf._meta, enforce_metadata=False,
+                              align_dataframes=False).optimize()
+
+
 class SummarySource:
     """The frame the summary pass reads: only the weight and key columns where Dask can prune.
 
-    Every pass must see the same partitions, and Dask's tuning fuses the partitions of a read
-    whose columns are projected (``FusedParquetIO``). So the projection is optimised with
-    tuning off, and used only when it has as many partitions as the frame the finish reads
-    (tuned, as Dask computes it); otherwise the summary pass reads that frame itself. Each
-    finish task also checks its row count against the summary's.
+    Every pass must see the same partitions as the finish (a task mapped over the frame, see
+    :func:`as_mapped`). The projection to the weight and key columns is optimised with Dask's
+    tuning off, so it is not fused, and used only when it has as many partitions as the
+    finish sees; otherwise the summary pass reads the frame as the finish does. Each finish
+    task also checks its row count against the summary's.
     """
 
     def __init__(self, ddf: dd.DataFrame, opts: BatchOptions):
-        full = ddf.optimize()
+        full = as_mapped(ddf)
         self.frame, self.tune = full, True
         columns = list(dict.fromkeys([opts.weight, *opts.by]))
         if len(columns) < len(ddf.columns):

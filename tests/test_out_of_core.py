@@ -158,3 +158,25 @@ def test_input_is_read_at_most_twice_mid_sized_batches(tmp_path):
     # (docs/design-decisions.md, "The head kept per partition")
     reads, npart = _reads(tmp_path, 3000, rows=12_000)
     assert reads <= 2 * npart, (reads, npart)
+
+
+def test_summary_pass_reads_only_weight_and_key_columns(tmp_path):
+    from dask_cumbatch import graph, options
+
+    pd.DataFrame({"w": np.arange(6000) % 7, "k": np.arange(6000) // 900, "text": ["x" * 50] * 6000,
+                  "other": np.arange(6000.0)}).to_parquet(tmp_path / "in.parquet", row_group_size=500)
+    ddf = dd.read_parquet(tmp_path / "in.parquet", split_row_groups=True)
+    opts = options.BatchOptions.make("w", 20, by="k")
+    source = graph.SummarySource(ddf, opts)
+    assert list(source.frame.columns) == ["w", "k"]
+    assert source.frame.npartitions == ddf.optimize().npartitions == 12
+    # a projection by the user: Dask fuses its partitions when a task is mapped over it
+    narrow = dd.read_parquet(tmp_path / "in.parquet", split_row_groups=True)[["w", "k"]]
+    fused = graph.SummarySource(narrow, opts)
+    assert fused.frame.npartitions == len(narrow.map_partitions(len).compute()) < 12
+    for i, frame in enumerate((ddf, narrow)):
+        got = frame.cumbatch.ids("w", 20, by="k").compute()
+        want = frame.compute().cumbatch.ids("w", 20, by="k")
+        assert got.tolist() == want.tolist()
+        res = to_files(frame, str(tmp_path / f"out{i}"), "w", 20, by="k", progress=False)
+        assert res.rows == 6000
