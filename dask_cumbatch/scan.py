@@ -456,11 +456,26 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes):
             positions = np.flatnonzero(spec[:HEAD_MAX])
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
-            if not is_float and (opts.multiple or 0) <= 1:
+            if not is_float and (opts.multiple or 0) <= 1 and not _probes_meet(prep, opts, spec, h):
                 h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // compact.itemsize)
     summ.w_head = compact[:h].copy() if h < n else compact
     summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
+
+
+def _probes_meet(prep, opts, spec, h) -> bool:
+    """Whether paths first starting at a few rows of the first batch meet the speculative one
+    inside the head. Then a chain table (about three walks' work) is likely not needed; should
+    the true path still miss, the scan's fallback walk keeps the result exact."""
+    starts = np.flatnonzero(spec[1:h])
+    if not len(starts):
+        return False
+    s1 = int(starts[0]) + 1
+    for j in sorted({1, s1 // 2, s1 - 1} - {0}):
+        res, _ = _walk(prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, False, spec=spec[j:h])
+        if res[6] < 0:
+            return False
+    return True
 
 
 def _chain_head(summ, prep, opts, h, spec, max_rows):
