@@ -105,6 +105,21 @@ def _worker_rss():
     return psutil.Process().memory_info().rss
 
 
+def _warm_worker_rss():
+    """RSS of a worker after loading what the export's tasks load (libraries, numba kernels)."""
+    import numpy as np
+    import pandas as pd
+
+    from dask_cumbatch import export, options, scan
+
+    df = pd.DataFrame({"tokens": np.arange(1, 10_000), "source": "x"})
+    opts = options.BatchOptions.make("tokens", 1_000)
+    scan.summarize(df, opts, False)
+    export.encode(export._parquet_read(export.encode(
+        __import__("pyarrow").Table.from_pandas(df), "parquet")), "parquet")
+    return _worker_rss()
+
+
 def baseline_rss() -> int:
     """RSS of a process that imported everything an export imports (numba kernels loaded)."""
     proc = subprocess.Popen([sys.executable, "-c", _BASELINE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -151,6 +166,7 @@ def main(argv=None):
         sched = cluster.scheduler_address
         threads = 1
         idle = max(client.run(_worker_rss).values())
+        warm = max(client.run(_warm_worker_rss).values())
     base = baseline_rss()
 
     results = {"to_parquet": [], "export": []}
@@ -175,6 +191,7 @@ def main(argv=None):
             worker_peak = max(workers.values()) if workers else float("nan")
             row["peak per worker (MiB)"] = worker_peak / 2**20
             row["above idle / partition"] = (worker_peak - idle) / part_bytes
+            row["above warmed-up / partition"] = (worker_peak - warm) / part_bytes
         else:
             row["peak RSS (MiB)"] = peak / 2**20
             row["above baseline / (partition x threads)"] = (peak - base) / (part_bytes * threads)
@@ -184,7 +201,9 @@ def main(argv=None):
     header = (f"{args.rows:,} rows, {args.parts} partitions ({part_bytes / 2**20:.0f} MiB each in memory, "
               f"{disk / 2**20:.0f} MiB on disk), limit {args.limit} tokens -> {n_files:,} files; "
               f"{'LocalCluster, 1 thread/worker' if args.cluster else f'local threads ({threads})'}; "
-              f"import baseline {base / 2**20:.0f} MiB")
+              f"import baseline {base / 2**20:.0f} MiB"
+              + (f"; idle worker {idle / 2**20:.0f} MiB, warmed-up worker {warm / 2**20:.0f} MiB"
+                 if args.cluster else ""))
     text = (header + "\n\n" + table.to_markdown(index=False, floatfmt=",.2f") if _has_tabulate()
             else header + "\n\n" + table.to_string(index=False))
     text += f"\n\nexport throughput / to_parquet throughput = {ratio:.2f} (target >= 0.8)\n"
