@@ -438,32 +438,42 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: 
 
 
 def _summarize_walk(summ, prep, opts, is_float, head_bytes):
+    """Speculative walk and head. A long partition keeps a short head when probe paths meet
+    the speculative one inside it, else a chain table; only when neither resolves it is the
+    whole partition kept, within the ``head_bytes`` budget (summaries stay small on the wire)."""
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     compact = _compact(w)
-    whole = n <= HEAD_ROWS or n * compact.itemsize <= head_bytes
+    small = n <= HEAD_ROWS
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
-        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n if whole else HEAD_MAX
+        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n if small else HEAD_MAX
     )
     h = n
     if overflow >= 0:
         summ.spec_overflow = int(overflow)
-        if not whole:
+        if not small:
             h = max(min(n, HEAD_MAX), int(overflow) + 1)
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
-        if not whole:
+        if not small:
             positions = np.flatnonzero(spec[:HEAD_MAX])
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
-            if not is_float and (opts.multiple or 0) <= 1 and not _probes_meet(prep, opts, spec, h):
+            resolved = _probes_meet(prep, opts, is_float, spec, h)
+            if not resolved and not is_float and (opts.multiple or 0) <= 1:
                 h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // compact.itemsize)
+                resolved = summ.chain is not None
+            if not resolved and n * compact.itemsize <= head_bytes:
+                summ.chain = None
+                h = n
+                if len(spec) < n:
+                    spec = _walk(w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n)[1]
     summ.w_head = compact[:h].copy() if h < n else compact
     summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
 
 
-def _probes_meet(prep, opts, spec, h) -> bool:
+def _probes_meet(prep, opts, is_float, spec, h) -> bool:
     """Whether paths first starting at a few rows of the first batch meet the speculative one
     inside the head. Then a chain table (about three walks' work) is likely not needed; should
     the true path still miss, the scan's fallback walk keeps the result exact."""
@@ -472,7 +482,7 @@ def _probes_meet(prep, opts, spec, h) -> bool:
         return False
     s1 = int(starts[0]) + 1
     for j in sorted({1, s1 // 2, s1 - 1} - {0}):
-        res, _ = _walk(prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, False, spec=spec[j:h])
+        res, _ = _walk(prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, is_float, spec=spec[j:h])
         if res[6] < 0:
             return False
     return True
