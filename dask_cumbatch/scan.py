@@ -460,7 +460,8 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes):
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
             resolved = _probes_meet(prep, opts, is_float, spec, h)
-            if not resolved and not is_float and (opts.multiple or 0) <= 1:
+            chainable = not is_float and (opts.multiple or 0) <= 1 and count >= CHAIN_MIN_BATCHES
+            if not resolved and chainable:
                 h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // compact.itemsize)
                 resolved = summ.chain is not None
             if not resolved and n * compact.itemsize <= head_bytes:
@@ -502,6 +503,7 @@ def _chain_head(summ, prep, opts, h, spec, max_rows):
 
 
 CHAIN_RUNS = 4096  # a chain with more runs than this (no coalescing: periodic data) is not kept
+CHAIN_MIN_BATCHES = 8  # paths over fewer batches than this rarely coalesce: no chain is tried
 
 
 @dataclass

@@ -365,7 +365,7 @@ def tiny_heads():
     """Summaries that keep only a few rows: the chain tables and the fallback walk do the work."""
     from dask_cumbatch import scan
 
-    tiny = dict(HEAD_ROWS=4, HEAD_STARTS=2, HEAD_MAX=16, HEAD_BUDGET=64)
+    tiny = dict(HEAD_ROWS=4, HEAD_STARTS=2, HEAD_MAX=16, HEAD_BUDGET=64, CHAIN_MIN_BATCHES=1)
     saved = {name: getattr(scan, name) for name in tiny}
     for name, value in tiny.items():
         setattr(scan, name, value)
