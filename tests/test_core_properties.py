@@ -10,9 +10,9 @@ integer-valued float weights are drawn.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+from unittest import mock
 
 import dask
 import numpy as np
@@ -360,20 +360,12 @@ def test_floor_non_integer_floats_within_rounding(data):
             break
 
 
-@contextlib.contextmanager
 def tiny_heads():
     """Summaries that keep only a few rows: the chain tables and the fallback walk do the work."""
     from dask_cumbatch import scan
 
-    tiny = dict(HEAD_ROWS=4, HEAD_STARTS=2, HEAD_MAX=16, HEAD_BUDGET=64, CHAIN_MIN_BATCHES=1)
-    saved = {name: getattr(scan, name) for name in tiny}
-    for name, value in tiny.items():
-        setattr(scan, name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(scan, name, value)
+    return mock.patch.multiple(scan, HEAD_ROWS=4, HEAD_STARTS=2, HEAD_MAX=16, HEAD_BUDGET=64,
+                               CHAIN_MIN_BATCHES=1)
 
 
 @settings(max_examples=examples(150), **SETTINGS)
