@@ -476,7 +476,7 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes):
 
 def _probes_meet(prep, opts, is_float, spec, h) -> bool:
     """Whether paths first starting at a few rows of the first batch meet the speculative one
-    inside the head. Then a chain table (about three walks' work) is likely not needed; should
+    inside the head. Then a chain table (about five walks' work) is likely not needed; should
     the true path still miss, the scan's fallback walk keeps the result exact."""
     starts = np.flatnonzero(spec[1:h])
     if not len(starts):
