@@ -442,7 +442,7 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes):
     the speculative one inside it, else a chain table; only when neither resolves it is the
     whole partition kept, within the ``head_bytes`` budget (summaries stay small on the wire)."""
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
-    compact = _compact(w)
+    compact = _compact_dtype(w)
     small = n <= HEAD_ROWS
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
         w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n if small else HEAD_MAX
@@ -469,7 +469,7 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes):
                 h = n
                 if len(spec) < n:
                     spec = _walk(w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n)[1]
-    summ.w_head = compact[:h].copy() if h < n else compact
+    summ.w_head = w[:h].astype(compact)  # a copy, whatever the dtype
     summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
 
@@ -558,15 +558,15 @@ def chain_of(w, newgrp, opts, spec_head) -> Chain | None:
     return Chain(m, run_start, cnt[run_start], lasts, suffix_sum[lasts - lo], suffix_max[lasts - lo])
 
 
-def _compact(w: np.ndarray) -> np.ndarray:
-    """A copy of a head of weights in the smallest integer dtype that holds it (floats as is).
+def _compact_dtype(w: np.ndarray) -> np.dtype:
+    """The smallest integer dtype that holds the weights ``w`` (floats keep theirs).
 
-    >>> _compact(np.array([1, 59, 3])).dtype
+    >>> _compact_dtype(np.array([1, 59, 3]))
     dtype('uint8')
     """
-    if w.dtype.kind == "f" or not len(w):
-        return w.copy()
-    return w.astype(np.min_scalar_type(int(w.max())) if w.min() >= 0 else w.dtype)
+    if w.dtype.kind == "f" or not len(w) or w.min() < 0:
+        return w.dtype
+    return np.min_scalar_type(int(w.max()))
 
 
 def _summarize_floor(summ, prep, opts, is_float):
