@@ -761,8 +761,10 @@ def _scheduler(scheduler):
     a ``dask.distributed`` scheduler address (a client is opened and closed around the export)."""
     import dask
 
+    from . import graph
+
     if scheduler is None:
-        yield _active_client()
+        yield graph.active_client()
         return
     if not isinstance(scheduler, str):  # a distributed Client
         yield scheduler
@@ -785,22 +787,6 @@ def _scheduler(scheduler):
             yield client
     finally:
         client.close()
-
-
-def _active_client():
-    """The distributed Client Dask would use now (None when a local scheduler is configured)."""
-    import dask.base
-
-    distributed = sys.modules.get("distributed")
-    if distributed is None:  # no Client exists unless distributed was imported (saves 0.2 s)
-        return None
-    Client = distributed.Client
-    try:
-        scheduler = dask.base.get_scheduler()
-    except Exception:
-        return None
-    owner = getattr(scheduler, "__self__", None)
-    return owner if isinstance(owner, Client) else None
 
 
 def _compute(tasks, progress: bool, client):

@@ -14,6 +14,8 @@ Every public operation is three steps (DESIGN.md "The parallel algorithm"):
 from __future__ import annotations
 
 
+import sys
+
 import dask
 import dask.dataframe as dd
 import numpy as np
@@ -90,8 +92,8 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
-def _summarize_many(spec, head_bytes, first, *parts):
-    return [sc.summarize(p, spec.opts, spec.is_float, head_bytes) for p in parts]
+def _summarize_many(spec, head_bytes, prefer_whole, first, *parts):
+    return [sc.summarize(p, spec.opts, spec.is_float, head_bytes, prefer_whole) for p in parts]
 
 
 def _cap_summaries(spec, table, first, *parts):
@@ -196,6 +198,23 @@ class _ReadAhead:
         return self.cache.pop(k)
 
 
+def active_client():
+    """The ``distributed.Client`` Dask would use now (None when a local scheduler is configured).
+
+    >>> active_client() is None  # the threaded scheduler
+    True
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # no Client exists unless distributed was imported (saves 0.2 s)
+        return None
+    try:
+        scheduler = dask.base.get_scheduler()
+    except Exception:
+        return None
+    owner = getattr(scheduler, "__self__", None)
+    return owner if isinstance(owner, distributed.Client) else None
+
+
 def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.PartitionPlan:
     """Summaries (one pass over the data) and the scan; eager, like ``set_index``'s divisions.
 
@@ -205,7 +224,10 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     """
     spec = _spec(prep)
     source = SummarySource(prep.ddf, prep.opts)
-    summaries = _gather(source, _summarize_many, spec, sc.head_bytes_for(prep.ddf.npartitions))
+    # Locally, whole partitions in the summaries cost no transfer and save the chain tables'
+    # CPU; on a cluster they would travel to the gather task and the client.
+    prefer_whole = active_client() is None
+    summaries = _gather(source, _summarize_many, spec, sc.head_bytes_for(prep.ddf.npartitions), prefer_whole)
     plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
     if prep.opts.mode == "floor" and prep.opts.max_rows:
         caps = _gather(source, _cap_summaries, spec, EntryTable(plan.entries))

@@ -411,11 +411,13 @@ class Summary:
     rest_cell: float | int = 0
 
 
-def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0) -> Summary:
+def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0,
+              prefer_whole: bool = False) -> Summary:
     """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1).
 
-    Partitions of at most ``HEAD_ROWS`` rows, or whose compacted weights take at most
-    ``head_bytes``, are kept whole.
+    Partitions of at most ``HEAD_ROWS`` rows are kept whole; so are those whose compacted
+    weights take at most ``head_bytes`` and that a short head does not resolve, before a chain
+    table is tried when ``prefer_whole`` (summaries that need not travel), after it otherwise.
     """
     prep = prepare(df, opts)
     w, n = prep.w, len(prep.w)
@@ -433,14 +435,15 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: 
     if opts.mode == "floor":
         _summarize_floor(summ, prep, opts, is_float)
     else:
-        _summarize_walk(summ, prep, opts, is_float, head_bytes)
+        _summarize_walk(summ, prep, opts, is_float, head_bytes, prefer_whole)
     return summ
 
 
-def _summarize_walk(summ, prep, opts, is_float, head_bytes):
+def _summarize_walk(summ, prep, opts, is_float, head_bytes, prefer_whole):
     """Speculative walk and head. A long partition keeps a short head when probe paths meet
     the speculative one inside it, else a chain table; only when neither resolves it is the
-    whole partition kept, within the ``head_bytes`` budget (summaries stay small on the wire)."""
+    whole partition kept, within the ``head_bytes`` budget (summaries stay small on the wire).
+    With ``prefer_whole`` a partition that fits the budget is kept whole before any table."""
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     compact = _compact_dtype(w)
     small = n <= HEAD_ROWS
@@ -460,11 +463,12 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes):
             h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
             h = min(n, max(h, HEAD_ROWS))
             resolved = _probes_meet(prep, opts, is_float, spec, h)
+            fits = n * compact.itemsize <= head_bytes
             chainable = not is_float and (opts.multiple or 0) <= 1 and count >= CHAIN_MIN_BATCHES
-            if not resolved and chainable:
+            if not resolved and chainable and not (prefer_whole and fits):
                 h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // compact.itemsize)
                 resolved = summ.chain is not None
-            if not resolved and n * compact.itemsize <= head_bytes:
+            if not resolved and fits:
                 summ.chain = None
                 h = n
                 if len(spec) < n:
