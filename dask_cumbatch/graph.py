@@ -117,6 +117,10 @@ def as_mapped(ddf: dd.DataFrame) -> dd.DataFrame:
     Dask's tuning fuses the partitions of a read whose columns are projected
     (``FusedParquetIO``), but only under a parent expression: ``ddf.optimize()`` alone may
     have more partitions than ``ddf.map_partitions(f)`` computes. Every pass uses this.
+
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": range(6)}), npartitions=3)
+    >>> as_mapped(ddf).npartitions
+    3
     """
     return ddf.map_partitions(_same, meta=ddf._meta, enforce_metadata=False,
                               align_dataframes=False).optimize()
@@ -130,6 +134,11 @@ class SummarySource:
     tuning off, so it is not fused, and used only when it has as many partitions as the
     finish sees; otherwise the summary pass reads the frame as the finish does. Each finish
     task also checks its row count against the summary's.
+
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1, 2, 3, 4], "text": list("abcd")}), npartitions=2)
+    >>> source = SummarySource(ddf, BatchOptions.make("w", 5))
+    >>> list(source.frame.columns), source.frame.npartitions
+    (['w'], 2)
     """
 
     def __init__(self, ddf: dd.DataFrame, opts: BatchOptions):

@@ -520,6 +520,13 @@ class Chain:
     covers ``run_start[r] <= j < run_start[r + 1]`` and gives the number of starts from j to
     the end of the partition and the open batch there (its first row ``last``, weight total
     ``tot`` and maximum ``mx``). Integer weights only, without ``multiple``.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> w = np.array([3, 4, 2, 5, 1, 3, 4, 2, 2, 3])
+    >>> spec = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0], dtype=bool)  # the batches from row 0
+    >>> chain = chain_of(w, np.zeros(10, bool), BatchOptions.make("w", 7), spec)
+    >>> chain.outcome(1, 10)  # first start at row 1: [4 2] [5 1] [3 4], then [2 2 3] is open
+    (4, (3, 7, 3, 7))
     """
 
     m: int
