@@ -440,12 +440,9 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: 
 
 
 def _summarize_walk(summ, prep, opts, is_float, head_bytes, prefer_whole):
-    """Speculative walk and head. A long partition keeps a short head when probe paths meet
-    the speculative one inside it, else a chain table; only when neither resolves it is the
-    whole partition kept, within the ``head_bytes`` budget (summaries stay small on the wire).
-    With ``prefer_whole`` a partition that fits the budget is kept whole before any table."""
+    """Speculative walk and head: partitions of at most ``HEAD_ROWS`` rows are kept whole,
+    longer ones as :func:`_long_head` decides."""
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
-    compact = _compact_dtype(w)
     small = n <= HEAD_ROWS
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
         w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n if small else HEAD_MAX
@@ -459,23 +456,38 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes, prefer_whole):
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
         if not small:
-            positions = np.flatnonzero(spec[:HEAD_MAX])
-            h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
-            h = min(n, max(h, HEAD_ROWS))
-            resolved = _probes_meet(prep, opts, is_float, spec, h)
-            fits = n * compact.itemsize <= head_bytes
-            chainable = not is_float and (opts.multiple or 0) <= 1 and count >= CHAIN_MIN_BATCHES
-            if not resolved and chainable and not (prefer_whole and fits):
-                h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // compact.itemsize)
-                resolved = summ.chain is not None
-            if not resolved and fits:
-                summ.chain = None
-                h = n
-                if len(spec) < n:
-                    spec = _walk(w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n)[1]
-    summ.w_head = w[:h].astype(compact)  # a copy, whatever the dtype
+            h, spec = _long_head(summ, prep, opts, is_float, spec, head_bytes, prefer_whole)
+    summ.w_head = w[:h].astype(_compact_dtype(w))  # a copy, whatever the dtype
     summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
+
+
+def _long_head(summ, prep, opts, is_float, spec, head_bytes, prefer_whole):
+    """(head rows, start flags) of a long partition, attaching a :class:`Chain` if needed.
+
+    A short head (the first ``HEAD_STARTS`` speculative batches) when probe paths meet the
+    speculative one inside it; else a chain table; the whole partition when neither resolves
+    it and its compacted weights fit ``head_bytes`` (before any table when ``prefer_whole``:
+    summaries that need not travel).
+    """
+    w, n = prep.w, len(prep.w)
+    positions = np.flatnonzero(spec[:HEAD_MAX])
+    h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
+    h = min(n, max(h, HEAD_ROWS))
+    if _probes_meet(prep, opts, is_float, spec, h):
+        return h, spec
+    itemsize = _compact_dtype(w).itemsize
+    fits = n * itemsize <= head_bytes
+    chainable = not is_float and (opts.multiple or 0) <= 1 and summ.spec_starts >= CHAIN_MIN_BATCHES
+    if chainable and not (prefer_whole and fits):
+        h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // itemsize)
+        if summ.chain is not None:
+            return h, spec
+    if not fits:
+        return h, spec
+    if len(spec) < n:
+        spec = _walk(w, prep.newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n)[1]
+    return n, spec
 
 
 def _probes_meet(prep, opts, is_float, spec, h) -> bool:
