@@ -121,6 +121,25 @@ def test_same_bytes_on_a_cluster_and_locally(tmp_path, cluster):
     assert tree(tmp_path / "cluster") == tree(tmp_path / "local")
 
 
+@pytest.mark.slow
+def test_token_counts_same_bytes_on_a_cluster_and_locally(tmp_path, cluster):
+    # integer weights, ~200-row batches in 30,000-row partitions: the paths meet late, so on the
+    # cluster the summaries carry chain tables, while locally they keep whole partitions
+    lc, client = cluster
+    inp = tmp_path / "in"
+    inp.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        tokens = rng.lognormal(4, 1, 30_000).astype(np.int64) + 1
+        pd.DataFrame({"tokens": tokens, "doc": np.arange(30_000) + 30_000 * i}).to_parquet(
+            inp / f"p{i}.parquet", index=False)
+    to_files(str(inp), str(tmp_path / "cluster"), "tokens", 20_000,
+             scheduler=lc.scheduler_address, progress=False)
+    with dask.config.set(scheduler="threads"):
+        to_files(str(inp), str(tmp_path / "local"), "tokens", 20_000, scheduler="threads", progress=False)
+    assert tree(tmp_path / "cluster") == tree(tmp_path / "local")
+
+
 class _CountReads(Callback):
     """Counts executed read tasks (a pass over all partitions, or a single re-read partition)."""
 
