@@ -143,7 +143,7 @@ class SummarySource:
 
     def __init__(self, ddf: dd.DataFrame, opts: BatchOptions):
         full = as_mapped(ddf)
-        self.frame, self.tune = full, True
+        self.frame, self.tune = full, None  # None: Dask's tuning as configured, as the finish
         columns = list(dict.fromkeys([opts.weight, *opts.by]))
         if len(columns) < len(ddf.columns):
             with _settings(tune=False):
@@ -156,9 +156,12 @@ class SummarySource:
         return _settings(self.tune)
 
 
-def _settings(tune: bool):
+def _settings(tune: bool | None):
     # Only weights and keys travel in the summary pass: string conversion buys nothing there.
-    return dask.config.set({"optimization.tune.active": tune, "dataframe.convert-string": False})
+    settings = {"dataframe.convert-string": False}
+    if tune is not None:
+        settings["optimization.tune.active"] = tune
+    return dask.config.set(settings)
 
 
 def _gather(source: SummarySource, func, *args) -> list:

@@ -199,3 +199,6 @@ def test_summary_pass_reads_only_weight_and_key_columns(tmp_path):
         assert got.tolist() == want.tolist()
         res = to_files(frame, str(tmp_path / f"out{i}"), "w", 20, by="k", progress=False)
         assert res.rows == 6000
+    with dask.config.set({"optimization.tune.active": False}):  # the user's own setting holds
+        got = narrow.cumbatch.ids("w", 20, by="k").compute()
+        assert got.tolist() == narrow.compute().cumbatch.ids("w", 20, by="k").tolist()
