@@ -104,40 +104,39 @@ def test_export_three_times_the_memory_limit_via_scheduler_address(tmp_path, clu
     assert (ids["id"].to_numpy() == np.arange(files * rows)).all()
 
 
-@pytest.mark.slow
-def test_same_bytes_on_a_cluster_and_locally(tmp_path, cluster):
-    lc, client = cluster
+def _cluster_and_local(tmp_path, lc, frames, weight, limit, **opts):
+    """Export the same Parquet files through the cluster and on local threads."""
     inp = tmp_path / "in"
     inp.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        pd.DataFrame({"w": rng.random(3000) * 10, "k": (np.arange(3000) // 700 + i) % 3}).to_parquet(
-            inp / f"p{i}.parquet", index=False)
-    to_files(str(inp), str(tmp_path / "cluster"), "w", 250.0, by="k", invalid="skip",
-             scheduler=lc.scheduler_address, progress=False)
+    for i, frame in enumerate(frames):
+        frame.to_parquet(inp / f"p{i}.parquet", index=False)
+    to_files(str(inp), str(tmp_path / "cluster"), weight, limit, scheduler=lc.scheduler_address,
+             progress=False, **opts)
     with dask.config.set(scheduler="threads"):
-        to_files(str(inp), str(tmp_path / "local"), "w", 250.0, by="k", invalid="skip",
-                 scheduler="threads", progress=False)
-    assert tree(tmp_path / "cluster") == tree(tmp_path / "local")
+        to_files(str(inp), str(tmp_path / "local"), weight, limit, scheduler="threads",
+                 progress=False, **opts)
+    return tree(tmp_path / "cluster"), tree(tmp_path / "local")
+
+
+@pytest.mark.slow
+def test_same_bytes_on_a_cluster_and_locally(tmp_path, cluster):
+    rng = np.random.default_rng(0)
+    frames = [pd.DataFrame({"w": rng.random(3000) * 10, "k": (np.arange(3000) // 700 + i) % 3})
+              for i in range(5)]
+    on_cluster, local = _cluster_and_local(tmp_path, cluster[0], frames, "w", 250.0, by="k",
+                                           invalid="skip")
+    assert on_cluster == local
 
 
 @pytest.mark.slow
 def test_token_counts_same_bytes_on_a_cluster_and_locally(tmp_path, cluster):
     # integer weights, ~200-row batches in 30,000-row partitions: the paths meet late, so on the
     # cluster the summaries carry chain tables, while locally they keep whole partitions
-    lc, client = cluster
-    inp = tmp_path / "in"
-    inp.mkdir()
     rng = np.random.default_rng(1)
-    for i in range(4):
-        tokens = rng.lognormal(4, 1, 30_000).astype(np.int64) + 1
-        pd.DataFrame({"tokens": tokens, "doc": np.arange(30_000) + 30_000 * i}).to_parquet(
-            inp / f"p{i}.parquet", index=False)
-    to_files(str(inp), str(tmp_path / "cluster"), "tokens", 20_000,
-             scheduler=lc.scheduler_address, progress=False)
-    with dask.config.set(scheduler="threads"):
-        to_files(str(inp), str(tmp_path / "local"), "tokens", 20_000, scheduler="threads", progress=False)
-    assert tree(tmp_path / "cluster") == tree(tmp_path / "local")
+    frames = [pd.DataFrame({"tokens": rng.lognormal(4, 1, 30_000).astype(np.int64) + 1,
+                            "doc": np.arange(30_000) + 30_000 * i}) for i in range(4)]
+    on_cluster, local = _cluster_and_local(tmp_path, cluster[0], frames, "tokens", 20_000)
+    assert on_cluster == local
 
 
 class _CountReads(Callback):
