@@ -443,51 +443,47 @@ def _summarize_walk(summ, prep, opts, is_float, head_bytes, prefer_whole):
     """Speculative walk and head: partitions of at most ``HEAD_ROWS`` rows are kept whole,
     longer ones as :func:`_long_head` decides."""
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
-    small = n <= HEAD_ROWS
+    # start flags for every row (n bytes): a head that grows later needs no second walk
     (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
-        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n if small else HEAD_MAX
+        w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n
     )
+    dtype = _compact_dtype(w)
     h = n
     if overflow >= 0:
         summ.spec_overflow = int(overflow)
-        if not small:
+        if n > HEAD_ROWS:
             h = max(min(n, HEAD_MAX), int(overflow) + 1)
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
-        if not small:
-            h, spec = _long_head(summ, prep, opts, is_float, spec, head_bytes, prefer_whole)
-    summ.w_head = w[:h].astype(_compact_dtype(w))  # a copy, whatever the dtype
+        if n > HEAD_ROWS:
+            h = _long_head(summ, prep, opts, is_float, spec, head_bytes // dtype.itemsize, prefer_whole)
+    summ.w_head = w[:h].astype(dtype)  # a copy, whatever the dtype
     summ.grp_head = newgrp[:h].copy() if opts.by else None
     summ.spec_head = spec[:h].copy()
 
 
-def _long_head(summ, prep, opts, is_float, spec, head_bytes, prefer_whole):
-    """(head rows, start flags) of a long partition, attaching a :class:`Chain` if needed.
+def _long_head(summ, prep, opts, is_float, spec, max_rows, prefer_whole) -> int:
+    """Head rows of a long partition, attaching a :class:`Chain` if needed.
 
     A short head (the first ``HEAD_STARTS`` speculative batches) when probe paths meet the
     speculative one inside it; else a chain table; the whole partition when neither resolves
-    it and its compacted weights fit ``head_bytes`` (before any table when ``prefer_whole``:
-    summaries that need not travel).
+    it and it has at most ``max_rows`` rows (the budget), before any table when
+    ``prefer_whole`` (summaries that need not travel).
     """
-    w, n = prep.w, len(prep.w)
+    n = len(prep.w)
     positions = np.flatnonzero(spec[:HEAD_MAX])
     h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
     h = min(n, max(h, HEAD_ROWS))
     if _probes_meet(prep, opts, is_float, spec, h):
-        return h, spec
-    itemsize = _compact_dtype(w).itemsize
-    fits = n * itemsize <= head_bytes
+        return h
+    fits = n <= max_rows
     chainable = not is_float and (opts.multiple or 0) <= 1 and summ.spec_starts >= CHAIN_MIN_BATCHES
     if chainable and not (prefer_whole and fits):
-        h, spec = _chain_head(summ, prep, opts, h, spec, head_bytes // itemsize)
+        h = _chain_head(summ, prep, opts, h, spec, max_rows)
         if summ.chain is not None:
-            return h, spec
-    if not fits:
-        return h, spec
-    if len(spec) < n:
-        spec = _walk(w, prep.newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n)[1]
-    return n, spec
+            return h
+    return n if fits else h
 
 
 def _probes_meet(prep, opts, is_float, spec, h) -> bool:
@@ -505,17 +501,12 @@ def _probes_meet(prep, opts, is_float, spec, h) -> bool:
     return True
 
 
-def _chain_head(summ, prep, opts, h, spec, max_rows):
-    """Attach a :class:`Chain`; the head then covers its candidate rows (up to ``max_rows``)."""
-    w, newgrp = prep.w, prep.newgrp
-    s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(spec)
-    if s1 >= h:  # the first speculative batch is longer than the head: keep it whole if it fits
-        if s1 >= len(spec):  # past the recorded flags: find where the first batch ends
-            spec = _walk(w, newgrp, (0, 0, 0, 0, ()), opts, False, record=min(len(w), max(max_rows, h)))[1]
-            s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(w)
-        h = max(h, min(s1 + 1, max_rows, len(w)))
-    summ.chain = chain_of(w, newgrp, opts, spec[:h])
-    return h, spec
+def _chain_head(summ, prep, opts, h, spec, max_rows) -> int:
+    """Attach a :class:`Chain`; the head grows to cover its candidate rows (up to ``max_rows``)."""
+    s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(spec)  # the second start
+    h = max(h, min(s1 + 1, max_rows, len(spec)))
+    summ.chain = chain_of(prep.w, prep.newgrp, opts, spec[:h])
+    return h
 
 
 CHAIN_RUNS = 4096  # a chain with more runs than this (no coalescing: periodic data) is not kept
