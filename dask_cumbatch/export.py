@@ -466,25 +466,18 @@ def validate_manifest(m, folder: _Folder | None = None, listing=None) -> dict:
     return m
 
 
-def _manifest_files(m) -> dict:
-    files = {b["file"]: b["bytes"] for b in m["batches"]}
+def _manifest_files(m, field: str = "bytes") -> dict:
+    """``{file: entry[field]}`` over every file the manifest lists (batches, rejects, open)."""
+    files = {b["file"]: b[field] for b in m["batches"]}
     for key in ("rejects", "open"):
         if m.get(key):
-            files[m[key]["file"]] = m[key]["bytes"]
+            files[m[key]["file"]] = m[key][field]
     return files
-
-
-def _manifest_shas(m) -> dict:
-    shas = {b["file"]: b["sha256"] for b in m["batches"]}
-    for key in ("rejects", "open"):
-        if m.get(key):
-            shas[m[key]["file"]] = m[key]["sha256"]
-    return shas
 
 
 def verify_files(folder: _Folder, m, names=None) -> None:
     """Compare the sha256 of the named files (default: every file) with the manifest."""
-    shas = _manifest_shas(m)
+    shas = _manifest_files(m, "sha256")
     for name in (names if names is not None else sorted(shas)):
         if _sha256(folder.read(name)) != shas[name]:
             raise ExportError(
@@ -1244,7 +1237,7 @@ class _Job:
             if fmt != "parquet" and not base.get("open"):
                 raise ExportError(f"{MANIFEST} lists no {OPEN}: cannot append to this {fmt} export; re-export with --overwrite")
             data = folder.read(_check_plain_name(name))
-            if _sha256(data) != _manifest_shas(base)[name]:
+            if _sha256(data) != _manifest_files(base, "sha256")[name]:
                 raise ExportError(f"{name} in {folder.url} does not match its checksum in {MANIFEST}; "
                                   "re-export with --overwrite")
             if self.verify:
