@@ -691,23 +691,17 @@ def test_bad_options_fail_before_work(kwargs, exc):
     assert _CALLS == []
 
 
-def test_missing_column_keyerror():
+@pytest.mark.parametrize(
+    "weight,exc,match", [("nope", KeyError, "nope"), ("s", TypeError, "'s'")],
+    ids=["missing-column-keyerror", "string-weight-typeerror"],
+)
+def test_bad_weight_column(weight, exc, match):
     ddf = _counting_frame()
     _CALLS.clear()
-    with pytest.raises(KeyError, match="nope"):
-        ddf.cumbatch.ids("nope", 10)
-    with pytest.raises(KeyError, match="nope"):
-        make_pdf([1]).cumbatch.ids("nope", 10)
-    assert _CALLS == []
-
-
-def test_string_weight_typeerror():
-    ddf = _counting_frame()
-    _CALLS.clear()
-    with pytest.raises(TypeError, match="'s'"):
-        ddf.cumbatch.ids("s", 10)
-    with pytest.raises(TypeError, match="'s'"):
-        make_pdf([1]).cumbatch.ids("s", 10)
+    with pytest.raises(exc, match=match):
+        ddf.cumbatch.ids(weight, 10)
+    with pytest.raises(exc, match=match):
+        make_pdf([1]).cumbatch.ids(weight, 10)
     assert _CALLS == []
 
 
