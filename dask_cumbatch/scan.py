@@ -825,7 +825,9 @@ def plan_frame(df: pd.DataFrame, opts, is_float, start: Carry | None = None) -> 
     >>> plan_frame(pd.DataFrame({"w": [3, 3, 3]}), opts, False).n_batches
     2
     """
-    plan = scan([summarize(df, opts, is_float)], opts, is_float, lambda k: df, start=start)
+    # nothing travels: keep the frame whole in its summary rather than build a chain table
+    summ = summarize(df, opts, is_float, head_bytes=HEAD_BUDGET, prefer_whole=True)
+    plan = scan([summ], opts, is_float, lambda k: df, start=start)
     if opts.mode == "floor" and opts.max_rows:
         plan = scan_floor_caps([floor_cap_summary(df, opts, is_float, plan.entries[0])], plan, opts)
     return plan
