@@ -65,6 +65,56 @@ def parse_limit(value) -> float | int:
     return value.item() if isinstance(value, np.generic) else value
 
 
+_UNSET = object()
+
+
+def keyword(option: str, value=_UNSET) -> str:
+    """How the Python API spells an option setting, as error messages quote it.
+
+    Messages raised from Python name Python keywords; the command line rewrites every
+    setting an error carries (see :func:`hinted`) into its flag with :func:`for_cli`.
+
+    >>> keyword("invalid", "skip"), keyword("overwrite", True), keyword("max_rows")
+    ("invalid='skip'", 'overwrite=True', 'max_rows=')
+    """
+    return f"{option}=" if value is _UNSET else f"{option}={value!r}"
+
+
+def flag(option: str, value=_UNSET) -> str:
+    """How the command line spells an option setting.
+
+    >>> flag("invalid", "skip"), flag("overwrite", True), flag("max_rows")
+    ('--invalid skip', '--overwrite', '--max-rows')
+    """
+    name = "--" + option.replace("_", "-")
+    if value is _UNSET or value is True:
+        return name
+    return f"{name} {value}"
+
+
+def hinted(exc: BaseException, *settings) -> BaseException:
+    """Attach the option settings an error message quotes (``(option,)`` or ``(option, value)``).
+
+    >>> e = hinted(ValueError(f"pass {keyword('invalid', 'skip')}"), ("invalid", "skip"))
+    >>> str(e), for_cli(e)
+    ("pass invalid='skip'", 'pass --invalid skip')
+    """
+    exc.option_hints = tuple(getattr(exc, "option_hints", ())) + tuple(settings)
+    return exc
+
+
+def for_cli(exc: BaseException) -> str:
+    """An error's message with every hinted Python keyword written as its command-line flag.
+
+    >>> for_cli(ValueError("plain message"))
+    'plain message'
+    """
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    for setting in getattr(exc, "option_hints", ()):
+        message = message.replace(keyword(*setting), flag(*setting))
+    return message
+
+
 def _choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
