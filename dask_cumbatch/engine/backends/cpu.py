@@ -1,4 +1,7 @@
-"""CPU kernels: small, pure numba functions (arrays in, arrays and scalars out).
+"""The CPU backend: small, pure numba kernels (arrays in, arrays and scalars out).
+
+A backend module (see :mod:`dask_cumbatch.engine.backends`); arrays are NumPy arrays, so
+:func:`asarray` and :func:`to_numpy` are the identity and :func:`check_available` does nothing.
 
 Two walks cover every mode:
 
@@ -18,6 +21,31 @@ from numba import njit
 
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
+
+
+def asarray(array: np.ndarray) -> np.ndarray:
+    """Host array -> backend array: the same array on the CPU.
+
+    >>> a = np.arange(3); asarray(a) is a
+    True
+    """
+    return array
+
+
+def to_numpy(array) -> np.ndarray:
+    """Backend array -> host array: the same array on the CPU.
+
+    >>> a = np.arange(3); to_numpy(a) is a
+    True
+    """
+    return array
+
+
+def check_available() -> None:
+    """The CPU backend always runs (numba is a dependency).
+
+    >>> check_available()
+    """
 
 
 @njit(nogil=True, cache=True, inline="always")
