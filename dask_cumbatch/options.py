@@ -17,6 +17,35 @@ COSTS = ("sum", "padded")
 OVERSIZE = ("allow", "raise")
 INVALID = ("raise", "skip")
 DEVICES = ("cpu", "auto", "gpu")
+_PLUGIN_MODES: list = []  # names added by dask_cumbatch.engine.modes.register_mode
+
+
+def add_mode_name(name: str) -> None:
+    """Accept ``mode=name`` (called by ``engine.modes.register_mode``).
+
+    >>> add_mode_name("greedy"); "greedy" in known_modes()
+    True
+    """
+    if name not in MODES and name not in _PLUGIN_MODES:
+        _PLUGIN_MODES.append(name)
+
+
+def remove_mode_name(name: str) -> None:
+    """Stop accepting a plug-in mode's name (built-in modes stay).
+
+    >>> remove_mode_name("no-such-mode")
+    """
+    if name in _PLUGIN_MODES:
+        _PLUGIN_MODES.remove(name)
+
+
+def known_modes() -> tuple:
+    """The built-in modes and the registered plug-in modes.
+
+    >>> known_modes()[:3]
+    ('greedy', 'fill', 'floor')
+    """
+    return MODES + tuple(_PLUGIN_MODES)
 
 _UNITS = {
     "": 1,
@@ -177,7 +206,7 @@ class BatchOptions:
         ('user',)
         """
         limit = parse_limit(limit)
-        _choice("mode", mode, MODES)
+        _choice("mode", mode, known_modes())
         _choice("cost", cost, COSTS)
         _choice("oversize", oversize, OVERSIZE)
         _choice("invalid", invalid, INVALID)

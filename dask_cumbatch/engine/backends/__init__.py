@@ -1,0 +1,85 @@
+"""Kernel backends, chosen by ``device`` and imported lazily (``import dask_cumbatch`` loads no numba).
+
+The backend contract: a backend is a module in this package that exposes
+
+- the kernels, with the names, signatures and results of :mod:`.cpu`: ``walk_batches``,
+  ``chain_table`` (a backend may set it to ``None``: then no chain table is built and the
+  scan's fallback walk keeps the results exact), ``grid_cell``, ``floor_walk``,
+  ``floor_risky``, ``cap_walk``, ``count_invalid``, ``starts_to_ids``, ``batch_stats``;
+- the constants ``I64_MAX``, ``NO_POSITION`` and ``CELL_MAX``;
+- ``asarray(numpy_array)``: host -> backend array (identity on the CPU), and
+  ``to_numpy(array)``: backend array -> host (identity on the CPU). The engine passes every
+  array through them at the kernel call (the seam), so kernels only ever see backend arrays
+  and the engine only ever keeps host arrays;
+- ``check_available()``: raises a clear error (naming the extra to install) when the backend
+  cannot run here; a no-op on the CPU.
+
+A GPU backend (``gpu.py``) additionally sets ``AUTO_MIN_ROWS``: ``device="auto"`` picks it for
+partitions of at least that many rows when it is importable and available.
+
+>>> backend_for("cpu").I64_MAX == 2**63 - 1
+True
+"""
+from __future__ import annotations
+
+import importlib
+
+GPU_MISSING = (
+    "device='gpu': no GPU kernels in this release; use device='cpu' (or 'auto') -- see docs/gpu.md"
+)
+
+
+def backend_for(device: str = "cpu", n_rows: int | None = None):
+    """The backend module for ``device`` ("cpu", "gpu" or "auto"), imported on first use.
+
+    "gpu" raises ``NotImplementedError`` when this release has no GPU backend, or the
+    backend's own error (naming the ``[gpu]`` extra) when it cannot run here. "auto" is the
+    GPU backend when it imports, runs here and ``n_rows >= AUTO_MIN_ROWS``; else the CPU.
+
+    >>> backend_for("auto", n_rows=10).__name__
+    'dask_cumbatch.engine.backends.cpu'
+    """
+    if device == "gpu":
+        gpu = _gpu_module(strict=True)
+        if gpu is None:
+            raise NotImplementedError(GPU_MISSING)
+        gpu.check_available()
+        return gpu
+    if device == "auto" and n_rows is not None:
+        gpu = _gpu_module()
+        if gpu is not None and n_rows >= gpu.AUTO_MIN_ROWS and _runs(gpu):
+            return gpu
+    elif device not in ("cpu", "auto"):
+        raise ValueError(f"device={device!r} is not one of 'cpu', 'auto', 'gpu'")
+    return importlib.import_module(".cpu", __name__)
+
+
+def gpu_available() -> bool:
+    """True when a GPU backend is part of this install and can run here.
+
+    >>> isinstance(gpu_available(), bool)
+    True
+    """
+    gpu = _gpu_module()
+    return gpu is not None and _runs(gpu)
+
+
+def _gpu_module(strict: bool = False):
+    """The GPU backend module; None when this release has none (or, unless ``strict``, when
+    one of its own imports fails)."""
+    try:
+        return importlib.import_module(".gpu", __name__)
+    except ImportError as err:
+        if not strict or (err.name or "").endswith("backends.gpu"):
+            return None
+        raise ImportError(
+            f"device='gpu' needs the GPU libraries: pip install 'dask-cumbatch[gpu]' ({err})"
+        ) from err
+
+
+def _runs(backend) -> bool:
+    try:
+        backend.check_available()
+    except Exception:  # no CuPy, no driver, no device: "auto" falls back to the CPU
+        return False
+    return True

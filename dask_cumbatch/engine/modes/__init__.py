@@ -1,0 +1,130 @@
+"""Batching modes as plug-ins: a tiny registry behind one small protocol.
+
+Like Dask's cumulative reductions (a ``chunk`` per partition, an ``aggregate`` that carries
+state across partitions, a ``finalize``), a mode supplies three hooks the mode-agnostic scan
+(:mod:`dask_cumbatch.engine.scan`) calls, plus an optional second summary pass:
+
+- ``summarize(arrays, opts, is_float, backend, head_bytes, prefer_whole) -> Summary``: the map
+  step over one non-empty partition's :class:`~dask_cumbatch.engine.partition.PartitionArrays`;
+  returns an instance of a :class:`~dask_cumbatch.engine.state.Summary` subclass (the scan
+  fills the common fields: row counts, weight total, keys, invalid and oversize rows).
+- ``advance(summary, carry, opts, is_float, backend, load) -> Step``: the scan step: the
+  :class:`~dask_cumbatch.engine.state.Carry` after the partition, from the one before it.
+  ``load()`` returns the partition's arrays again (read from the source) when the summary
+  alone cannot decide; the scan records such partitions in ``PartitionPlan.walked``.
+- ``finish(arrays, entry, opts, is_float, backend) -> ids``: the final int64 ids of the
+  partition's batched rows from its :class:`~dask_cumbatch.engine.state.Entry`.
+- optional: ``needs_extra_pass(opts) -> bool``, ``extra_summary(arrays, entry, opts,
+  is_float, backend)`` and ``scan_extra(summaries, plan, opts) -> PartitionPlan``: a second
+  pass over the data after the scan (floor mode's ``max_rows`` cap pass).
+
+A new mode is one module with an object that has these hooks, and ``register_mode(name, mode)``.
+
+>>> sorted(registered_modes())
+['fill', 'floor', 'greedy']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ... import options
+from ..state import Carry
+
+
+@dataclass
+class Step:
+    """What ``advance`` returns: the carry after the partition, and a backdated start.
+
+    ``backdated`` is the (negative) position, relative to the partition's first row, of a
+    start a cut-back placed in an earlier partition (greedy with ``multiple``), else None.
+
+    >>> Step(Carry(batches=2)).backdated is None
+    True
+    """
+
+    carry: Carry
+    backdated: int | None = None
+
+
+class Mode(Protocol):
+    """The hooks the scan and the finish call (see the module docstring)."""
+
+    def summarize(self, arrays, opts, is_float, backend, head_bytes, prefer_whole): ...
+
+    def advance(self, summary, carry, opts, is_float, backend, load) -> Step: ...
+
+    def finish(self, arrays, entry, opts, is_float, backend): ...
+
+
+_MODES: dict = {}
+
+
+def register_mode(name: str, mode) -> None:
+    """Make ``mode=name`` valid everywhere (accessor, Dask, export) with the hooks of ``mode``.
+
+    >>> class Rows:  # hooks elided here: tests/test_modes_plugin.py has a working toy mode
+    ...     summarize = advance = finish = staticmethod(lambda *args: None)
+    >>> register_mode("rows-demo", Rows()); "rows-demo" in registered_modes()
+    True
+    >>> unregister_mode("rows-demo")
+    """
+    for hook in ("summarize", "advance", "finish"):
+        if not callable(getattr(mode, hook, None)):
+            raise TypeError(f"mode {name!r} lacks the {hook}() hook")
+    _MODES[name] = mode
+    options.add_mode_name(name)
+
+
+def unregister_mode(name: str) -> None:
+    """Remove a mode added by :func:`register_mode`.
+
+    >>> unregister_mode("no-such-mode")
+    """
+    _MODES.pop(name, None)
+    options.remove_mode_name(name)
+
+
+def registered_modes() -> list:
+    """The names of every registered mode.
+
+    >>> "greedy" in registered_modes()
+    True
+    """
+    _builtin()
+    return list(_MODES)
+
+
+def mode_for(opts):
+    """The mode object that implements ``opts.mode``.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> type(mode_for(BatchOptions.make("w", 5, mode="floor"))).__name__
+    'FloorMode'
+    """
+    _builtin()
+    try:
+        return _MODES[opts.mode]
+    except KeyError:
+        raise ValueError(f"mode={opts.mode!r} is not a registered batching mode") from None
+
+
+def needs_extra_pass(opts) -> bool:
+    """Whether ``opts.mode`` needs a second summary pass after the scan (floor with ``max_rows``).
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> needs_extra_pass(BatchOptions.make("w", 5, mode="floor", max_rows=3))
+    True
+    """
+    check = getattr(mode_for(opts), "needs_extra_pass", None)
+    return bool(check and check(opts))
+
+
+def _builtin() -> None:
+    if "greedy" not in _MODES:
+        from .floor import FloorMode
+        from .greedy import GreedyMode
+
+        _MODES.setdefault("greedy", GreedyMode())
+        _MODES.setdefault("fill", GreedyMode())
+        _MODES.setdefault("floor", FloorMode())

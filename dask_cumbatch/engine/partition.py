@@ -1,0 +1,193 @@
+"""A pandas partition -> the weight and key arrays the kernels need: the only pandas code in the engine.
+
+Weights become int64 (ints and bools, exact) or float64, with an invalid mask; ``by`` keys
+become group-change flags; ``sort_window`` reorders rows into batching order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..options import BatchOptions
+from .backends import backend_for
+from .state import same_key
+
+I64_MAX = np.iinfo(np.int64).max
+
+def invalid_mask(weights: pd.Series) -> np.ndarray:
+    """Rows whose weight is missing, NaN, infinite or negative.
+
+    >>> invalid_mask(pd.Series([1.0, float("nan"), -2.0, float("inf"), 0.0])).tolist()
+    [False, True, True, True, False]
+    """
+    return weight_values(weights)[1]
+
+
+_NO_INVALID = np.zeros(0, dtype=bool)  # "no invalid row", without a mask per row
+
+
+def weight_values(col: pd.Series, check: bool = True, backend=None):
+    """(values as int64 or float64 for every row, invalid mask).
+
+    ``check=False`` skips the validity test of plain NumPy columns (a summary already proved
+    them valid). ``backend`` runs the validity count (default: the CPU backend).
+
+    >>> values, invalid = weight_values(pd.Series([1, 2]))
+    >>> values.tolist(), invalid.tolist()
+    ([1, 2], [])
+    """
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
+        if dtype.kind == "f":
+            values = col.to_numpy(dtype=np.float64)
+            be = backend or backend_for("cpu")
+            if not check or be.count_invalid(be.asarray(values)) == 0:
+                return values, _NO_INVALID
+            with np.errstate(invalid="ignore"):
+                return values, ~((values >= 0) & (values < np.inf))
+        if dtype.kind == "u" and dtype.itemsize == 8 and len(col) and col.to_numpy().max() > I64_MAX:
+            raise OverflowError(
+                f"weight column {col.name!r} holds values above 2**63-1; weights are summed in int64"
+            )
+        values = col.to_numpy(dtype=np.int64)
+        if not check or dtype.kind in "ub" or values.min(initial=0) >= 0:
+            return values, _NO_INVALID
+        return values, values < 0
+    na = col.isna().to_numpy(dtype=bool)
+    if pd.api.types.is_bool_dtype(dtype):
+        return col.to_numpy(dtype=np.int64, na_value=0), na
+    if pd.api.types.is_integer_dtype(dtype):
+        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(col) and not na.all():
+            if int(col.max()) > I64_MAX:
+                raise OverflowError(
+                    f"weight column {col.name!r} holds values above 2**63-1; "
+                    "weights are summed in int64"
+                )
+        values = col.to_numpy(dtype=np.int64, na_value=0)
+        return values, na | (values < 0)
+    values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return values, ~np.isfinite(values) | (values < 0)
+
+
+def group_codes(df: pd.DataFrame, by: tuple) -> list[np.ndarray]:
+    """One integer code array per key column (missing keys share a code).
+
+    >>> [c.tolist() for c in group_codes(pd.DataFrame({"k": ["a", "a", "b"]}), ("k",))]
+    [[0, 0, 1]]
+    """
+    return [pd.factorize(df[k], use_na_sentinel=True)[0] for k in by]
+
+
+@dataclass
+class PartitionArrays:
+    """A partition reduced to what the kernels need (rows in batching order).
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> arrays = prepare(pd.DataFrame({"w": [1.0, float("nan"), 2.0]}), BatchOptions.make("w", 5))
+    >>> arrays.w.tolist(), arrays.positions().tolist(), arrays.n_all
+    ([1.0, 2.0], [0, 2], 3)
+    """
+
+    w: np.ndarray  # valid weights, int64 or float64, in batching order
+    newgrp: np.ndarray  # bool, group change from the previous valid row; [0] is False
+    keep: np.ndarray | None  # positions of the valid rows in batching order; None: all, in order
+    n_all: int
+    invalid: np.ndarray | None  # bool mask over all rows (None: every row is valid)
+    first_key: tuple
+    last_key: tuple
+
+    def position(self, i: int) -> int:
+        """Position in the partition of the i-th batched row.
+
+        >>> PartitionArrays(np.zeros(1), np.zeros(1, bool), np.array([4]), 5, None, (), ()).position(0)
+        4
+        """
+        return i if self.keep is None else int(self.keep[i])
+
+    def positions(self) -> np.ndarray:
+        """Positions in the partition of all batched rows."""
+        return np.arange(len(self.w), dtype=np.int64) if self.keep is None else self.keep.astype(np.int64)
+
+
+def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend=None) -> PartitionArrays:
+    """Extract weights, validity, group changes and the batching order of a partition.
+
+    ``checked``: the summary pass already found no invalid row (``invalid="raise"``).
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> prepare(pd.DataFrame({"w": [1, 2], "k": [0, 1]}), BatchOptions.make("w", 5, by="k")).newgrp.tolist()
+    [False, True]
+    """
+    check = not (checked and opts.invalid == "raise")
+    values, invalid = weight_values(df[opts.weight], check=check, backend=backend)
+    if invalid is _NO_INVALID:
+        invalid = None
+    keep = np.flatnonzero(~invalid) if invalid is not None and invalid.any() else None
+    codes = group_codes(df, opts.by) if opts.by else []
+    if opts.sort_window:
+        keep = window_order(np.arange(len(values)) if keep is None else keep, values, codes, opts.sort_window)
+    w = values if keep is None else values[keep]
+    newgrp = np.zeros(len(w), dtype=bool)
+    for c in codes:
+        ck = c if keep is None else c[keep]
+        newgrp[1:] |= ck[1:] != ck[:-1]
+    if opts.by and len(w):
+        first_row, last_row = (0, len(w) - 1) if keep is None else (keep[0], keep[-1])
+        first = tuple(df[k].iloc[first_row] for k in opts.by)
+        last = tuple(df[k].iloc[last_row] for k in opts.by)
+    else:
+        first = last = ()
+    return PartitionArrays(w, newgrp, keep, len(df), invalid, plain_key(first), plain_key(last))
+
+
+def window_order(keep, values, codes, window):
+    """Stable sort by weight inside consecutive windows of ``window`` rows (and group runs).
+
+    >>> window_order(np.arange(4), np.array([3, 1, 2, 0]), [], 2).tolist()
+    [1, 0, 3, 2]
+    """
+    n = len(keep)
+    run = np.zeros(n, dtype=np.int64)
+    for c in codes:
+        ck = c[keep]
+        run[1:] += np.cumsum(ck[1:] != ck[:-1])
+    order = np.lexsort((values[keep], run, np.arange(n) // window))
+    return keep[order]
+
+
+def plain_key(key: tuple) -> tuple:
+    """A key tuple with NumPy scalars as plain Python values.
+
+    >>> plain_key((np.int64(3), "a"))
+    (3, 'a')
+    """
+    return tuple(v.item() if isinstance(v, np.generic) else v for v in key)
+
+
+def row0_group_change(arrays, carry, opts) -> bool:
+    """Whether row 0 (of a summary or partition) starts a new group after the carried key.
+
+    >>> from dask_cumbatch.engine.state import Carry, Summary
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> row0_group_change(Summary(first_key=("b",)), Carry(has_prev=True, key=("a",)), BatchOptions.make("w", 5, by="k"))
+    True
+    """
+    return bool(opts.by) and carry.has_prev and not same_key(carry.key, arrays.first_key)
+
+
+def true_groups(arrays, carry, opts) -> np.ndarray:
+    """Group-change flags with row 0 compared against the carried last key.
+
+    >>> from dask_cumbatch.engine.state import Carry
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> arrays = prepare(pd.DataFrame({"w": [1, 2], "k": [0, 1]}), BatchOptions.make("w", 5, by="k"))
+    >>> true_groups(arrays, Carry(), BatchOptions.make("w", 5, by="k")).tolist()
+    [False, True]
+    """
+    grp = arrays.newgrp.copy()
+    if len(grp):
+        grp[0] = row0_group_change(arrays, carry, opts)
+    return grp
