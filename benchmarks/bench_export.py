@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 _BASELINE = r"""
 import dask.dataframe, pyarrow.parquet, dask_cumbatch.export, dask_cumbatch.cli
-from dask_cumbatch import kernels
+from dask_cumbatch.engine import backend_for
 import numpy as np
-kernels.starts_to_ids(np.zeros(2, bool), 0)
+backend_for("cpu").starts_to_ids(np.zeros(2, bool), 0)
 import time, sys
 print("ready", flush=True)
 sys.stdin.readline()
@@ -110,11 +110,11 @@ def _warm_worker_rss():
     import numpy as np
     import pandas as pd
 
-    from dask_cumbatch import export, options, scan
+    from dask_cumbatch import engine, export, options
 
     df = pd.DataFrame({"tokens": np.arange(1, 10_000), "source": "x"})
     opts = options.BatchOptions.make("tokens", 1_000)
-    scan.summarize(df, opts, False)
+    engine.summarize(df, opts, False)
     export.encode(export._parquet_read(export.encode(
         __import__("pyarrow").Table.from_pandas(df), "parquet")), "parquet")
     return _worker_rss()

@@ -9,8 +9,8 @@ Exact, parallel and out of core, on pandas and Dask. ``import dask_cumbatch`` re
 """
 from .accessor import CumbatchDataFrameAccessor, CumbatchSeriesAccessor, register
 from .options import BatchOptions, parse_limit
-from .plan import BatchPlan
-from .scan import Carry, OversizeError, WeightError
+from .engine import Carry, InputChangedError, OversizeError, WeightError
+from .result import BatchPlan
 
 __version__ = "0.1.0"
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Carry",
     "CumbatchDataFrameAccessor",
     "CumbatchSeriesAccessor",
+    "InputChangedError",
     "OversizeError",
     "WeightError",
     "parse_limit",

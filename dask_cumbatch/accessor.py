@@ -9,10 +9,9 @@ from __future__ import annotations
 import dask.dataframe as dd
 import pandas as pd
 
-from . import graph, training
-from . import scan as sc
+from . import engine, graph
 from .options import BatchOptions
-from .plan import BatchPlan, empty_batches
+from .result import BatchPlan, empty_batches
 
 
 def _opts(weight, limit, kw) -> BatchOptions:
@@ -45,7 +44,7 @@ class _Batcher:
 
     def _plan(self, prep):
         if isinstance(prep.ddf, pd.DataFrame):
-            return sc.plan_frame(prep.ddf, prep.opts, prep.is_float)
+            return engine.plan_frame(prep.ddf, prep.opts, prep.is_float)
         return graph.plan_partitions(prep)
 
     def _dask_prepare(self, weight, limit, kw):
@@ -86,7 +85,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         prep = self._prepare(weight, limit, options)
         plan = self._plan(prep)
         if self._is_pandas:
-            return sc.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
+            return engine.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
         return graph.ids_series(prep, plan)
 
     def assign(self, weight, limit, **options):
@@ -100,7 +99,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         return self._obj.assign(**{ids.name: ids})
 
     def plan(self, weight, limit, **options) -> BatchPlan:
-        """Compute the batches: a :class:`~dask_cumbatch.plan.BatchPlan` (one row per batch).
+        """Compute the batches: a :class:`~dask_cumbatch.result.BatchPlan` (one row per batch).
 
         >>> import pandas as pd, dask_cumbatch
         >>> print(pd.DataFrame({"w": [5, 5, 5]}).cumbatch.plan("w", 10))  # doctest: +ELLIPSIS
@@ -110,7 +109,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         prep = self._prepare(weight, limit, options)
         parts = self._plan(prep)
         if self._is_pandas:
-            stats = sc.finish_stats(prep.ddf, prep.opts, prep.is_float, parts.entries[0])
+            stats = engine.finish_stats(prep.ddf, prep.opts, prep.is_float, parts.entries[0])
         else:
             stats = graph.plan_stats(prep, parts)
         if not len(stats):
@@ -166,6 +165,8 @@ class CumbatchDataFrameAccessor(_Batcher):
         >>> [b for b, _ in it], it.padded
         ([1, 3, 0], 1)
         """
+        from . import training  # imported on use: it loads numba
+
         topts = training.TrainingOptions.make(
             prefetch=prefetch, batches_per_partition=batches_per_partition, shuffle=shuffle,
             seed=seed, shuffle_buffer=shuffle_buffer, epoch=epoch, rank=rank,

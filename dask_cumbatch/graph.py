@@ -2,9 +2,9 @@
 
 Every public operation is three steps (DESIGN.md "The parallel algorithm"):
 
-1. :func:`plan_partitions` maps :func:`~dask_cumbatch.scan.summarize` over the partitions and
+1. :func:`plan_partitions` maps :func:`~dask_cumbatch.engine.summarize` over the partitions and
    gathers the small summaries into one place (one ``dask.compute``), where
-   :func:`~dask_cumbatch.scan.scan` carries the state through them. The graph is flat: one
+   :func:`~dask_cumbatch.engine.scan` carries the state through them. The graph is flat: one
    task per partition plus the gather, whatever the partition count.
 2. The finish (:func:`batch_frame`, :func:`ids_series`) is one task per partition that reads its
    partition again (from the source: nothing is persisted) and its small :class:`Entry`.
@@ -25,7 +25,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from . import scan as sc
+from . import engine
 from .options import BatchOptions, weight_kind
 
 WEIGHT_COLUMN = "__cumbatch_weight__"
@@ -81,9 +81,7 @@ def prepare_frame(ddf, weight, opts: BatchOptions) -> Prepared:
     meta = ddf._meta if isinstance(ddf, dd.DataFrame) else ddf
     opts.check_columns(meta.columns, meta.dtypes)
     if opts.device == "gpu":
-        from .gpu import require_gpu
-
-        require_gpu()
+        engine.backend_for("gpu")  # raises here, before any data is read, when no GPU backend runs
     return Prepared(ddf, opts, weight_kind(meta.dtypes[opts.weight]) == "float", temp)
 
 
@@ -93,12 +91,12 @@ def _spec(prep: Prepared) -> Prepared:
 
 
 def _summarize_many(spec, head_bytes, prefer_whole, first, *parts):
-    return [sc.summarize(p, spec.opts, spec.is_float, head_bytes, prefer_whole) for p in parts]
+    return [engine.summarize(p, spec.opts, spec.is_float, head_bytes, prefer_whole) for p in parts]
 
 
-def _cap_summaries(spec, table, first, *parts):
+def _extra_summaries(spec, table, first, *parts):
     return [
-        sc.floor_cap_summary(p, spec.opts, spec.is_float, table.entries[first + i])
+        engine.extra_summary(p, spec.opts, spec.is_float, table.entries[first + i])
         for i, p in enumerate(parts)
     ]
 
@@ -227,7 +225,7 @@ def active_client():
     return owner if isinstance(owner, distributed.Client) else None
 
 
-def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.PartitionPlan:
+def plan_partitions(prep: Prepared, start: engine.Carry | None = None) -> engine.PartitionPlan:
     """Summaries (one pass over the data) and the scan; eager, like ``set_index``'s divisions.
 
     ``start`` continues from the exact state a previous plan ended in (incremental export).
@@ -239,11 +237,11 @@ def plan_partitions(prep: Prepared, start: sc.Carry | None = None) -> sc.Partiti
     # Locally, whole partitions in the summaries cost no transfer and save the chain tables'
     # CPU; on a cluster they would travel to the gather task and the client.
     prefer_whole = active_client() is None
-    summaries = _gather(source, _summarize_many, spec, sc.head_bytes_for(prep.ddf.npartitions), prefer_whole)
-    plan = sc.scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
-    if prep.opts.mode == "floor" and prep.opts.max_rows:
-        caps = _gather(source, _cap_summaries, spec, EntryTable(plan.entries))
-        plan = sc.scan_floor_caps(caps, plan, prep.opts)
+    summaries = _gather(source, _summarize_many, spec, engine.head_bytes_for(prep.ddf.npartitions), prefer_whole)
+    plan = engine.scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
+    if engine.needs_extra_pass(prep.opts):
+        extra = _gather(source, _extra_summaries, spec, EntryTable(plan.entries))
+        plan = engine.scan_extra(extra, plan, prep.opts)
     return plan
 
 
@@ -256,19 +254,19 @@ def _finish(func):
     return task
 
 
-_finish_ids = _finish(sc.finish_ids)
-_finish_frame = _finish(sc.finish_frame)
-_finish_stats = _finish(sc.finish_stats)
+_finish_ids = _finish(engine.finish_ids)
+_finish_frame = _finish(engine.finish_frame)
+_finish_stats = _finish(engine.finish_stats)
 
 
-def _map_finish(prep: Prepared, plan: sc.PartitionPlan, task, meta, **kw):
+def _map_finish(prep: Prepared, plan: engine.PartitionPlan, task, meta, **kw):
     table = delayed(EntryTable(plan.entries), pure=True)
     return prep.ddf.map_partitions(
         task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
     )
 
 
-def ids_series(prep: Prepared, plan: sc.PartitionPlan) -> dd.Series:
+def ids_series(prep: Prepared, plan: engine.PartitionPlan) -> dd.Series:
     """The finish as a lazy Series of batch ids with the input's divisions."""
     dtype = "Int64" if prep.opts.invalid == "skip" else "int64"
     meta = pd.Series(pd.array([], dtype=dtype), index=prep.ddf._meta.index, name=prep.opts.name)
@@ -282,7 +280,7 @@ def _frame_meta(prep: Prepared) -> pd.DataFrame:
     return meta.assign(**{prep.opts.name: np.array([], dtype=np.int64)})
 
 
-def batch_frame(prep: Prepared, plan: sc.PartitionPlan) -> dd.DataFrame:
+def batch_frame(prep: Prepared, plan: engine.PartitionPlan) -> dd.DataFrame:
     """The input's batched rows with the id column, partition for partition (skipped rows dropped)."""
     kw = {"clear_divisions": True} if prep.opts.sort_window else {}
     return _map_finish(prep, plan, _finish_frame, _frame_meta(prep), weight_column=prep.temp_weight, **kw)
@@ -292,13 +290,13 @@ def _from_parts(tasks, meta, divisions):
     return dd.from_delayed(tasks, meta=meta, divisions=divisions, verify_meta=False)
 
 
-def id_ranges(plan: sc.PartitionPlan) -> list[tuple[int, int]]:
+def id_ranges(plan: engine.PartitionPlan) -> list[tuple[int, int]]:
     """For each input partition, the superset ``[lo, hi]`` of batch ids its rows can hold."""
     bases = [e.carry.batches for e in plan.entries] + [plan.end_state.batches]
     return [(bases[j] - 1, bases[j + 1] - 1) for j in range(len(plan.entries))]
 
 
-def output_ranges(plan: sc.PartitionPlan, batches_per_partition: int | None):
+def output_ranges(plan: engine.PartitionPlan, batches_per_partition: int | None):
     """The id range ``[lo, hi]`` of each output partition (only ranges holding a batch)."""
     first = plan.entries[0].carry.batches if plan.entries else 0
     end = plan.end_state.batches
@@ -317,7 +315,7 @@ def _select_indexed(frames, lo, hi, name):
     return _select(frames, lo, hi, name).set_index(name)
 
 
-def repartition(prep: Prepared, plan: sc.PartitionPlan, batches_per_partition=None, index=False):
+def repartition(prep: Prepared, plan: engine.PartitionPlan, batches_per_partition=None, index=False):
     """Partitions that hold whole batches, without a shuffle (DESIGN.md "Repartitioning").
 
     Output partition k takes the batches whose ids fall in its range; it depends on the input
@@ -352,7 +350,7 @@ def _has_rows(plan, j) -> bool:
     return nxt > entries[j].carry.position
 
 
-def plan_stats(prep: Prepared, plan: sc.PartitionPlan) -> pd.DataFrame:
+def plan_stats(prep: Prepared, plan: engine.PartitionPlan) -> pd.DataFrame:
     """One row per batch: batch, rows, total, max, start, stop (global row positions)."""
     meta = pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")})
     if prep.is_float:

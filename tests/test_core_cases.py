@@ -9,11 +9,13 @@ input and options, and the depth of the graph at 10,000 partitions.
 from __future__ import annotations
 
 import graphlib
+import importlib
 import math
 import re
 
 import dask
 import dask.dataframe as dd
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,10 +123,10 @@ def test_token_lengths_resolved_from_summaries(opts, limit, budget, monkeypatch)
     # lognormal token counts in partitions too long to keep whole in the summary (the budget
     # is small): the scan resolves every partition from the summaries (chain tables), so the
     # input is read exactly twice -- and the ids still equal the reference
-    from dask_cumbatch import graph, options, scan
+    from dask_cumbatch import graph, options
 
     if budget:
-        monkeypatch.setattr(scan, "HEAD_BUDGET", budget)
+        monkeypatch.setattr(importlib.import_module("dask_cumbatch.engine.scan"), "HEAD_BUDGET", budget)
     rng = np.random.default_rng(7)
     sizes = [70_000, 90_000, 0, 80_001]
     w = np.minimum(rng.lognormal(4, 1, sum(sizes)).astype(np.int64) + 1, 8_000).tolist()

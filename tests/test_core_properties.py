@@ -362,10 +362,16 @@ def test_floor_non_integer_floats_within_rounding(data):
 
 def tiny_heads():
     """Summaries that keep only a few rows: the chain tables and the fallback walk do the work."""
-    from dask_cumbatch import scan
+    import contextlib
+    import importlib
 
-    return mock.patch.multiple(scan, HEAD_ROWS=4, HEAD_STARTS=2, HEAD_MAX=16, HEAD_BUDGET=64,
-                               CHAIN_MIN_BATCHES=1)
+    greedy = importlib.import_module("dask_cumbatch.engine.modes.greedy")
+    scan = importlib.import_module("dask_cumbatch.engine.scan")
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.multiple(greedy, HEAD_ROWS=4, HEAD_STARTS=2, HEAD_MAX=16,
+                                            CHAIN_MIN_BATCHES=1))
+    stack.enter_context(mock.patch.object(scan, "HEAD_BUDGET", 64))
+    return stack
 
 
 @settings(max_examples=examples(150), **SETTINGS)

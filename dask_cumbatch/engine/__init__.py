@@ -1,44 +1,53 @@
 """The only door into the batching algorithm: summarize, scan, finish, stats.
 
 Everything above the engine (the Dask layer, export, training) imports from here, never from
-the engine's modules. (Transitional: these names still live in the flat modules until the
-engine package is filled in.)
+the engine's modules. The data flows: a pandas partition -> :func:`summarize` (map) ->
+:func:`scan` over all summaries (one place) -> :class:`PartitionPlan` with one :class:`Entry`
+per partition -> :func:`finish_ids` / :func:`finish_frame` / :func:`finish_stats` per
+partition. Modes plug in through :func:`register_mode`, kernels through :func:`backend_for`
+(imported lazily: importing the engine loads no numba).
+
+>>> import pandas as pd
+>>> from dask_cumbatch.options import BatchOptions
+>>> df, opts = pd.DataFrame({"w": [3, 3, 3, 3]}), BatchOptions.make("w", 6)
+>>> finish_ids(df, opts, False, plan_frame(df, opts, False).entries[0]).tolist()
+[0, 0, 1, 1]
 """
 from __future__ import annotations
 
-from ..kernels import batch_stats
-from ..scan import (
+from .backends import backend_for, gpu_available
+from .finish import batch_ids, batch_stats, check_unchanged, finish_frame, finish_ids, finish_stats
+from .modes import Mode, Step, mode_for, needs_extra_pass, register_mode, registered_modes, unregister_mode
+from .partition import PartitionArrays, invalid_mask, prepare, weight_values
+from .scan import (
     HEAD_BUDGET,
+    check_summaries,
+    extra_summary,
+    head_bytes_for,
+    plan_frame,
+    scan,
+    scan_extra,
+    summarize,
+    weight_total,
+)
+from .state import (
     Carry,
     Entry,
+    InputChangedError,
     OversizeError,
     PartitionPlan,
     Summary,
     WeightError,
-    batch_ids,
-    finish_frame,
-    finish_ids,
-    finish_stats,
-    floor_cap_summary as extra_summary,
-    head_bytes_for,
-    invalid_mask,
-    plan_frame,
+    overflow_error,
     same_key,
-    scan,
-    scan_floor_caps as scan_extra,
-    summarize,
 )
-from ..scan import _weights as weight_values
-
-
-def needs_extra_pass(opts) -> bool:
-    """Whether the mode needs a second summary pass after the scan (floor with ``max_rows``)."""
-    return opts.mode == "floor" and bool(opts.max_rows)
-
 
 __all__ = [
-    "HEAD_BUDGET", "Carry", "Entry", "OversizeError", "PartitionPlan", "Summary", "WeightError",
-    "batch_ids", "batch_stats", "extra_summary", "finish_frame", "finish_ids", "finish_stats",
-    "head_bytes_for", "invalid_mask", "needs_extra_pass", "plan_frame", "same_key", "scan",
-    "scan_extra", "summarize", "weight_values",
+    "HEAD_BUDGET", "Carry", "Entry", "InputChangedError", "Mode", "OversizeError",
+    "PartitionArrays", "PartitionPlan", "Step", "Summary", "WeightError", "backend_for",
+    "batch_ids", "batch_stats", "check_summaries", "check_unchanged", "extra_summary",
+    "finish_frame", "finish_ids", "finish_stats", "gpu_available", "head_bytes_for",
+    "invalid_mask", "mode_for", "needs_extra_pass", "overflow_error", "plan_frame", "prepare",
+    "register_mode", "registered_modes", "same_key", "scan", "scan_extra", "summarize",
+    "unregister_mode", "weight_total", "weight_values",
 ]

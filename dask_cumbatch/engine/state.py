@@ -204,7 +204,11 @@ class Summary:
 
 @dataclass
 class Entry:
-    """What the finish of one partition needs: the carried state and forced starts."""
+    """What the finish of one partition needs: the carried state and forced starts.
+
+    >>> Entry(Carry(batches=4), partition=2).carry.batches
+    4
+    """
 
     carry: Carry
     forced: tuple = ()  # local positions of starts placed here by a later cut-back
@@ -212,11 +216,16 @@ class Entry:
     floor_rows: int | None = None  # floor with max_rows: rows of the open batch before row 0
     n_all: int | None = None  # rows the summary pass saw (None: not checked)
     total: object = None  # exact total of the valid weights the summary pass saw (None: not checked)
+    partition: int | None = None  # the partition's number, for error messages
 
 
 @dataclass
 class PartitionPlan:
-    """The scan's result: one :class:`Entry` per partition and totals."""
+    """The scan's result: one :class:`Entry` per partition and totals.
+
+    >>> PartitionPlan([Entry(Carry())], Carry(batches=1), 1, 3, 0).first_ids
+    [0]
+    """
 
     entries: list
     end_state: Carry

@@ -1,0 +1,126 @@
+"""The partition-wise finish (DESIGN.md step 3): final ids, frames and per-batch stats.
+
+Each finish reads its partition again, checks it against what the summary pass saw (row
+count and exact weight total: :class:`~dask_cumbatch.engine.state.InputChangedError`
+otherwise) and lets the mode compute the ids from the partition's entry state.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .backends import backend_for
+from .modes import mode_for
+from .partition import prepare
+from .scan import weight_total
+from .state import Entry, InputChangedError
+
+
+def batch_ids(df, opts, is_float, entry: Entry):
+    """Final batch ids of a partition's batched rows from its true entry state, and its arrays.
+
+    >>> from dask_cumbatch.engine.scan import plan_frame
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
+    >>> batch_ids(df, opts, False, plan_frame(df, opts, False).entries[0])[0].tolist()
+    [0, 0, 1]
+    """
+    be = backend_for(opts.device, len(df))
+    arrays = prepare(df, opts, checked=True, backend=be)
+    check_unchanged(arrays, entry)
+    return mode_for(opts).finish(arrays, entry, opts, is_float, be), arrays
+
+
+def check_unchanged(arrays, entry: Entry) -> None:
+    """Raise :class:`InputChangedError` unless the partition matches its summary.
+
+    >>> from dask_cumbatch.engine.state import Carry
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> arrays = prepare(pd.DataFrame({"w": [1, 2]}), BatchOptions.make("w", 5))
+    >>> check_unchanged(arrays, Entry(Carry(), n_all=2, total=4, partition=3))
+    Traceback (most recent call last):
+    dask_cumbatch.engine.state.InputChangedError: partition 3 changed between the summary and the finish pass: 2 rows / total 3 where the summary saw 2 rows / total 4; the input changed while it was being batched
+    """
+    if entry.n_all is None:
+        return
+    total = weight_total(arrays.w)
+    same_total = entry.total is None or total == entry.total
+    if arrays.n_all != entry.n_all or not same_total:
+        raise InputChangedError(
+            f"partition {entry.partition} changed between the summary and the finish pass: "
+            f"{arrays.n_all} rows / total {total} where the summary saw {entry.n_all} rows / "
+            f"total {entry.total}; the input changed while it was being batched",
+            partition=entry.partition,
+        )
+
+
+def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
+    """Step 3: the final batch ids of a partition (``Int64`` with <NA> for skipped rows).
+
+    >>> from dask_cumbatch.engine.scan import plan_frame
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> df, opts = pd.DataFrame({"w": [3.0, None, 3.0]}), BatchOptions.make("w", 6, invalid="skip")
+    >>> finish_ids(df, opts, True, plan_frame(df, opts, True).entries[0]).tolist()
+    [0, <NA>, 0]
+    """
+    ids, prep = batch_ids(df, opts, is_float, entry)
+    if opts.invalid == "skip":
+        values = np.zeros(prep.n_all, dtype=np.int64)
+        values[prep.positions()] = ids
+        mask = np.ones(prep.n_all, dtype=bool)
+        mask[prep.positions()] = False
+        return pd.Series(pd.arrays.IntegerArray(values, mask), index=df.index, name=opts.name)
+    if prep.keep is not None:
+        out = np.empty(prep.n_all, dtype=np.int64)
+        out[prep.keep] = ids
+        ids = out
+    return pd.Series(ids, index=df.index, name=opts.name, copy=False)
+
+
+def finish_frame(df, opts, is_float, entry: Entry, weight_column=None) -> pd.DataFrame:
+    """The partition's batched rows in batching order with the id column (skipped rows dropped).
+
+    >>> from dask_cumbatch.engine.scan import plan_frame
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
+    >>> finish_frame(df, opts, False, plan_frame(df, opts, False).entries[0])["batch"].tolist()
+    [0, 0, 1]
+    """
+    ids, prep = batch_ids(df, opts, is_float, entry)
+    out = df if prep.keep is None else df.iloc[prep.keep]
+    if weight_column is not None:
+        out = out.drop(columns=[weight_column])
+    return out.assign(**{opts.name: ids})
+
+
+def finish_stats(df, opts, is_float, entry: Entry) -> pd.DataFrame:
+    """Per-batch rows/total/max/start/stop of a partition's rows (combined across partitions later).
+
+    >>> from dask_cumbatch.engine.scan import plan_frame
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
+    >>> finish_stats(df, opts, False, plan_frame(df, opts, False).entries[0])["total"].tolist()
+    [6, 3]
+    """
+    ids, prep = batch_ids(df, opts, is_float, entry)
+    positions = prep.positions() + entry.all_offset
+    stats = batch_stats(ids, prep.w, positions, backend_for(opts.device, len(ids)))
+    batch, rows, total, mx, first, last = stats
+    return pd.DataFrame(
+        {"batch": batch, "rows": rows, "total": total, "max": mx, "start": first, "stop": last + 1}
+    )
+
+
+def batch_stats(ids, w, positions, backend=None) -> tuple:
+    """Per-batch ``(batch, rows, total, max, first, last)`` host arrays for sorted ``ids``.
+
+    ``first``/``last`` are the lowest and highest of ``positions`` in each batch; the
+    backend's ``batch_stats`` kernel does the work (default: the CPU backend).
+
+    >>> batch, rows, total, mx, first, last = batch_stats(np.array([0, 0, 1]), np.array([2, 3, 4]), np.arange(3))
+    >>> total.tolist(), last.tolist()
+    ([5, 4], [1, 2])
+    """
+    be = backend or backend_for("cpu")
+    arrays = be.batch_stats(be.asarray(ids), be.asarray(w), be.asarray(positions))
+    return tuple(be.to_numpy(a) for a in arrays)

@@ -1,0 +1,251 @@
+"""Floor: the fixed grid of ``floor(S / limit)``, risky rows, and the ``max_rows`` cap pass.
+
+The grid needs only the running sum carried in; the summary keeps the few rows heavy enough
+to skip a grid cell so the scan can count cells exactly. With ``max_rows`` a second pass
+(``extra_summary``/``scan_extra``) counts the row-cap starts once the grid starts are fixed.
+Integer weights against a limit beyond int64: every running sum that fits int64 lies in cell
+0 (the float limit becomes infinite), and a sum that does not raises ``OverflowError``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..partition import row0_group_change, true_groups
+from ..state import Carry, PartitionPlan, Summary, overflow_error, py_scalar as _py
+from . import Step
+
+FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
+RISKY_FRACTION = 1.0 - 2.0**-10
+I64_MAX = np.iinfo(np.int64).max
+CELL_MAX = 1 << 62  # as the kernels' CELL_MAX: grid cells saturate here
+
+
+@dataclass
+class FloorSummary(Summary):
+    """A floor partition's summary: its first group segment's sums and risky rows, and the rest.
+
+    >>> FloorSummary(n=2, g_first=2).rest_starts
+    0
+    """
+
+    g_first: int = 0
+    risky_p: np.ndarray | None = None
+    risky_w: np.ndarray | None = None
+    p_last: float | int = 0
+    t_first: float | int = 0
+    rest_starts: int = 0
+    rest_s: float | int = 0
+    rest_cell: float | int = 0
+
+
+class FloorMode:
+    """The hooks of mode "floor" (see :mod:`dask_cumbatch.engine.modes`).
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.DataFrame({"w": [3, 3, 3, 3]}).cumbatch.ids("w", 6, mode="floor").tolist()
+    [0, 0, 1, 1]
+    """
+
+    def summarize(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
+        """Sums and risky rows of the first group segment, starts and end state of the rest."""
+        summ = FloorSummary()
+        _summarize_floor(summ, arrays, opts, is_float, backend)
+        return summ
+
+    def advance(self, summ, carry, opts, is_float, backend, load) -> Step:
+        """The carried running sum and cell after the partition, counting the grid cells."""
+        return Step(_scan_floor(summ, carry, opts, is_float, backend, load))
+
+    def finish(self, arrays, entry, opts, is_float, backend):
+        """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
+        carry = entry.carry
+        if not opts.max_rows:
+            return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches)
+        flags = _floor_partition_flags(arrays, opts, is_float, backend, carry)
+        starts = backend.asarray(np.zeros(len(flags), dtype=bool))
+        backend.cap_walk(backend.asarray(flags), entry.floor_rows or 0, opts.max_rows, starts)
+        return backend.to_numpy(backend.starts_to_ids(starts, carry.batches))
+
+    def needs_extra_pass(self, opts) -> bool:
+        """Row caps on a grid: a second pass once the running sum at each partition is known."""
+        return bool(opts.max_rows)
+
+    def extra_summary(self, arrays, entry, opts, is_float, backend) -> "CapSummary":
+        """Second pass for ``max_rows``: grid starts are fixed once the running sum is known."""
+        flags = _floor_partition_flags(arrays, opts, is_float, backend, entry.carry)
+        n = len(flags)
+        first = int(np.argmax(flags)) if flags.any() else n
+        if first == n:
+            return CapSummary(n, n, 0, 0)
+        out = backend.asarray(np.zeros(n - first, dtype=bool))
+        count, rows, _ = backend.cap_walk(backend.asarray(flags[first:]), 0, opts.max_rows, out)
+        return CapSummary(n, first, int(count) - int(flags[first:].sum()), int(rows))
+
+    def scan_extra(self, caps, plan: PartitionPlan, opts) -> PartitionPlan:
+        """Add the row-cap starts to a floor plan; fills ``Entry.floor_rows``."""
+        return _scan_caps(caps, plan, opts)
+
+
+@dataclass
+class CapSummary:
+    """Floor with ``max_rows``, second pass: where the grid starts fall once S is known.
+
+    >>> CapSummary(n=4, first_flag=4, after_caps=0, after_rows=0).n
+    4
+    """
+
+    n: int
+    first_flag: int  # first grid/group start (n if none)
+    after_caps: int  # row-cap starts from first_flag on
+    after_rows: int  # rows of the open batch at the end, counted from first_flag on
+
+
+def floor_limits(opts, is_float):
+    """(float limit, integer limit or 0): integer cells for integer sums and an integer limit.
+
+    Integer weights against a limit beyond int64 get an infinite float limit: cell 0 always.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> floor_limits(BatchOptions.make("w", 6), False), floor_limits(BatchOptions.make("w", 1e19), False)
+    ((6.0, 6), (inf, 0))
+    """
+    lim = opts.limit
+    if not is_float and lim > I64_MAX:
+        return math.inf, 0
+    exact = not is_float and float(lim).is_integer() and lim < 2**63
+    return float(lim), (int(lim) if exact else 0)
+
+
+def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base=None):
+    lim_f, lim_i = floor_limits(opts, is_float)
+    out = be.asarray(np.zeros(len(w) if record else 0, dtype=bool))
+    ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
+    s_in = np.float64(s_in) if is_float else np.int64(s_in)
+    res = be.floor_walk(
+        be.asarray(w), be.asarray(newgrp), s_in, np.int64(cell_prev), has_prev, lim_f, lim_i,
+        not is_float, out, ids, base or 0,
+    )
+    return res, be.to_numpy(ids if base is not None else out)
+
+
+def _cell(s, opts, is_float):
+    """The grid cell of running sum ``s``, computed exactly as the kernels' ``grid_cell`` does."""
+    lim_f, lim_i = floor_limits(opts, is_float)
+    if lim_i:
+        return int(s) // lim_i
+    q = math.floor(float(np.float64(s) / np.float64(lim_f)))
+    return min(q, CELL_MAX)
+
+
+def _summarize_floor(summ, prep, opts, is_float, be):
+    w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
+    changes = np.flatnonzero(newgrp)
+    g = int(changes[0]) if len(changes) else n
+    lim_f, lim_i = floor_limits(opts, is_float)
+    threshold = lim_i if lim_i else lim_f * RISKY_FRACTION
+    if not is_float:
+        threshold = min(threshold, I64_MAX)
+    p_out = be.asarray(np.empty(g, dtype=w.dtype))
+    w_out = be.asarray(np.empty(g, dtype=w.dtype))
+    k, p_last, total, overflow = be.floor_risky(be.asarray(w), g, w.dtype.type(threshold), not is_float, p_out, w_out)
+    p_out, w_out = be.to_numpy(p_out), be.to_numpy(w_out)
+    if overflow >= 0:
+        raise overflow_error(opts)
+    summ.g_first = g
+    summ.risky_p, summ.risky_w = p_out[:k].copy(), w_out[:k].copy()
+    summ.p_last, summ.t_first = _py(p_last), _py(total)
+    if g < n:
+        rest = w[g:]
+        (count, s_out, cell, overflow), _ = _floor_flags(
+            be, rest, newgrp[g:], 0, 0, False, opts, is_float, record=False
+        )
+        summ.rest_starts, summ.rest_s, summ.rest_cell = int(count), _py(s_out), _py(cell)
+        if overflow >= 0:
+            raise overflow_error(opts)
+
+
+def _scan_floor(summ, carry, opts, is_float, be, load):
+    row0_new = not carry.has_prev or row0_group_change(summ, carry, opts)
+    base = 0 if row0_new else carry.s
+    c0 = _cell(base, opts, is_float)
+    count = 1 if row0_new or c0 != carry.cell else 0
+    if is_float and max(abs(float(base)), abs(float(base) + float(summ.t_first))) / float(opts.limit) > FLOAT_GRID_SAFE:
+        return floor_walk_whole(load(), opts, is_float, be, carry)
+    add = (lambda a, b: np.float64(a) + np.float64(b)) if is_float else _checked_add(opts)
+    c_last = _cell(add(base, summ.p_last), opts, is_float)
+    count += c_last - c0
+    for p, w in zip(summ.risky_p.tolist(), summ.risky_w.tolist()):
+        a = _cell(add(base, p), opts, is_float)
+        b = _cell(add(base, (np.float64(p) + np.float64(w)) if is_float else p + w), opts, is_float)
+        if b - a > 1:
+            count -= b - a - 1
+    if summ.g_first < summ.n:
+        count += summ.rest_starts
+        s_out, cell = summ.rest_s, summ.rest_cell
+    else:
+        s_out, cell = add(base, summ.t_first), c_last
+    s_out = float(s_out) if is_float else int(s_out)
+    return Carry(
+        batches=carry.batches + int(count), s=s_out, cell=cell, has_prev=True,
+        key=summ.last_key, position=carry.position + summ.n,
+    )
+
+
+def _checked_add(opts):
+    def add(a, b):
+        total = int(a) + int(b)
+        if total > I64_MAX:
+            raise overflow_error(opts)
+        return total
+    return add
+
+
+def floor_walk_whole(prep, opts, is_float, be, carry):
+    """Walk a whole floor partition's arrays from the true state (fallback for huge running sums)."""
+    grp = true_groups(prep, carry, opts)
+    (count, s_out, cell, overflow), _ = _floor_flags(
+        be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=False
+    )
+    if overflow >= 0:
+        raise overflow_error(opts)
+    return Carry(
+        batches=carry.batches + int(count), s=_py(s_out), cell=_py(cell), has_prev=True,
+        key=prep.last_key, position=carry.position + len(prep.w),
+    )
+
+
+def _scan_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
+    R = opts.max_rows
+    rows = plan.entries[0].carry.rows if plan.entries else 0
+    extra = 0
+    for entry, cap in zip(plan.entries, caps):
+        entry.carry = replace(entry.carry, batches=entry.carry.batches + extra)
+        entry.floor_rows = rows
+        if cap.n == 0:
+            continue
+        if cap.first_flag == 0:
+            before = 0
+        else:
+            before = (min(cap.first_flag, cap.n) + rows - 1) // R
+        extra += before
+        if cap.first_flag < cap.n:
+            extra += cap.after_caps
+            rows = cap.after_rows
+        else:
+            rows = (rows + cap.n - 1) % R + 1
+    end = replace(plan.end_state, batches=plan.end_state.batches + extra, rows=rows)
+    return replace(plan, end_state=end, n_batches=plan.n_batches + extra)
+
+
+def _floor_partition_flags(prep, opts, is_float, be, carry, base=None):
+    grp = true_groups(prep, carry, opts)
+    (_, _, _, overflow), out = _floor_flags(
+        be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float,
+        record=base is None, base=base,
+    )
+    if overflow >= 0:
+        raise overflow_error(opts)
+    return out

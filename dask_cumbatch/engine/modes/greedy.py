@@ -1,0 +1,348 @@
+"""Greedy and fill: speculative walks, heads, probes and chain tables (DESIGN.md step 1-3).
+
+Each partition walks speculatively from an empty batch and keeps its first rows (its
+*head*). The scan walks the true path over each head from the carried state until it meets
+the speculative path; from there on the speculative counts and end state are the true ones.
+For integer weights a :class:`Chain` says where the true path leads from wherever it first
+starts a batch, so paths that meet late need no second look either. A partition resolved by
+neither (periodic data) is loaded again and walked whole.
+
+Integer weights against a limit beyond the int64 range: the kernels compare against
+``I64_MAX``, so a cut they make for the limit means a batch cost beyond int64; the finish
+finds any such cut (a walk over zero weights cuts only for groups and row caps) and raises
+``OverflowError`` rather than return a different batching.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backends import backend_for
+from ..partition import true_groups, row0_group_change
+from ..state import Carry, Summary, overflow_error, py_scalar as _py
+from . import Step
+
+HEAD_ROWS = 4096  # partitions this small keep every row in the summary
+HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
+HEAD_MAX = 1 << 16  # ...but never more than this many (unless a Chain needs them)
+I64_MAX = np.iinfo(np.int64).max
+NO_POSITION = np.iinfo(np.int64).min
+
+
+@dataclass
+class GreedySummary(Summary):
+    """A greedy/fill partition's summary: the head of rows and the speculative walk's result.
+
+    >>> GreedySummary(n=3).spec_overflow
+    -1
+    """
+
+    w_head: np.ndarray | None = None
+    grp_head: np.ndarray | None = None
+    spec_head: np.ndarray | None = None  # speculative start flags over the head
+    spec_starts: int = 0
+    spec_end: tuple | None = None  # (rows, tot, mx, start, tail) at the end, start local
+    spec_overflow: int = -1
+    chain: "Chain | None" = None  # where the true path leads from a start in the head (see Chain)
+
+
+class GreedyMode:
+    """The hooks of modes "greedy" and "fill" (see :mod:`dask_cumbatch.engine.modes`).
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.DataFrame({"w": [3, 3, 3]}).cumbatch.ids("w", 6, mode="fill").tolist()
+    [0, 0, 1]
+    """
+
+    def summarize(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
+        """Speculative walk from an empty batch; keep the head (and a Chain) the scan needs."""
+        summ = GreedySummary()
+        _summarize_walk(summ, arrays, opts, is_float, backend, head_bytes, prefer_whole)
+        return summ
+
+    def advance(self, summ, carry, opts, is_float, backend, load) -> Step:
+        """The true state after the partition, from the head, the chain or a whole walk."""
+        count, backdated, (rows, tot, mx, st, tail) = _scan_walk(summ, carry, opts, is_float, backend, load)
+        end = Carry(
+            batches=carry.batches + count, rows=rows, tot=tot, mx=mx, start=st, tail=tail,
+            has_prev=True, key=summ.last_key, position=carry.position + summ.n,
+        )
+        return Step(end, backdated)
+
+    def finish(self, arrays, entry, opts, is_float, backend):
+        """Final ids: the walk from the true entry state, plus starts later cut-backs placed here."""
+        carry = entry.carry
+        grp = true_groups(arrays, carry, opts)
+        res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, base=carry.batches)
+        if res[7] >= 0:
+            raise overflow_error(opts)
+        if limit_beyond_int64(opts, is_float):
+            _refuse_limit_cuts(backend, arrays.w, grp, carry, opts, ids)
+        for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
+            ids[p:] += 1
+        return ids
+
+
+def limit_beyond_int64(opts, is_float) -> bool:
+    """Integer weights with a limit no int64 cost can reach: the limit never cuts (no limit).
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> limit_beyond_int64(BatchOptions.make("w", 1e19), False), limit_beyond_int64(BatchOptions.make("w", 5), False)
+    (True, False)
+    """
+    return not is_float and opts.limit > I64_MAX
+
+
+def _refuse_limit_cuts(backend, w, grp, carry, opts, ids) -> None:
+    """Raise if the walk cut a batch for the limit while the limit lies beyond int64.
+
+    Such a cut means a batch sum (or padded cost) beyond the int64 range: the exact batching
+    would need wider sums. Zero weights never reach the limit, so their walk cuts only for
+    group changes and row caps: the two walks agree exactly when the limit never cut.
+    """
+    state = (carry.rows, 0, 0, carry.start - carry.position, (0,) * len(carry.tail))
+    _, free = _walk(backend, np.zeros(len(w), dtype=np.int64), grp, state, opts, False, base=carry.batches)
+    if not np.array_equal(free, ids):
+        raise overflow_error(opts, "batch sum (or padded cost)")
+
+
+def _state(carry):
+    return (carry.rows, carry.tot, carry.mx, carry.start - carry.position, carry.tail)
+
+
+def limits(opts, is_float: bool):
+    """Thresholds for the '>' and '>=' tests, exact for integer weights (clamped to int64).
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> limits(BatchOptions.make("w", 7.5), False)
+    (7, 8)
+    """
+    lim = opts.limit
+    if is_float:
+        return float(lim), float(lim)
+    big = float(I64_MAX)
+    gt = I64_MAX if lim >= big else int(math.floor(lim))
+    ge = I64_MAX if lim >= big else int(math.ceil(lim))
+    return gt, ge
+
+
+def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=None):
+    """Run the backend's ``walk_batches``; ``record`` rows of start flags, or ids from ``base``."""
+    rows, tot, mx, start, tail = carry_state
+    gt, ge = limits(opts, is_float)
+    dtype = np.float64 if is_float else np.int64
+    out = be.asarray(np.zeros(min(record, len(w)), dtype=bool))
+    ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
+    spec = spec if spec is not None else np.zeros(0, dtype=bool)
+    res = be.walk_batches(
+        be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
+        dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
+        gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
+    )
+    return res, be.to_numpy(ids if base is not None else out)
+
+
+def _tail(prev_tail, w, rows, multiple) -> tuple:
+    keep = min(rows, (multiple or 1) - 1)
+    if keep <= 0:
+        return ()
+    ext = np.concatenate([np.asarray(prev_tail, dtype=w.dtype), w])
+    return tuple(ext[len(ext) - keep:].tolist())
+
+
+def _summarize_walk(summ, prep, opts, is_float, be, head_bytes, prefer_whole):
+    """Speculative walk and head: partitions of at most ``HEAD_ROWS`` rows are kept whole,
+    longer ones as :func:`_long_head` decides."""
+    w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
+    # start flags for every row (n bytes): a head that grows later needs no second walk
+    (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
+        be, w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n
+    )
+    dtype = _compact_dtype(w)
+    h = n
+    if overflow >= 0:
+        summ.spec_overflow = int(overflow)
+        if n > HEAD_ROWS:
+            h = max(min(n, HEAD_MAX), int(overflow) + 1)
+    else:
+        summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
+        summ.spec_starts = int(count)
+        if n > HEAD_ROWS:
+            h = _long_head(summ, prep, opts, is_float, be, spec, head_bytes // dtype.itemsize, prefer_whole)
+    summ.w_head = w[:h].astype(dtype)  # a copy, whatever the dtype
+    summ.grp_head = newgrp[:h].copy() if opts.by else None
+    summ.spec_head = spec[:h].copy()
+
+
+def _long_head(summ, prep, opts, is_float, be, spec, max_rows, prefer_whole) -> int:
+    """Head rows of a long partition, attaching a :class:`Chain` if needed.
+
+    A short head (the first ``HEAD_STARTS`` speculative batches) when probe paths meet the
+    speculative one inside it; else a chain table; the whole partition when neither resolves
+    it and it has at most ``max_rows`` rows (the budget), before any table when
+    ``prefer_whole`` (summaries that need not travel).
+    """
+    n = len(prep.w)
+    positions = np.flatnonzero(spec[:HEAD_MAX])
+    h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
+    h = min(n, max(h, HEAD_ROWS))
+    if _probes_meet(prep, opts, is_float, be, spec, h):
+        return h
+    fits = n <= max_rows
+    chainable = be.chain_table is not None and not is_float and (opts.multiple or 0) <= 1 and summ.spec_starts >= CHAIN_MIN_BATCHES
+    if chainable and not (prefer_whole and fits):
+        h = _chain_head(summ, prep, opts, be, h, spec, max_rows)
+        if summ.chain is not None:
+            return h
+    return n if fits else h
+
+
+def _probes_meet(prep, opts, is_float, be, spec, h) -> bool:
+    """Whether paths first starting at a few rows of the first batch meet the speculative one
+    inside the head. Then a chain table (about five walks' work) is likely not needed; should
+    the true path still miss, the scan's fallback walk keeps the result exact."""
+    starts = np.flatnonzero(spec[1:h])
+    if not len(starts):
+        return False
+    s1 = int(starts[0]) + 1
+    for j in sorted({1, s1 // 2, s1 - 1} - {0}):
+        res, _ = _walk(be, prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, is_float, spec=spec[j:h])
+        if res[6] < 0:
+            return False
+    return True
+
+
+def _chain_head(summ, prep, opts, be, h, spec, max_rows) -> int:
+    """Attach a :class:`Chain`; the head grows to cover its candidate rows (up to ``max_rows``)."""
+    s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(spec)  # the second start
+    h = max(h, min(s1 + 1, max_rows, len(spec)))
+    summ.chain = chain_of(prep.w, prep.newgrp, opts, spec[:h], be)
+    return h
+
+
+CHAIN_RUNS = 4096  # a chain with more runs than this (no coalescing: periodic data) is not kept
+CHAIN_MIN_BATCHES = 8  # paths over fewer batches than this rarely coalesce: no chain is tried
+
+
+@dataclass
+class Chain:
+    """Where the true path of a partition leads, for each row where it may first start a batch.
+
+    The true path's first start j lies within the first speculative batch (the carried batch
+    is at least as full as an empty one), and from j on it is the fresh path from j. Paths
+    from neighbouring rows coalesce, so the outcomes over ``j < m`` form a few runs: run r
+    covers ``run_start[r] <= j < run_start[r + 1]`` and gives the number of starts from j to
+    the end of the partition and the open batch there (its first row ``last``, weight total
+    ``tot`` and maximum ``mx``). Integer weights only, without ``multiple``.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> w = np.array([3, 4, 2, 5, 1, 3, 4, 2, 2, 3])
+    >>> spec = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0], dtype=bool)  # the batches from row 0
+    >>> chain = chain_of(w, np.zeros(10, bool), BatchOptions.make("w", 7), spec)
+    >>> chain.outcome(1, 10)  # first start at row 1: [4 2] [5 1] [3 4], then [2 2 3] is open
+    (4, (3, 7, 3, 7))
+    """
+
+    m: int
+    run_start: np.ndarray
+    cnt: np.ndarray
+    last: np.ndarray
+    tot: np.ndarray
+    mx: np.ndarray
+
+    def outcome(self, j: int, n: int):
+        """(starts, (rows, tot, mx, start)) of the path whose first start is row j < m.
+
+        >>> Chain(2, np.array([0]), np.array([3]), np.array([5]), np.array([9]), np.array([4])).outcome(1, 7)
+        (3, (2, 9, 4, 5))
+        """
+        r = int(np.searchsorted(self.run_start, j, side="right")) - 1
+        last = int(self.last[r])
+        return int(self.cnt[r]), (n - last, int(self.tot[r]), int(self.mx[r]), last)
+
+
+def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
+    """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow or too many runs).
+
+    ``backend`` runs ``chain_table`` (default: the CPU backend).
+    """
+    be = backend or backend_for("cpu")
+    n = len(w)
+    idx = np.int32 if n < 2**31 - 1 else np.int64
+    nxt, cnt = np.empty(n, dtype=idx), np.empty(n, dtype=idx)
+    dq = np.empty(n if opts.cost == "padded" else 1, dtype=idx)
+    gt, ge = limits(opts, False)
+    nxt, cnt, dq = be.asarray(nxt), be.asarray(cnt), be.asarray(dq)
+    if not be.chain_table(be.asarray(w), be.asarray(newgrp), opts.mode == "greedy", opts.cost == "padded",
+                          gt, ge, opts.max_rows or 0, nxt, cnt, dq):
+        return None
+    nxt, cnt = be.to_numpy(nxt), be.to_numpy(cnt)
+    del dq
+    starts = np.flatnonzero(spec_head[1:])
+    m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
+    last, cnt = nxt[:m].astype(np.int64), cnt[:m].astype(np.int64)
+    del nxt
+    change = np.flatnonzero((last[1:] != last[:-1]) | (cnt[1:] != cnt[:-1])) + 1
+    if len(change) >= CHAIN_RUNS:
+        return None
+    run_start = np.concatenate([[0], change]).astype(np.int64)
+    lasts = last[run_start]
+    lo = int(lasts.min())
+    suffix_sum = np.cumsum(w[lo:][::-1])[::-1]
+    suffix_max = np.maximum.accumulate(w[lo:][::-1])[::-1]
+    return Chain(m, run_start, cnt[run_start], lasts, suffix_sum[lasts - lo], suffix_max[lasts - lo])
+
+
+def _compact_dtype(w: np.ndarray) -> np.dtype:
+    """The smallest integer dtype that holds the weights ``w`` (floats keep theirs).
+
+    >>> _compact_dtype(np.array([1, 59, 3]))
+    dtype('uint8')
+    """
+    if w.dtype.kind == "f" or not len(w) or w.min() < 0:
+        return w.dtype
+    return np.min_scalar_type(int(w.max()))
+
+
+def _scan_walk(summ, carry, opts, is_float, be, load):
+    """True starts, backdated start and end state of one partition (greedy/fill)."""
+    w_head = summ.w_head.astype(np.float64 if is_float else np.int64, copy=False)
+    grp = summ.grp_head.copy() if summ.grp_head is not None else np.zeros(len(w_head), dtype=bool)
+    grp[0] = row0_group_change(summ, carry, opts)
+    (count, backdated, rows, tot, mx, st, met, overflow), starts = _walk(
+        be, w_head, grp, _state(carry), opts, is_float, spec=summ.spec_head,
+        record=len(w_head) if summ.chain is not None else 0,
+    )
+    if overflow >= 0:
+        raise overflow_error(opts)
+    backdated = None if backdated == NO_POSITION else int(backdated)
+    h = len(w_head)
+    if met >= 0:
+        if summ.spec_overflow >= 0:
+            raise overflow_error(opts)
+        count = int(count) + summ.spec_starts - int(summ.spec_head[: met + 1].sum())
+        rows, tot, mx, st, tail = summ.spec_end
+        return count, backdated, (rows, tot, mx, carry.position + st, tail)
+    if h == summ.n:
+        tail = _tail(carry.tail, w_head, int(rows), opts.multiple)
+        return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
+    if summ.chain is not None and count > 0:
+        j = int(np.argmax(starts))  # the true path's first start
+        if j < summ.chain.m:
+            count, (rows, tot, mx, st) = summ.chain.outcome(j, summ.n)
+            return count, None, (rows, tot, mx, carry.position + st, ())
+    return walk_whole(load(), opts, is_float, be, carry)
+
+
+def walk_whole(prep, opts, is_float, be, carry):
+    """Walk a whole partition's arrays from the true state (the scan's fallback): as _scan_walk."""
+    grp = true_groups(prep, carry, opts)
+    (count, backdated, rows, tot, mx, st, _, overflow), _ = _walk(be, prep.w, grp, _state(carry), opts, is_float)
+    if overflow >= 0:
+        raise overflow_error(opts)
+    backdated = None if backdated == NO_POSITION else int(backdated)
+    tail = _tail(carry.tail, prep.w, int(rows), opts.multiple)
+    return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
+

@@ -1,0 +1,202 @@
+"""The map step and the mode-agnostic scan over partition summaries (DESIGN.md steps 1-2).
+
+:func:`summarize` reduces a pandas partition to a summary (the common fields here, the
+rest from the mode's ``summarize`` hook). :func:`scan` carries the true state through the
+summaries in one place, calling the mode's ``advance`` hook per partition, placing the
+starts a cut-back moves into earlier partitions (backdating), and loading a partition again
+(``load(k)``) only when its summary cannot decide. Modes are reached only through
+:func:`~dask_cumbatch.engine.modes.mode_for`; kernels only through the backend.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..options import BatchOptions
+from .backends import backend_for
+from .modes import mode_for, needs_extra_pass
+from .partition import prepare
+from .state import Carry, Entry, OversizeError, PartitionPlan, Summary, WeightError, py_scalar
+
+HEAD_BUDGET = 1 << 27  # bytes of weights kept over all partitions together (128 MiB)
+
+
+def head_bytes_for(npartitions: int) -> int:
+    """Bytes of (compacted) weights a partition's summary may keep.
+
+    A partition whose weights fit is kept whole: the scan then never needs to look at it
+    again. Together the summaries stay within ``HEAD_BUDGET`` bytes.
+
+    >>> head_bytes_for(40), head_bytes_for(100_000)
+    (3355443, 1342)
+    """
+    return int(HEAD_BUDGET // max(npartitions, 1))
+
+
+def weight_total(w: np.ndarray):
+    """The total of a partition's valid weights, as the summary records it and the finish checks it.
+
+    int64 weights: the exact int64 sum (modulo 2**64 where it would leave int64); float64:
+    NumPy's sum in batching order, the same in both passes.
+
+    >>> weight_total(np.array([2, 3])), weight_total(np.array([0.5, 0.25]))
+    (5, 0.75)
+    """
+    return py_scalar(w.sum()) if len(w) else (0.0 if w.dtype.kind == "f" else 0)
+
+
+def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0,
+              prefer_whole: bool = False) -> Summary:
+    """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1).
+
+    ``head_bytes``/``prefer_whole`` tune how much of the partition the summary keeps (modes
+    that keep rows, see :mod:`~dask_cumbatch.engine.modes.greedy`).
+
+    >>> summarize(pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6), False).total
+    9
+    """
+    be = backend_for(opts.device, len(df))
+    arrays = prepare(df, opts, backend=be)
+    n = len(arrays.w)
+    summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
+    summ.n_all, summ.n, summ.total = arrays.n_all, n, weight_total(arrays.w)
+    summ.first_key, summ.last_key = arrays.first_key, arrays.last_key
+    if arrays.invalid is not None and arrays.invalid.any():
+        summ.n_invalid = int(arrays.invalid.sum())
+        summ.first_invalid = df.index[int(np.argmax(arrays.invalid))]
+    if opts.oversize == "raise" and n:
+        heavy = arrays.w > opts.limit
+        if heavy.any():
+            row = int(np.argmax(heavy))
+            summ.first_oversize = (df.index[arrays.position(row)], arrays.w[row])
+    return summ
+
+
+def check_summaries(summaries, opts) -> int:
+    """Raise for invalid or oversize rows (DESIGN.md "Invalid input"); return the skip count.
+
+    >>> check_summaries([Summary(n_invalid=2)], BatchOptions.make("w", 5, invalid="skip"))
+    2
+    """
+    skipped = sum(s.n_invalid for s in summaries)
+    if skipped and opts.invalid == "raise":
+        first = py_scalar(next(s.first_invalid for s in summaries if s.n_invalid))
+        raise WeightError(
+            f"weight column {opts.weight!r} has {skipped} invalid value(s) (NaN, inf, missing "
+            f"or negative); the first is at index {first!r}. Clean them or pass invalid='skip'."
+        )
+    for s in summaries:
+        if s.first_oversize is not None:
+            label, value = (py_scalar(v) for v in s.first_oversize)
+            raise OversizeError(
+                f"row at index {label!r} has weight {value} above the limit {opts.limit} in "
+                f"column {opts.weight!r}; pass oversize='allow' to put such rows alone in a batch"
+            )
+    return skipped
+
+
+def scan(summaries, opts, is_float, load, start: Carry | None = None) -> PartitionPlan:
+    """Carry the true state through the partition summaries (step 2), in one place.
+
+    ``load(k)`` returns partition k as pandas; it is called only for partitions whose
+    summary cannot decide (then the mode walks the partition whole from the true state).
+
+    >>> opts = BatchOptions.make("w", 6)
+    >>> parts = [pd.DataFrame({"w": [3, 3]}), pd.DataFrame({"w": [3]})]
+    >>> plan = scan([summarize(p, opts, False) for p in parts], opts, False, parts.__getitem__)
+    >>> plan.first_ids, plan.n_batches
+    ([0, 1], 2)
+    """
+    skipped = check_summaries(summaries, opts)
+    mode = mode_for(opts)
+    be = backend_for(opts.device)
+    carry = replace(start) if start is not None else Carry()
+    entries, walked = [], []
+    offsets = []  # global position (batched rows) of each partition's first row
+    all_offset = 0
+    backdated_prior = 0
+    for k, summ in enumerate(summaries):
+        entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total, partition=k))
+        offsets.append(carry.position)
+        all_offset += summ.n_all
+        if summ.n == 0:
+            continue
+        step = mode.advance(summ, carry, opts, is_float, be, _loader(load, k, opts, walked))
+        carry = step.carry
+        if step.backdated is not None:
+            backdated_prior = _backdate(entries, offsets, offsets[k] + step.backdated, backdated_prior)
+            carry = replace(carry, batches=carry.batches + 1)
+    n_rows = carry.position - (start.position if start else 0)
+    n_batches = carry.batches - (start.batches if start else 0)
+    return PartitionPlan(entries, carry, n_batches, n_rows, skipped, backdated_prior, walked)
+
+
+def _loader(load, k, opts, walked):
+    """``load()`` for the mode: partition k's arrays read again, recorded as walked."""
+    def load_arrays():
+        walked.append(k)
+        df = load(k)
+        return prepare(df, opts, backend=backend_for(opts.device, len(df)))
+
+    return load_arrays
+
+
+def _backdate(entries, offsets, pos, backdated_prior) -> int:
+    """Place a start that a cut-back moved to global position ``pos`` (before the partition).
+
+    The partition holding ``pos`` gets a forced start and every later entry one more batch;
+    a start before the first partition (incremental runs) shifts every entry.
+    """
+    j = bisect.bisect_right(offsets, pos) - 1
+    if j < 0 or pos < offsets[0]:
+        for e in entries:
+            e.carry = replace(e.carry, batches=e.carry.batches + 1)
+        return max(backdated_prior, offsets[0] - pos)
+    entries[j].forced = entries[j].forced + (pos - offsets[j],)
+    for e in entries[j + 1:]:
+        e.carry = replace(e.carry, batches=e.carry.batches + 1)
+    return backdated_prior
+
+
+def extra_summary(df, opts, is_float, entry: Entry):
+    """The mode's second summary pass over one partition (see :func:`needs_extra_pass`).
+
+    >>> opts = BatchOptions.make("w", 6, mode="floor", max_rows=2)
+    >>> df = pd.DataFrame({"w": [1, 1, 1]})
+    >>> plan = scan([summarize(df, opts, False)], opts, False, lambda k: df)
+    >>> extra_summary(df, opts, False, plan.entries[0]).after_caps
+    1
+    """
+    be = backend_for(opts.device, len(df))
+    arrays = prepare(df, opts, checked=True, backend=be)
+    return mode_for(opts).extra_summary(arrays, entry, opts, is_float, be)
+
+
+def scan_extra(summaries, plan: PartitionPlan, opts) -> PartitionPlan:
+    """Fold the second pass's summaries into the plan (the mode's ``scan_extra`` hook).
+
+    >>> opts = BatchOptions.make("w", 6, mode="floor", max_rows=2)
+    >>> df = pd.DataFrame({"w": [1, 1, 1]})
+    >>> plan = scan([summarize(df, opts, False)], opts, False, lambda k: df)
+    >>> scan_extra([extra_summary(df, opts, False, plan.entries[0])], plan, opts).n_batches
+    2
+    """
+    return mode_for(opts).scan_extra(summaries, plan, opts)
+
+
+def plan_frame(df: pd.DataFrame, opts, is_float, start: Carry | None = None) -> PartitionPlan:
+    """Summary, scan and finish plan of one pandas frame, without Dask (pandas input).
+
+    >>> opts = BatchOptions.make("w", 6)
+    >>> plan_frame(pd.DataFrame({"w": [3, 3, 3]}), opts, False).n_batches
+    2
+    """
+    # nothing travels: keep the frame whole in its summary rather than build a chain table
+    summ = summarize(df, opts, is_float, head_bytes=HEAD_BUDGET, prefer_whole=True)
+    plan = scan([summ], opts, is_float, lambda k: df, start=start)
+    if needs_extra_pass(opts):
+        plan = scan_extra([extra_summary(df, opts, is_float, plan.entries[0])], plan, opts)
+    return plan
