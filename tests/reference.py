@@ -98,10 +98,25 @@ def normalise_weights(weights) -> tuple[list, bool]:
     return [float(v) for v in values], False
 
 
+class Int64Overflow(OverflowError, ValueError):
+    """An int64 sum (or, against a limit beyond int64, a batch cost) leaves the int64 range."""
+
+
 def _check_int64(value: int, what: str) -> int:
     if value > INT64_MAX:
-        raise ValueError(f"int64 overflow in the running {what}: {value} > 2**63 - 1")
+        raise Int64Overflow(f"int64 overflow in the running {what}: {value} > 2**63 - 1")
     return value
+
+
+def _check_cost(cost: int, limit, greedy: bool) -> None:
+    """Integer weights against a limit beyond int64: the contract allows no cost beyond int64.
+
+    Such a limit never cuts a batch whose cost fits int64; deciding against a cost beyond it
+    raises (greedy compares ``cost > limit``, fill ``cost >= limit``, so fill raises from
+    ``INT64_MAX`` itself).
+    """
+    if limit > INT64_MAX and (cost > INT64_MAX or (not greedy and cost >= INT64_MAX)):
+        raise Int64Overflow(f"int64 overflow in a batch cost: {cost} against the limit {limit}")
 
 
 def reference_ids(
@@ -185,6 +200,8 @@ def reference_ids(
     def mode_says_new(tot, rows, mx, wi) -> bool:
         if rows == 0:
             return False  # an empty batch takes its first row whatever it weighs
+        if is_int:
+            _check_cost(cost_of(tot, rows, mx, wi), limit, mode == "greedy")
         if mode == "greedy":
             if cost == "sum":
                 return tot + wi > limit
@@ -193,6 +210,11 @@ def reference_ids(
         if cost == "sum":
             return tot >= limit
         return mx * rows >= limit
+
+    def cost_of(tot, rows, mx, wi) -> int:
+        if mode == "greedy":
+            return tot + wi if cost == "sum" else max(mx, wi) * (rows + 1)
+        return tot if cost == "sum" else mx * rows
 
     batch = 0
     p = 0  # first row of the current batch
