@@ -1,0 +1,78 @@
+"""The backend seam: lazy imports (no numba on ``import dask_cumbatch``), device choice, contract."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dask_cumbatch  # noqa: F401
+from dask_cumbatch.engine import backend_for
+
+CONTRACT = ["walk_batches", "chain_table", "grid_cell", "floor_walk", "floor_risky", "cap_walk",
+            "count_invalid", "starts_to_ids", "batch_stats", "I64_MAX", "NO_POSITION", "CELL_MAX",
+            "asarray", "to_numpy", "check_available"]
+GPU_MODULE = "dask_cumbatch.engine.backends.gpu"
+
+
+def run_python(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_import_loads_no_numba_until_ids_are_computed():
+    done = run_python(
+        "import sys, pandas as pd, dask_cumbatch\n"
+        "assert 'numba' not in sys.modules, 'numba imported by import dask_cumbatch'\n"
+        "print(pd.DataFrame({'w': [3, 3, 3]}).cumbatch.ids('w', 6).tolist())\n"
+        "assert 'numba' in sys.modules\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0, 0, 1]"
+
+
+def test_cpu_backend_has_the_whole_contract():
+    cpu = backend_for("cpu")
+    missing = [name for name in CONTRACT if not hasattr(cpu, name)]
+    assert missing == []
+    a = np.arange(3)
+    assert cpu.asarray(a) is a and cpu.to_numpy(a) is a
+
+
+def test_gpu_without_a_backend_raises_before_any_data(monkeypatch):
+    monkeypatch.setitem(sys.modules, GPU_MODULE, None)  # as if this release had no gpu.py
+    with pytest.raises(NotImplementedError, match="device='gpu': no GPU kernels in this release"):
+        backend_for("gpu")
+    with pytest.raises(NotImplementedError, match="device='gpu'"):
+        pd.DataFrame({"w": [1, 2]}).cumbatch.ids("w", 5, device="gpu")
+    assert backend_for("auto", n_rows=10**9).__name__.endswith(".cpu")
+
+
+def fake_gpu(available: bool):
+    gpu = types.ModuleType(GPU_MODULE)
+    gpu.AUTO_MIN_ROWS = 1000
+
+    def check_available():
+        if not available:
+            raise RuntimeError("device='gpu' needs CuPy: pip install 'dask-cumbatch[gpu]'")
+
+    gpu.check_available = check_available
+    return gpu
+
+
+def test_auto_picks_an_available_gpu_backend_for_large_partitions(monkeypatch):
+    gpu = fake_gpu(available=True)
+    monkeypatch.setitem(sys.modules, GPU_MODULE, gpu)
+    assert backend_for("auto", n_rows=1000) is gpu
+    assert backend_for("auto", n_rows=999).__name__.endswith(".cpu")
+    assert backend_for("auto").__name__.endswith(".cpu")
+    assert backend_for("gpu") is gpu
+
+
+def test_unavailable_gpu_backend_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, GPU_MODULE, fake_gpu(available=False))
+    with pytest.raises(RuntimeError, match=r"\[gpu\]"):
+        backend_for("gpu")
+    assert backend_for("auto", n_rows=10**6).__name__.endswith(".cpu")
