@@ -108,7 +108,11 @@ class PartitionArrays:
         return i if self.keep is None else int(self.keep[i])
 
     def positions(self) -> np.ndarray:
-        """Positions in the partition of all batched rows."""
+        """Positions in the partition of all batched rows.
+
+        >>> PartitionArrays(np.zeros(2), np.zeros(2, bool), None, 2, None, (), ()).positions().tolist()
+        [0, 1]
+        """
         return np.arange(len(self.w), dtype=np.int64) if self.keep is None else self.keep.astype(np.int64)
 
 

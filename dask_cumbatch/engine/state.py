@@ -164,7 +164,7 @@ def overflow_error(opts, what: str = "running sum") -> OverflowError:
 
     >>> from dask_cumbatch.options import BatchOptions
     >>> str(overflow_error(BatchOptions.make("w", 5)))[:38]
-    "the int64 running sum of weight column"
+    'the int64 running sum of weight column'
     """
     return OverflowError(
         f"the int64 {what} of weight column {opts.weight!r} overflows; "
@@ -237,5 +237,9 @@ class PartitionPlan:
 
     @property
     def first_ids(self) -> list:
-        """The id of each partition's first batch (its entry's ``batches``)."""
+        """The id of each partition's first batch (its entry's ``batches``).
+
+        >>> PartitionPlan([Entry(Carry()), Entry(Carry(batches=2))], Carry(batches=3), 3, 5, 0).first_ids
+        [0, 2]
+        """
         return [e.carry.batches for e in self.entries]

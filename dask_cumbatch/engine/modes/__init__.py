@@ -48,13 +48,32 @@ class Step:
 
 
 class Mode(Protocol):
-    """The hooks the scan and the finish call (see the module docstring)."""
+    """The hooks the scan and the finish call (see the module docstring).
 
-    def summarize(self, arrays, opts, is_float, backend, head_bytes, prefer_whole): ...
+    >>> all(hasattr(mode_for_name("greedy"), hook) for hook in ("summarize", "advance", "finish"))
+    True
+    """
 
-    def advance(self, summary, carry, opts, is_float, backend, load) -> Step: ...
+    def summarize(self, arrays, opts, is_float, backend, head_bytes, prefer_whole):
+        """The map step: a Summary subclass for one non-empty partition's arrays.
 
-    def finish(self, arrays, entry, opts, is_float, backend): ...
+        >>> callable(Mode.summarize)
+        True
+        """
+
+    def advance(self, summary, carry, opts, is_float, backend, load) -> Step:
+        """The scan step: the carry after the partition (``load()`` reads it again if needed).
+
+        >>> callable(Mode.advance)
+        True
+        """
+
+    def finish(self, arrays, entry, opts, is_float, backend):
+        """The finish: int64 ids of the partition's batched rows from its Entry.
+
+        >>> callable(Mode.finish)
+        True
+        """
 
 
 _MODES: dict = {}
@@ -102,11 +121,20 @@ def mode_for(opts):
     >>> type(mode_for(BatchOptions.make("w", 5, mode="floor"))).__name__
     'FloorMode'
     """
+    return mode_for_name(opts.mode)
+
+
+def mode_for_name(name: str):
+    """The mode object registered as ``name``.
+
+    >>> type(mode_for_name("fill")).__name__
+    'GreedyMode'
+    """
     _builtin()
     try:
-        return _MODES[opts.mode]
+        return _MODES[name]
     except KeyError:
-        raise ValueError(f"mode={opts.mode!r} is not a registered batching mode") from None
+        raise ValueError(f"mode={name!r} is not a registered batching mode") from None
 
 
 def needs_extra_pass(opts) -> bool:
