@@ -25,7 +25,20 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from . import engine
+from .engine import (
+    Carry,
+    PartitionPlan,
+    backend_for,
+    extra_summary,
+    finish_frame,
+    finish_ids,
+    finish_stats,
+    head_bytes_for,
+    needs_extra_pass,
+    scan,
+    scan_extra,
+    summarize,
+)
 from .options import BatchOptions, weight_kind
 
 WEIGHT_COLUMN = "__cumbatch_weight__"
@@ -81,7 +94,7 @@ def prepare_frame(ddf, weight, opts: BatchOptions) -> Prepared:
     meta = ddf._meta if isinstance(ddf, dd.DataFrame) else ddf
     opts.check_columns(meta.columns, meta.dtypes)
     if opts.device == "gpu":
-        engine.backend_for("gpu")  # raises here, before any data is read, when no GPU backend runs
+        backend_for("gpu")  # raises here, before any data is read, when no GPU backend runs
     return Prepared(ddf, opts, weight_kind(meta.dtypes[opts.weight]) == "float", temp)
 
 
@@ -91,12 +104,12 @@ def _spec(prep: Prepared) -> Prepared:
 
 
 def _summarize_many(spec, head_bytes, prefer_whole, first, *parts):
-    return [engine.summarize(p, spec.opts, spec.is_float, head_bytes, prefer_whole) for p in parts]
+    return [summarize(p, spec.opts, spec.is_float, head_bytes, prefer_whole) for p in parts]
 
 
 def _extra_summaries(spec, table, first, *parts):
     return [
-        engine.extra_summary(p, spec.opts, spec.is_float, table.entries[first + i])
+        extra_summary(p, spec.opts, spec.is_float, table.entries[first + i])
         for i, p in enumerate(parts)
     ]
 
@@ -225,7 +238,7 @@ def active_client():
     return owner if isinstance(owner, distributed.Client) else None
 
 
-def plan_partitions(prep: Prepared, start: engine.Carry | None = None) -> engine.PartitionPlan:
+def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan:
     """Summaries (one pass over the data) and the scan; eager, like ``set_index``'s divisions.
 
     ``start`` continues from the exact state a previous plan ended in (incremental export).
@@ -237,11 +250,11 @@ def plan_partitions(prep: Prepared, start: engine.Carry | None = None) -> engine
     # Locally, whole partitions in the summaries cost no transfer and save the chain tables'
     # CPU; on a cluster they would travel to the gather task and the client.
     prefer_whole = active_client() is None
-    summaries = _gather(source, _summarize_many, spec, engine.head_bytes_for(prep.ddf.npartitions), prefer_whole)
-    plan = engine.scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
-    if engine.needs_extra_pass(prep.opts):
+    summaries = _gather(source, _summarize_many, spec, head_bytes_for(prep.ddf.npartitions), prefer_whole)
+    plan = scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
+    if needs_extra_pass(prep.opts):
         extra = _gather(source, _extra_summaries, spec, EntryTable(plan.entries))
-        plan = engine.scan_extra(extra, plan, prep.opts)
+        plan = scan_extra(extra, plan, prep.opts)
     return plan
 
 
@@ -254,19 +267,19 @@ def _finish(func):
     return task
 
 
-_finish_ids = _finish(engine.finish_ids)
-_finish_frame = _finish(engine.finish_frame)
-_finish_stats = _finish(engine.finish_stats)
+_finish_ids = _finish(finish_ids)
+_finish_frame = _finish(finish_frame)
+_finish_stats = _finish(finish_stats)
 
 
-def _map_finish(prep: Prepared, plan: engine.PartitionPlan, task, meta, **kw):
+def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
     table = delayed(EntryTable(plan.entries), pure=True)
     return prep.ddf.map_partitions(
         task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
     )
 
 
-def ids_series(prep: Prepared, plan: engine.PartitionPlan) -> dd.Series:
+def ids_series(prep: Prepared, plan: PartitionPlan) -> dd.Series:
     """The finish as a lazy Series of batch ids with the input's divisions."""
     dtype = "Int64" if prep.opts.invalid == "skip" else "int64"
     meta = pd.Series(pd.array([], dtype=dtype), index=prep.ddf._meta.index, name=prep.opts.name)
@@ -280,7 +293,7 @@ def _frame_meta(prep: Prepared) -> pd.DataFrame:
     return meta.assign(**{prep.opts.name: np.array([], dtype=np.int64)})
 
 
-def batch_frame(prep: Prepared, plan: engine.PartitionPlan) -> dd.DataFrame:
+def batch_frame(prep: Prepared, plan: PartitionPlan) -> dd.DataFrame:
     """The input's batched rows with the id column, partition for partition (skipped rows dropped)."""
     kw = {"clear_divisions": True} if prep.opts.sort_window else {}
     return _map_finish(prep, plan, _finish_frame, _frame_meta(prep), weight_column=prep.temp_weight, **kw)
@@ -290,13 +303,13 @@ def _from_parts(tasks, meta, divisions):
     return dd.from_delayed(tasks, meta=meta, divisions=divisions, verify_meta=False)
 
 
-def id_ranges(plan: engine.PartitionPlan) -> list[tuple[int, int]]:
+def id_ranges(plan: PartitionPlan) -> list[tuple[int, int]]:
     """For each input partition, the superset ``[lo, hi]`` of batch ids its rows can hold."""
     bases = [e.carry.batches for e in plan.entries] + [plan.end_state.batches]
     return [(bases[j] - 1, bases[j + 1] - 1) for j in range(len(plan.entries))]
 
 
-def output_ranges(plan: engine.PartitionPlan, batches_per_partition: int | None):
+def output_ranges(plan: PartitionPlan, batches_per_partition: int | None):
     """The id range ``[lo, hi]`` of each output partition (only ranges holding a batch)."""
     first = plan.entries[0].carry.batches if plan.entries else 0
     end = plan.end_state.batches
@@ -315,7 +328,7 @@ def _select_indexed(frames, lo, hi, name):
     return _select(frames, lo, hi, name).set_index(name)
 
 
-def repartition(prep: Prepared, plan: engine.PartitionPlan, batches_per_partition=None, index=False):
+def repartition(prep: Prepared, plan: PartitionPlan, batches_per_partition=None, index=False):
     """Partitions that hold whole batches, without a shuffle (DESIGN.md "Repartitioning").
 
     Output partition k takes the batches whose ids fall in its range; it depends on the input
@@ -350,7 +363,7 @@ def _has_rows(plan, j) -> bool:
     return nxt > entries[j].carry.position
 
 
-def plan_stats(prep: Prepared, plan: engine.PartitionPlan) -> pd.DataFrame:
+def plan_stats(prep: Prepared, plan: PartitionPlan) -> pd.DataFrame:
     """One row per batch: batch, rows, total, max, start, stop (global row positions)."""
     meta = pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("batch", "rows", "total", "max", "start", "stop")})
     if prep.is_float:

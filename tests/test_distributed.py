@@ -114,3 +114,28 @@ def test_distributed_errors_raise(client):
     pdf, ddf = make_ddf([2**62, 2**62, 1], [1, 1, 1])
     with pytest.raises((ValueError, OverflowError)):
         _run(ddf, 10, dict(mode="floor"), client)
+
+
+def _read_parquet_part(path):
+    return pd.read_parquet(path)
+
+
+def test_distributed_input_changed_between_passes_raises(client, tmp_path):
+    # worker processes read the files; a rewrite between the passes fails the finish on a
+    # worker, and the error reaches the client with its partition number
+    from dask_cumbatch import InputChangedError
+
+    import dask.dataframe as dd
+
+    paths = []
+    for i, w in enumerate([[3, 3, 3], [3, 3, 3], [3, 3, 3]]):
+        paths.append(str(tmp_path / f"part-{i}.parquet"))
+        pd.DataFrame({"w": w}).to_parquet(paths[-1])
+    ddf = dd.from_map(_read_parquet_part, paths, meta=pd.DataFrame({"w": pd.Series([], dtype="int64")}))
+    with dask.config.set(scheduler=client):
+        ids = ddf.cumbatch.ids("w", 6, mode="fill")
+        assert ids.compute().tolist() == reference_ids([3] * 9, 6, mode="fill")
+        pd.DataFrame({"w": [3, 5, 3]}).to_parquet(paths[2])
+        with pytest.raises(InputChangedError, match="partition 2 changed") as err:
+            ids.compute()
+    assert err.value.partition == 2

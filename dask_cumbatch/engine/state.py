@@ -158,6 +158,9 @@ class InputChangedError(RuntimeError):
         super().__init__(message)
         self.partition = partition
 
+    def __reduce__(self):  # keep .partition when a cluster ships the error to the client
+        return type(self), (str(self), self.partition)
+
 
 def overflow_error(opts, what: str = "running sum") -> OverflowError:
     """The error for an int64 sum (or padded cost) that leaves the int64 range.
