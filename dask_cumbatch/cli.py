@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate a token-count dataset and export it in batches of at most "
                        "LIMIT tokens.")
     p.add_argument("output", metavar="OUTPUT", nargs="?",
-                   help="folder for the demo (default: a new temporary folder)")
+                   help="folder for the demo's input/ and batches/ (default: ./cumbatch-demo, reused by the next run)")
     from .demo import DEFAULT_LIMIT, DEFAULT_PARTS, DEFAULT_ROWS
 
     p.add_argument("--rows", type=_positive_int, default=DEFAULT_ROWS, help=f"rows (default {DEFAULT_ROWS:,})")
@@ -251,19 +251,19 @@ def _save_plot(plan, path):
 
 
 def cmd_demo(args) -> int:
-    from .demo import write_dataset
+    from .demo import DEFAULT_FOLDER, check_demo_folder, write_dataset
     from .export import folder_status, to_files
-
     from .options import parse_limit
 
     t0 = time.perf_counter()
     limit = parse_limit(args.limit)
-    root = args.output or tempfile.mkdtemp(prefix="cumbatch-demo-")
+    root = args.output or DEFAULT_FOLDER
+    check_demo_folder(root)
     inp, out = os.path.join(root, "input"), os.path.join(root, "batches")
     if not args.quiet:
         print(f"cumbatch demo: {args.rows:,} documents with token counts, cut into batches of "
               f"at most {args.limit} tokens", flush=True)
-    write_dataset(inp, rows=args.rows, parts=args.parts)
+    write_dataset(inp, rows=args.rows, parts=args.parts, progress=_progress(args))
     result = to_files(inp, out, "tokens", limit, progress=_progress(args), overwrite=True)
     seconds = time.perf_counter() - t0
     if not args.quiet:
@@ -279,6 +279,9 @@ def cmd_demo(args) -> int:
         print(f"  time      {seconds:.1f} s")
         print(f"  where     {out}")
         print(f"next: cumbatch status {out}")
+        import shlex
+
+        print(f"({root} is reused by the next demo run; delete it with: rm -r {shlex.quote(root)})")
     return 0
 
 
