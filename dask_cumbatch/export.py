@@ -445,7 +445,7 @@ def validate_manifest(m, folder: _Folder | None = None, listing=None) -> dict:
                 bad(f"bad {key} entry")
             _check_plain_name(extra["file"])
     try:
-        from .scan import Carry
+        from .engine import Carry
 
         Carry.from_json(json.dumps(m["state"]))
     except Exception as exc:
@@ -636,7 +636,7 @@ def _number(v):
 
 def _batch_stats(ids, w, is_float) -> list:
     """``[[batch, rows, total], ...]`` for sorted ids (totals summed in row order)."""
-    from . import kernels
+    from . import engine as kernels
 
     w = np.ascontiguousarray(w, dtype=np.float64 if is_float else np.int64)
     batch, rows, total, _, _, _ = kernels.batch_stats(
@@ -647,7 +647,7 @@ def _batch_stats(ids, w, is_float) -> list:
 
 def _group_stats(table, ctx: _Ctx) -> list:
     """Batch stats of a file group's rows, from its table."""
-    from .scan import _weights
+    from .engine import weight_values as _weights
 
     w = _weights(table.column(ctx.opts.weight).to_pandas())[0]
     return _batch_stats(table.column(ctx.opts.name).to_numpy(), w, ctx.is_float)
@@ -692,7 +692,7 @@ def _export_partition(df: pd.DataFrame, k: int, entry, ctx: _Ctx) -> dict:
     """Write one input partition's batches (the task for partition ``k``); returns its record."""
     import pyarrow as pa
 
-    from . import scan as sc
+    from . import engine as sc
 
     opts = ctx.opts
     out = {"part": k, "groups": [], "frags": [], "rejects": 0, "rows": 0}
@@ -1056,7 +1056,7 @@ class _Job:
     # ---------------------------------------------------------------- one run
     def _execute(self, run: dict, fresh: bool) -> None:
         from . import graph
-        from .scan import Carry
+        from .engine import Carry
         import pyarrow as pa
 
         folder, opts, settings = self.folder, self.options, self.settings
