@@ -259,8 +259,8 @@ def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan
 
 
 def _finish(func):
-    def task(df, table, spec, partition_info=None, **extra):
-        entry = table.entries[partition_info["number"]]
+    def task(df, number, table, spec, **extra):
+        entry = table.entries[int(number.iloc[0])]
         return func(df, spec.opts, spec.is_float, entry, **extra)
 
     task.__name__ = f"cumbatch-{func.__name__.replace('_', '-')}"
@@ -275,8 +275,29 @@ _finish_stats = _finish(finish_stats)
 def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
     table = delayed(EntryTable(plan.entries), pure=True)
     return prep.ddf.map_partitions(
-        task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
+        task, partition_numbers(prep.ddf), table, _spec(prep), meta=meta, enforce_metadata=False,
+        align_dataframes=False, **kw
     )
+
+
+def _number_series(k: int) -> pd.Series:
+    return pd.Series([k], dtype=np.int64)
+
+
+def partition_numbers(ddf: dd.DataFrame) -> dd.Series:
+    """One row per partition of ``ddf`` holding its number, partition-aligned with ``ddf``.
+
+    The finish pairs each partition with its entry through this collection rather than
+    ``partition_info``: after a partition selection (``ids.partitions[1]``, ``.tail()``)
+    Dask pushes the selection into both inputs alike, while ``partition_info`` would number
+    the partitions of the selected frame.
+
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": range(6)}), npartitions=3)
+    >>> partition_numbers(ddf).partitions[2].compute().tolist()
+    [2]
+    """
+    return dd.from_map(_number_series, range(ddf.npartitions), meta=_number_series(0).iloc[:0],
+                       enforce_metadata=False)
 
 
 def ids_series(prep: Prepared, plan: PartitionPlan) -> dd.Series:

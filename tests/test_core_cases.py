@@ -761,3 +761,17 @@ def test_parquet_source_with_many_columns_keeps_partitions_aligned(tmp_path, mod
     assert ids_list(got) == reference_ids(clipped, 8192, mode=mode)
     plan = ddf.cumbatch.plan("tokens", 8192, mode=mode)
     assert plan.n_batches == max(want) + 1
+
+
+def test_selected_partitions_keep_their_ids():
+    """ids.partitions[k], .tail() and get_partition see the ids of the whole frame (the finish
+    pairs each partition with its own entry even after Dask pushes a selection down)."""
+    ddf = dd.from_pandas(pd.DataFrame({"w": [1] * 12}), npartitions=3)
+    whole = ddf.cumbatch.ids("w", 2).compute().tolist()
+    ids = ddf.cumbatch.ids("w", 2)
+    assert ids.partitions[1].compute().tolist() == whole[4:8]
+    assert ids.tail(3).tolist() == whole[-3:]
+    assert ids.head(2).tolist() == whole[:2]
+    framed = ddf.cumbatch.assign("w", 2)
+    assert framed.get_partition(2).compute()["batch"].tolist() == whole[8:]
+    assert framed.partitions[[0, 2]].compute()["batch"].tolist() == whole[:4] + whole[8:]
