@@ -14,6 +14,7 @@ Every public operation is three steps (DESIGN.md "The parallel algorithm"):
 from __future__ import annotations
 
 
+import functools
 import sys
 
 import dask
@@ -24,6 +25,8 @@ from dask import delayed
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask._task_spec import Task
+from dask.dataframe.dask_expr._expr import MapPartitions
 
 from .engine import (
     Carry,
@@ -259,8 +262,8 @@ def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan
 
 
 def _finish(func):
-    def task(df, number, table, spec, **extra):
-        entry = table.entries[int(number.iloc[0])]
+    def task(df, table, spec, partition_info=None, **extra):
+        entry = table.entries[partition_info["number"]]
         return func(df, spec.opts, spec.is_float, entry, **extra)
 
     task.__name__ = f"cumbatch-{func.__name__.replace('_', '-')}"
@@ -274,30 +277,66 @@ _finish_stats = _finish(finish_stats)
 
 def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
     table = delayed(EntryTable(plan.entries), pure=True)
-    return prep.ddf.map_partitions(
-        task, partition_numbers(prep.ddf), table, _spec(prep), meta=meta, enforce_metadata=False,
-        align_dataframes=False, **kw
+    mapped = prep.ddf.map_partitions(
+        task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
     )
+    return _numbered(mapped, source_partitions(prep.ddf.expr))
 
 
-def _number_series(k: int) -> pd.Series:
-    return pd.Series([k], dtype=np.int64)
+def _numbered(mapped, planned: list):
+    """``mapped`` as a :class:`_FinishPartitions`: tasks numbered as the plan numbers them."""
+    from dask.dataframe.dask_expr._collection import new_collection
+
+    expr = mapped.expr
+    kwargs = dict(expr.kwargs or {}, _planned=tuple(planned))
+    operands = [kwargs if name == "kwargs" else expr.operand(name) for name in expr._parameters]
+    return new_collection(_FinishPartitions(*operands, *expr.operands[len(operands):]))
 
 
-def partition_numbers(ddf: dd.DataFrame) -> dd.Series:
-    """One row per partition of ``ddf`` holding its number, partition-aligned with ``ddf``.
+def source_partitions(expr) -> list:
+    """For each partition of ``expr``, the partition of its source it is computed from.
 
-    The finish pairs each partition with its entry through this collection rather than
-    ``partition_info``: after a partition selection (``ids.partitions[1]``, ``.tail()``)
-    Dask pushes the selection into both inputs alike, while ``partition_info`` would number
-    the partitions of the selected frame.
+    Follows the partition selections (``Partitions``, a read's own ``_partitions``) down a
+    chain of blockwise expressions, where Dask pushes them (``tail()``, ``.partitions[k]``).
 
     >>> ddf = dd.from_pandas(pd.DataFrame({"w": range(6)}), npartitions=3)
-    >>> partition_numbers(ddf).partitions[2].compute().tolist()
-    [2]
+    >>> source_partitions(ddf.expr), source_partitions((ddf + 1).partitions[[2, 0]].optimize().expr)
+    ([0, 1, 2], [2, 0])
     """
-    return dd.from_map(_number_series, range(ddf.npartitions), meta=_number_series(0).iloc[:0],
-                       enforce_metadata=False)
+    from dask.dataframe.dask_expr._expr import Blockwise, Partitions, PartitionsFiltered
+
+    chosen = list(range(expr.npartitions))
+    while True:
+        picked = expr.partitions if isinstance(expr, Partitions) else getattr(expr, "_partitions", None)
+        if isinstance(expr, (Partitions, PartitionsFiltered)) and picked:
+            chosen = [list(picked)[i] for i in chosen]
+        below = expr.frame if isinstance(expr, (Partitions, Blockwise)) and expr.dependencies() else None
+        if below is None or not hasattr(below, "npartitions"):
+            return chosen
+        expr = below
+
+
+class _FinishPartitions(MapPartitions):
+    """The finish's ``map_partitions``: ``partition_info["number"]`` is the partition's number in
+    the plan, also after Dask pushed a partition selection below it (where plain
+    ``MapPartitions`` would number the selected partitions from 0)."""
+
+    @functools.cached_property
+    def _plan_numbers(self) -> list:
+        where = {p: i for i, p in enumerate(self.kwargs["_planned"])}
+        current = source_partitions(self.frame)
+        if len(current) != self.frame.npartitions or any(p not in where for p in current):
+            raise RuntimeError(
+                "dask-cumbatch cannot tell which planned partitions this selection holds; "
+                "select partitions of the frame before batching it, or compute the whole result"
+            )
+        return [where[p] for p in current]
+
+    def _task(self, name, index: int) -> Task:
+        args = [self._blockwise_arg(op, index) for op in self.args]
+        kwargs = {k: v for k, v in (self.kwargs or {}).items() if k != "_planned"}
+        kwargs["partition_info"] = {"number": self._plan_numbers[index], "division": self.divisions[index]}
+        return Task(name, self.func, *args, **kwargs)
 
 
 def ids_series(prep: Prepared, plan: PartitionPlan) -> dd.Series:

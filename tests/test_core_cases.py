@@ -775,3 +775,16 @@ def test_selected_partitions_keep_their_ids():
     framed = ddf.cumbatch.assign("w", 2)
     assert framed.get_partition(2).compute()["batch"].tolist() == whole[8:]
     assert framed.partitions[[0, 2]].compute()["batch"].tolist() == whole[:4] + whole[8:]
+
+
+def test_selected_partitions_of_a_parquet_read_keep_their_ids(tmp_path):
+    # files with the same local index and weights: only the partition number tells them apart
+    for i in range(4):
+        pd.DataFrame({"tokens": [1] * 5, "x": range(5)}).to_parquet(tmp_path / f"part-{i}.parquet")
+    ddf = dd.read_parquet(tmp_path)
+    whole = ddf.cumbatch.assign("tokens", 2).compute()["batch"].tolist()
+    assert whole == reference_ids([1] * 20, 2)
+    assert ddf.cumbatch.assign("tokens", 2).tail(5)["batch"].tolist() == whole[-5:]
+    assert ddf.cumbatch.ids("tokens", 2).partitions[3].compute().tolist() == whole[15:]
+    sub = ddf.partitions[1:].cumbatch.ids("tokens", 2)  # a selection before batching is the input
+    assert sub.partitions[1].compute().tolist() == reference_ids([1] * 15, 2)[5:10]
