@@ -262,9 +262,12 @@ def count_argument(text: str, minimum: int = 1) -> int:
     import argparse
 
     try:
-        return whole_number("value", int(text), minimum)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+    return value
 
 
 _SPEC = (

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import kernels
-from .options import BatchOptions
+from .options import BatchOptions, hinted
 
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
@@ -643,10 +643,10 @@ def check_summaries(summaries, opts) -> int:
     skipped = sum(s.n_invalid for s in summaries)
     if skipped and opts.invalid == "raise":
         first = _py(next(s.first_invalid for s in summaries if s.n_invalid))
-        raise WeightError(
+        raise hinted(WeightError(
             f"weight column {opts.weight!r} has {skipped} invalid value(s) (NaN, inf, missing "
             f"or negative); the first is at index {first!r}. Clean them or pass invalid='skip'."
-        )
+        ), ("invalid", "skip"))
     for s in summaries:
         if s.first_oversize is not None:
             label, value = (_py(v) for v in s.first_oversize)
