@@ -495,9 +495,9 @@ WEIGHTS_ACCEPTED = (
 def check_weight_label(weight) -> None:
     """Raise ``TypeError`` (saying what is accepted) unless ``weight`` can name a column.
 
-    >>> check_weight_label([1, 2])
+    >>> check_weight_label([1, 2])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    TypeError: the weight must be a column name, a Series aligned with the frame (a Dask Series for a Dask frame), or for a pandas frame an array or list with one value per row; got list
+    TypeError: the weight must be a column name, a Series aligned with the frame ...; got list
     """
     try:
         hash(weight)
