@@ -426,7 +426,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Raises
         ------
-        ExportError
+        dask_cumbatch.export.ExportError
             The folder holds another export (pass ``overwrite=True``), or another problem with
             the folder; and the errors of :meth:`ids`.
 

@@ -229,7 +229,7 @@ class Option:
         text = "{" + ", ".join(map(repr, self.choices)) + "}" if self.kind == "choice" else types[self.kind]
         return f"{text}, default {self.default!r}"
 
-    def parameter(self) -> inspect.Parameter:
+    def parameter(self):
         """The keyword-only parameter this option adds to a signature."""
         return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=self.default)
 
@@ -337,7 +337,8 @@ class BatchOptions:
     def make(cls, weight, limit, **options) -> "BatchOptions":
         """Validate and build the options; raises ``ValueError``/``TypeError`` naming the fix.
 
-        The keyword-only parameters are the batching options of :data:`OPTIONS`.
+        The keyword-only parameters are the batching options of
+        :data:`~dask_cumbatch.options.OPTIONS`.
 
         >>> BatchOptions.make("w", "1MB", by="user").by
         ('user',)
@@ -473,6 +474,9 @@ def takes_options(extra=()):
 
         wrapper.__signature__ = signature
         wrapper.__doc__ = _fill_options_doc(func.__doc__)
+        # Tools that read the source for defaults (Sphinx's autodoc_preserve_defaults) would
+        # pair the source's defaults with the signature's options: they see the wrapper instead.
+        del wrapper.__wrapped__
         return wrapper
 
     return decorate
