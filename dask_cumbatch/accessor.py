@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import graph, training
 from . import scan as sc
-from .options import WEIGHTS_ACCEPTED, BatchOptions, parse_limit, takes_options, whole_number
+from .options import WEIGHTS_ACCEPTED, BatchOptions, keyword, parse_limit, takes_options, whole_number
 from .plan import BatchPlan, empty_batches
 
 
@@ -308,7 +308,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         if batches_per_partition is not None:
             batches_per_partition = whole_number("batches_per_partition", batches_per_partition)
         if partition_size is not None and batches_per_partition is not None:
-            raise ValueError("pass batches_per_partition= or partition_size=, not both")
+            raise ValueError(f"pass {keyword('batches_per_partition')} or {keyword('partition_size')}, not both")
         target = None if partition_size is None else parse_limit(partition_size)
         prep = self._dask_prepare(weight, limit, options)
         plan = graph.plan_partitions(prep)
@@ -470,6 +470,11 @@ class CumbatchSeriesAccessor:
         -------
         pandas.Series or dask.dataframe.Series
             The batch id of every value.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :meth:`CumbatchDataFrameAccessor.ids`.
 
         Examples
         --------

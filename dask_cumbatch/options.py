@@ -309,105 +309,6 @@ OPTIONS = {o.name: o for o in _SPEC}
 """The batching options by name, in signature order: the one spec every entry point uses."""
 
 
-@dataclass(frozen=True)
-class BatchOptions:
-    """The validated batching options (see DESIGN.md for their meaning).
-
-    Construct with :meth:`BatchOptions.make`, which checks every value.
-
-    >>> BatchOptions.make("tokens", 4096, mode="fill").mode
-    'fill'
-    """
-
-    weight: object
-    limit: float | int
-    mode: str = "greedy"
-    max_rows: int | None = None
-    by: tuple = ()
-    cost: str = "sum"
-    oversize: str = "allow"
-    invalid: str = "raise"
-    name: str = "batch"
-    multiple: int | None = None
-    sort_window: int | None = None
-    device: str = "cpu"
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def make(cls, weight, limit, **options) -> "BatchOptions":
-        """Validate and build the options; raises ``ValueError``/``TypeError`` naming the fix.
-
-        The keyword-only parameters are the batching options of
-        :data:`~dask_cumbatch.options.OPTIONS`.
-
-        >>> BatchOptions.make("w", "1MB", by="user").by
-        ('user',)
-        """
-        for key in options:
-            if key not in OPTIONS:
-                raise unexpected_keyword("BatchOptions.make", key, OPTIONS)
-        values = {name: opt.check(options.get(name, opt.default)) for name, opt in OPTIONS.items()}
-        _check_combination(values)
-        if values["multiple"] == 1:
-            values["multiple"] = None  # a multiple of 1 is no constraint
-        return cls(weight=weight, limit=parse_limit(limit), **values)
-
-    def with_(self, **changes) -> "BatchOptions":
-        """A copy with some fields changed (no re-validation of untouched fields).
-
-        >>> BatchOptions.make("w", 10).with_(weight="tokens").weight
-        'tokens'
-        """
-        return replace(self, **changes)
-
-    @property
-    def weight_is_column(self) -> bool:
-        """Whether the weight names a column (rather than being a Series).
-
-        >>> BatchOptions.make("w", 10).weight_is_column
-        True
-        """
-        return not isinstance(self.weight, (pd.Series,)) and not _is_dask_series(self.weight)
-
-    def check_columns(self, columns, dtypes) -> None:
-        """Check that the weight and key columns exist and the weight is numeric.
-
-        ``columns`` is the frame's column index and ``dtypes`` its dtypes (a Series).
-
-        >>> import pandas as pd
-        >>> df = pd.DataFrame({"w": [1, 2], "k": ["a", "b"]})
-        >>> BatchOptions.make("w", 10, by="k").check_columns(df.columns, df.dtypes)
-        """
-        if self.weight_is_column:
-            check_weight_label(self.weight)
-            if self.weight not in columns:
-                raise missing_column("weight column", self.weight, columns)
-            check_weight_dtype(dtypes[self.weight], self.weight)
-        for key in self.by:
-            if key not in columns:
-                raise hinted(missing_column(f"{keyword('by')} column", key, columns), ("by",))
-
-
-BatchOptions.make.__func__.__signature__ = inspect.Signature(
-    [inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-     inspect.Parameter("weight", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-     inspect.Parameter("limit", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    + [opt.parameter() for opt in _SPEC],
-    return_annotation="BatchOptions",
-)
-
-
-def _check_combination(values: dict) -> None:
-    mode, multiple = values["mode"], values["multiple"]
-    if multiple is not None and multiple > 1 and mode != "greedy":
-        raise hinted(ValueError(f"{keyword('multiple')} applies to {keyword('mode', 'greedy')} only, "
-                                f"not {keyword('mode', mode)}"),
-                     ("multiple",), ("mode", "greedy"), ("mode", mode))
-    if mode == "floor" and values["cost"] != "sum":
-        raise hinted(ValueError(f"{keyword('mode', 'floor')} cuts a fixed grid of the running sum: "
-                                f"use {keyword('cost', 'sum')}"), ("mode", "floor"), ("cost", "sum"))
-
-
 def option_parameters() -> list:
     """The batching options as keyword-only ``inspect.Parameter`` objects, in spec order.
 
@@ -480,6 +381,94 @@ def takes_options(extra=()):
         return wrapper
 
     return decorate
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The validated batching options (see DESIGN.md for their meaning).
+
+    Construct with :meth:`BatchOptions.make`, which checks every value.
+
+    >>> BatchOptions.make("tokens", 4096, mode="fill").mode
+    'fill'
+    """
+
+    weight: object
+    limit: float | int
+    mode: str = "greedy"
+    max_rows: int | None = None
+    by: tuple = ()
+    cost: str = "sum"
+    oversize: str = "allow"
+    invalid: str = "raise"
+    name: str = "batch"
+    multiple: int | None = None
+    sort_window: int | None = None
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    @takes_options()
+    def make(cls, weight, limit, **options) -> BatchOptions:
+        """Validate and build the options; raises ``ValueError``/``TypeError`` naming the fix.
+
+        The keyword-only parameters are the batching options of
+        :data:`~dask_cumbatch.options.OPTIONS`.
+
+        >>> BatchOptions.make("w", "1MB", by="user").by
+        ('user',)
+        """
+        values = {name: opt.check(options.get(name, opt.default)) for name, opt in OPTIONS.items()}
+        _check_combination(values)
+        if values["multiple"] == 1:
+            values["multiple"] = None  # a multiple of 1 is no constraint
+        return cls(weight=weight, limit=parse_limit(limit), **values)
+
+    def with_(self, **changes) -> "BatchOptions":
+        """A copy with some fields changed (no re-validation of untouched fields).
+
+        >>> BatchOptions.make("w", 10).with_(weight="tokens").weight
+        'tokens'
+        """
+        return replace(self, **changes)
+
+    @property
+    def weight_is_column(self) -> bool:
+        """Whether the weight names a column (rather than being a Series).
+
+        >>> BatchOptions.make("w", 10).weight_is_column
+        True
+        """
+        return not isinstance(self.weight, (pd.Series,)) and not _is_dask_series(self.weight)
+
+    def check_columns(self, columns, dtypes) -> None:
+        """Check that the weight and key columns exist and the weight is numeric.
+
+        ``columns`` is the frame's column index and ``dtypes`` its dtypes (a Series).
+
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"w": [1, 2], "k": ["a", "b"]})
+        >>> BatchOptions.make("w", 10, by="k").check_columns(df.columns, df.dtypes)
+        """
+        if self.weight_is_column:
+            check_weight_label(self.weight)
+            if self.weight not in columns:
+                raise missing_column("weight column", self.weight, columns)
+            check_weight_dtype(dtypes[self.weight], self.weight)
+        for key in self.by:
+            if key not in columns:
+                raise hinted(missing_column(f"{keyword('by')} column", key, columns), ("by",))
+
+
+def _check_combination(values: dict) -> None:
+    mode, multiple = values["mode"], values["multiple"]
+    if multiple is not None and multiple > 1 and mode != "greedy":
+        raise hinted(ValueError(f"{keyword('multiple')} applies to {keyword('mode', 'greedy')} only, "
+                                f"not {keyword('mode', mode)}"),
+                     ("multiple",), ("mode", "greedy"), ("mode", mode))
+    if mode == "floor" and values["cost"] != "sum":
+        raise hinted(ValueError(f"{keyword('mode', 'floor')} cuts a fixed grid of the running sum: "
+                                f"use {keyword('cost', 'sum')}"), ("mode", "floor"), ("cost", "sum"))
 
 
 def _is_dask_series(obj) -> bool:
