@@ -9,7 +9,7 @@ batches (``cost="padded"``: rows x longest row <= ``--limit``) streamed by
 * ``wait``: the time the loop spent inside ``next()`` waiting for data (``it.wait_seconds``),
   against the loop's total time (target: under 5 % on 2 cores);
 * ``plan``: the plan pass before the first step (one read of the data);
-* the padding fraction (padded tokens / real tokens - 1) without and with ``sort_window``.
+* the padding ratio (padded tokens / real tokens - 1) without and with ``sort_window``.
 
 Run: ``python benchmarks/bench_training.py`` (about a minute and a half on 2 cores);
 ``--quick`` for a small run. Options: ``--rows``, ``--files``, ``--limit``, ``--max-len``,
@@ -129,8 +129,8 @@ def main(argv=None):
                   f"{100 * r['wait_s'] / r['loop_s']:.2f} % | {r['first_s']:.3f} | {r['plan_s']:.2f} | {r['padding']:.3f} | "
                   f"{r['max_buffered']} | {r['max_partitions']} |", flush=True)
         print()
-        pw, pn = with_plan.padding_fraction, without_plan.padding_fraction
-        print(f"- padding fraction (BatchPlan.padding_fraction): {pn:.3f} without sort_window, "
+        pw, pn = with_plan.padding_ratio, without_plan.padding_ratio
+        print(f"- padding ratio (BatchPlan.padding_ratio): {pn:.3f} without sort_window, "
               f"{pw:.3f} with sort_window={args.sort_window} ({pn / pw:.1f}x less padding); batches "
               f"{without_plan.n_batches:,} -> {with_plan.n_batches:,}, so an epoch takes "
               f"{with_plan.n_batches / without_plan.n_batches:.0%} of the steps")

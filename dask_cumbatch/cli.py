@@ -15,6 +15,8 @@ import tempfile
 import time
 import warnings
 
+from .options import OPTIONS, count_argument, for_cli
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -33,22 +35,8 @@ def _batching_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight", "-w", required=True, metavar="COL", help="weight column (bytes, tokens, ...)")
     p.add_argument("--limit", "-l", required=True, metavar="LIMIT",
                    help="batch limit: a number or a size such as 5MB, 512KiB")
-    p.add_argument("--mode", choices=("greedy", "fill", "floor"), default="greedy",
-                   help="greedy: never exceed the limit (default); fill: reach it; floor: the cumsum // limit grid")
-    p.add_argument("--max-rows", type=_positive_int, metavar="N", help="at most N rows per batch")
-    p.add_argument("--by", action="append", metavar="COL",
-                   help="start a new batch when this key column changes (repeat or comma-separate)")
-    p.add_argument("--cost", choices=("sum", "padded"), default="sum",
-                   help="sum of weights (default) or padded: max weight x rows")
-    p.add_argument("--multiple", type=_positive_int, metavar="M",
-                   help="greedy: cut batches to a multiple of M rows")
-    p.add_argument("--oversize", choices=("allow", "raise"), default="allow",
-                   help="a row heavier than the limit: its own batch (allow) or an error")
-    p.add_argument("--invalid", choices=("raise", "skip"), default="raise",
-                   help="NaN/inf/missing/negative weights: error (default) or leave the rows out")
-    p.add_argument("--sort-window", type=_positive_int, metavar="N",
-                   help="sort rows by weight within windows of N rows before batching")
-    p.add_argument("--name", default="batch", metavar="COL", help="name of the batch id column (default: batch)")
+    for option in OPTIONS.values():  # the one option spec: flags, choices, defaults, help
+        p.add_argument(option.flag, **option.cli_arguments())
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="dask.distributed scheduler address (tcp://host:8786), or threads/processes/sync")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
@@ -58,13 +46,7 @@ def _int_at_least(minimum: int):
     """An argparse type: a whole number >= ``minimum``."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
+        return count_argument(text, minimum)
 
     return parse
 
@@ -141,14 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _opts_from(args) -> dict:
-    by = None
+    opts = {name: getattr(args, name) for name in OPTIONS}
     if args.by:
-        by = [k.strip() for item in args.by for k in item.split(",") if k.strip()]
-    return {
-        "mode": args.mode, "max_rows": args.max_rows, "by": by, "cost": args.cost,
-        "oversize": args.oversize, "invalid": args.invalid, "name": args.name,
-        "multiple": args.multiple, "sort_window": args.sort_window,
-    }
+        opts["by"] = [k.strip() for item in args.by for k in item.split(",") if k.strip()]
+    return opts
 
 
 def _progress(args) -> bool:
@@ -325,13 +303,13 @@ def cmd_status(args) -> int:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
-        text = str(exc.args[0])
+        text = for_cli(exc)
     elif isinstance(exc, FileNotFoundError) and exc.filename:
         text = f"file not found: {exc.filename}"
     elif isinstance(exc, PermissionError) and exc.filename:
         text = f"permission denied: {exc.filename}"
     else:
-        text = str(exc) or type(exc).__name__
+        text = for_cli(exc) or type(exc).__name__
     text = " ".join(text.split())
     if isinstance(exc, (ImportError, MemoryError, OverflowError)) or type(exc).__module__.startswith(("pyarrow", "distributed")):
         text = f"{type(exc).__name__}: {text}"

@@ -395,8 +395,12 @@ def repartition(prep: Prepared, plan: PartitionPlan, batches_per_partition=None,
     partitions whose id ranges overlap it (itself and the continuation of its last batch).
     With ``index=True`` the batch id becomes the index and the divisions are known.
     """
+    return repartition_ranges(prep, plan, output_ranges(plan, batches_per_partition), index=index)
+
+
+def repartition_ranges(prep: Prepared, plan: sc.PartitionPlan, ranges, index=False):
+    """:func:`repartition` with the output partitions' id ranges ``[(lo, hi), ...]`` given."""
     frames = batch_frame(prep, plan).to_delayed(optimize_graph=True)
-    ranges = output_ranges(plan, batches_per_partition)
     sources = id_ranges(plan)
     meta = _frame_meta(prep)
     name = prep.opts.name
@@ -415,6 +419,52 @@ def repartition(prep: Prepared, plan: PartitionPlan, batches_per_partition=None,
         divisions = tuple(lo for lo, _ in kept) + (kept[-1][1],)
         return _from_parts(tasks, meta.set_index(name), divisions)
     return _from_parts(tasks, meta, (None,) * (len(tasks) + 1))
+
+
+def _batch_bytes(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Bytes of each batch in one partition: its rows times the partition's mean row size."""
+    if not len(df):
+        return pd.DataFrame({"batch": np.array([], dtype=np.int64), "bytes": np.array([], dtype=np.float64)})
+    per_row = float(df.memory_usage(deep=True, index=True).sum()) / len(df)
+    counts = df[name].value_counts(sort=False)
+    return pd.DataFrame({"batch": counts.index.to_numpy(dtype=np.int64),
+                         "bytes": counts.to_numpy(dtype=np.float64) * per_row})
+
+
+def batch_bytes(prep: Prepared, plan: sc.PartitionPlan) -> pd.Series:
+    """The in-memory size of every batch, by batch id in order (one pass over the data).
+
+    Sizes are ``memory_usage(deep=True)`` spread evenly over a partition's rows, as
+    ``dask.dataframe.DataFrame.repartition(partition_size=)`` estimates them; the id column is
+    included.
+    """
+    meta = _batch_bytes(_frame_meta(prep), prep.opts.name)
+    parts = batch_frame(prep, plan).map_partitions(_batch_bytes, prep.opts.name, meta=meta,
+                                                     clear_divisions=True).compute()
+    return parts.groupby("batch", sort=True)["bytes"].sum()
+
+
+def size_ranges(sizes: pd.Series, target: float) -> list[tuple[int, int]]:
+    """Group consecutive batches (``sizes``: bytes by batch id) into ranges of about ``target`` bytes.
+
+    A range closes before the batch that would take it over ``target``; a batch larger than
+    ``target`` gets a range of its own.
+
+    >>> size_ranges(pd.Series([4.0, 4.0, 4.0, 9.0, 1.0], index=range(5)), 8)
+    [(0, 1), (2, 2), (3, 3), (4, 4)]
+    """
+    ranges, lo, total = [], None, 0.0
+    for bid, size in zip(sizes.index.tolist(), sizes.to_numpy(dtype=np.float64).tolist()):
+        if lo is not None and total + size > target:
+            ranges.append((lo, prev))
+            lo = None
+        if lo is None:
+            lo, total = bid, 0.0
+        total += size
+        prev = bid
+    if lo is not None:
+        ranges.append((lo, prev))
+    return ranges
 
 
 def _has_rows(plan, j) -> bool:

@@ -5,8 +5,12 @@ missing or non-numeric column) is caught here, before any data is read.
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -144,19 +148,277 @@ def for_cli(exc: BaseException) -> str:
     return message
 
 
-def _choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+def _close_match(name, candidates) -> str:
+    """``"; did you mean 'x'?"`` for the candidate closest to ``name``, or ``""``."""
+    words = {str(c): c for c in candidates}
+    match = difflib.get_close_matches(str(name), list(words), n=1, cutoff=0.6)
+    return f"; did you mean {words[match[0]]!r}?" if match else ""
 
 
-def _positive_int(name: str, value) -> int | None:
-    if value is None:
+def unexpected_keyword(method: str, name: str, accepted) -> TypeError:
+    """The ``TypeError`` for a misspelt keyword, naming the method called and the closest option.
+
+    >>> str(unexpected_keyword("ids", "max_row", ["mode", "max_rows"]))
+    "ids() got an unexpected keyword argument 'max_row'; did you mean 'max_rows'?"
+    """
+    hint = _close_match(name, accepted) or f"; it takes {', '.join(sorted(accepted))}"
+    return TypeError(f"{method}() got an unexpected keyword argument {name!r}{hint}")
+
+
+def missing_column(what: str, column, columns) -> KeyError:
+    """The ``KeyError`` for a column the frame does not have, with the closest column name.
+
+    >>> missing_column("weight column", "n_token", ["id", "n_tokens"]).args[0]
+    "weight column 'n_token' not found; did you mean 'n_tokens'? available columns: ['id', 'n_tokens']"
+    """
+    hint = _close_match(column, columns) if isinstance(column, str) else ""
+    return KeyError(f"{what} {column!r} not found{hint}{' ' if hint else '; '}"
+                    f"available columns: {list(columns)}")
+
+
+def whole_number(name: str, value, minimum: int = 1, *, optional: bool = False) -> int | None:
+    """Check a whole-number option (``None`` allowed when ``optional``); the one integer validator.
+
+    >>> whole_number("max_rows", 8), whole_number("max_rows", None, optional=True)
+    (8, None)
+    >>> whole_number("max_rows", 0)
+    Traceback (most recent call last):
+    ValueError: max_rows must be >= 1, got 0
+    """
+    if value is None and optional:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a whole number >= 1 or None, not {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+        allowed = f"a whole number >= {minimum}" + (" or None" if optional else "")
+        raise TypeError(f"{name} must be {allowed}, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _key_columns(value) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, (str, int)) or not isinstance(value, (list, tuple)):
+        return (value,)
+    return tuple(value)
+
+
+def _column_name(value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"name must be a non-empty column name, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One batching option: its default, its check, and how docs and the command line show it.
+
+    ``kind`` is ``"choice"`` (one of ``choices``), ``"count"`` (a whole number >= 1 or None),
+    ``"columns"`` (a column name or a list of them) or ``"column"`` (one new column name).
+
+    >>> OPTIONS["mode"].check("fill"), OPTIONS["max_rows"].flag
+    ('fill', '--max-rows')
+    """
+
+    name: str
+    default: object
+    kind: str
+    help: str
+    doc: str = ""
+    choices: tuple = ()  # or a function returning them (modes: plug-ins add names)
+    metavar: str | None = None
+    cli_note: str = ""
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag (``--max-rows``)."""
+        return flag(self.name)
+
+    @property
+    def allowed(self) -> tuple:
+        """The values a choice takes now (registered plug-in modes included).
+
+        >>> OPTIONS["cost"].allowed
+        ('sum', 'padded')
+        """
+        return tuple(self.choices()) if callable(self.choices) else self.choices
+
+    def check(self, value):
+        """The validated (normalised) value; raises ``ValueError``/``TypeError`` naming the keyword.
+
+        >>> OPTIONS["by"].check("user"), OPTIONS["multiple"].check(None)
+        (('user',), None)
+        """
+        if self.kind == "choice":
+            if value not in self.allowed:
+                allowed = ", ".join(map(repr, self.allowed))
+                raise hinted(ValueError(f"{keyword(self.name, value)} is not one of {allowed}"),
+                             (self.name, value))
+            return value
+        if self.kind == "count":
+            return whole_number(self.name, value, 1, optional=True)
+        if self.kind == "columns":
+            return _key_columns(value)
+        return _column_name(value)
+
+    def type_text(self) -> str:
+        """The numpydoc type line: ``{'greedy', 'fill', 'floor'}, default 'greedy'``."""
+        types = {"count": "int or None", "columns": "column label or list of them", "column": "str"}
+        text = "{" + ", ".join(map(repr, self.allowed)) + "}" if self.kind == "choice" else types[self.kind]
+        return f"{text}, default {self.default!r}"
+
+    def parameter(self):
+        """The keyword-only parameter this option adds to a signature."""
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=self.default)
+
+    def numpydoc(self, indent: str) -> str:
+        """This option's entry in a numpydoc Parameters section."""
+        body = " ".join(f"{self.help[0].upper()}{self.help[1:]}. {self.doc}".split())
+        lines = textwrap.wrap(body, 96 - len(indent) - 4)
+        return "\n".join([f"{indent}{self.name} : {self.type_text()}"] + [f"{indent}    {ln}" for ln in lines])
+
+    def cli_arguments(self) -> dict:
+        """``argparse`` keyword arguments for this option's flag."""
+        kw = {"dest": self.name, "help": self.help + self.cli_note, "default": self.default}
+        if self.kind == "choice":
+            kw["choices"] = self.allowed
+        elif self.kind == "count":
+            kw["type"] = count_argument
+        elif self.kind == "columns":
+            kw["action"] = "append"
+        if self.metavar:
+            kw["metavar"] = self.metavar
+        return kw
+
+
+def count_argument(text: str, minimum: int = 1) -> int:
+    """Parse a command-line whole number >= ``minimum`` (an ``argparse`` type).
+
+    >>> count_argument("8")
+    8
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+    return value
+
+
+_SPEC = (
+    Option("mode", "greedy", "choice",
+           "greedy: never exceed the limit (default); fill: reach it; floor: the cumsum // limit grid",
+           "'floor' puts row i in batch floor(S / limit) with S the running sum before row i, i.e. "
+           "``(df.w.cumsum() - df.w) // limit`` with dense ids (see docs/semantics.md).",
+           choices=known_modes),
+    Option("max_rows", None, "count", "at most N rows per batch",
+           "None: no cap. A full batch closes whatever its weight.", metavar="N"),
+    Option("by", None, "columns",
+           "start a new batch when this key column changes",
+           "A column name or a list of them; missing keys equal each other.", metavar="COL",
+           cli_note=" (repeat or comma-separate)"),
+    Option("cost", "sum", "choice", "sum of weights (default) or padded: max weight x rows",
+           "'padded' is what a batch of padded sequences costs: its heaviest row times its row count.",
+           choices=COSTS),
+    Option("oversize", "allow", "choice",
+           "a row heavier than the limit: its own batch (allow) or an error",
+           "'raise' raises OversizeError naming the row.", choices=OVERSIZE),
+    Option("invalid", "raise", "choice",
+           "NaN/inf/missing/negative weights: error (default) or leave the rows out",
+           "'skip' leaves those rows out of every batch (their id is missing) and counts them.",
+           choices=INVALID),
+    Option("name", "batch", "column", "name of the batch id column (default: batch)",
+           "An existing column of that name is replaced, as DataFrame.assign does.", metavar="COL"),
+    Option("multiple", None, "count", "greedy: cut batches to a multiple of M rows",
+           "A batch closed by the limit or max_rows keeps its first m * floor(r / m) rows when it "
+           "holds r >= m rows; a batch that reaches the limit with fewer than m rows (heavy rows) "
+           "is kept as it is, and so is the last batch of a group.", metavar="M"),
+    Option("sort_window", None, "count", "sort rows by weight within windows of N rows before batching",
+           "Reduces padding with cost='padded'; the rows of a batch are then not contiguous in the input.",
+           metavar="N"),
+    Option("device", "cpu", "choice", "where the kernels run: cpu (default), auto or gpu",
+           "'auto' uses the GPU when one is usable, else the CPU.", choices=DEVICES),
+)
+
+OPTIONS = {o.name: o for o in _SPEC}
+"""The batching options by name, in signature order: the one spec every entry point uses."""
+
+
+def option_parameters() -> list:
+    """The batching options as keyword-only ``inspect.Parameter`` objects, in spec order.
+
+    >>> [p.name for p in option_parameters()][:3]
+    ['mode', 'max_rows', 'by']
+    """
+    return [opt.parameter() for opt in OPTIONS.values()]
+
+
+def options_doc(indent: str = "") -> str:
+    """The numpydoc Parameters entries of every batching option, generated from the spec.
+
+    >>> print(options_doc().splitlines()[0])
+    mode : {'greedy', 'fill', 'floor'}, default 'greedy'
+    """
+    return "\n".join(opt.numpydoc(indent) for opt in OPTIONS.values())
+
+
+OPTIONS_MARKER = "{batching_options}"
+
+
+def _fill_options_doc(doc: str | None) -> str | None:
+    """Replace the line holding :data:`OPTIONS_MARKER` with the options' entries, same indent."""
+    if not doc or OPTIONS_MARKER not in doc:
+        return doc
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        if OPTIONS_MARKER in line:
+            lines[i] = options_doc(line[: len(line) - len(line.lstrip())])
+    return "\n".join(lines)
+
+
+def takes_options(extra=()):
+    """Decorate ``f(..., **options)`` so its signature and docstring show the batching options.
+
+    The wrapper's ``__signature__`` holds ``f``'s own parameters, then ``extra`` (more
+    keyword-only ``inspect.Parameter`` objects), then every option of :data:`OPTIONS`, so
+    ``inspect.signature``, ``help()``, IDEs and Sphinx show them with their defaults. The line
+    ``{batching_options}`` of the docstring becomes their numpydoc entries. A keyword the
+    signature does not have raises ``TypeError`` naming ``f`` and the closest parameter.
+
+    >>> @takes_options()
+    ... def ids(weight, limit, **options):
+    ...     return sorted(options)
+    >>> str(inspect.signature(ids)).startswith("(weight, limit, *, mode='greedy', max_rows=None")
+    True
+    >>> ids("w", 5, max_row=2)
+    Traceback (most recent call last):
+    TypeError: ids() got an unexpected keyword argument 'max_row'; did you mean 'max_rows'?
+    """
+    def decorate(func):
+        own = [p for p in inspect.signature(func).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        taken = {p.name for p in own}
+        added = [p for p in list(extra) + option_parameters() if p.name not in taken]
+        signature = inspect.signature(func).replace(parameters=own + added)
+        accepted = set(signature.parameters) - {"self"}
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for key in kwargs:
+                if key not in accepted:
+                    raise unexpected_keyword(func.__name__, key, accepted)
+            return func(*args, **kwargs)
+
+        wrapper.__signature__ = signature
+        wrapper.__doc__ = _fill_options_doc(func.__doc__)
+        # Tools that read the source for defaults (Sphinx's autodoc_preserve_defaults) would
+        # pair the source's defaults with the signature's options: they see the wrapper instead.
+        del wrapper.__wrapped__
+        return wrapper
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -184,62 +446,21 @@ class BatchOptions:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def make(
-        cls,
-        weight,
-        limit,
-        *,
-        mode: str = "greedy",
-        max_rows: int | None = None,
-        by=None,
-        cost: str = "sum",
-        oversize: str = "allow",
-        invalid: str = "raise",
-        name: str = "batch",
-        multiple: int | None = None,
-        sort_window: int | None = None,
-        device: str = "cpu",
-    ) -> "BatchOptions":
+    @takes_options()
+    def make(cls, weight, limit, **options) -> BatchOptions:
         """Validate and build the options; raises ``ValueError``/``TypeError`` naming the fix.
+
+        The keyword-only parameters are the batching options of
+        :data:`~dask_cumbatch.options.OPTIONS`.
 
         >>> BatchOptions.make("w", "1MB", by="user").by
         ('user',)
         """
-        limit = parse_limit(limit)
-        _choice("mode", mode, known_modes())
-        _choice("cost", cost, COSTS)
-        _choice("oversize", oversize, OVERSIZE)
-        _choice("invalid", invalid, INVALID)
-        _choice("device", device, DEVICES)
-        max_rows = _positive_int("max_rows", max_rows)
-        multiple = _positive_int("multiple", multiple)
-        sort_window = _positive_int("sort_window", sort_window)
-        if multiple is not None and multiple > 1 and mode != "greedy":
-            raise ValueError(f"multiple= applies to mode='greedy' only, not mode={mode!r}")
-        if mode == "floor" and cost != "sum":
-            raise ValueError("mode='floor' cuts a fixed grid of the running sum: use cost='sum'")
-        if by is None:
-            by = ()
-        elif isinstance(by, (str, int)) or not isinstance(by, (list, tuple)):
-            by = (by,)
-        else:
-            by = tuple(by)
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty column name, got {name!r}")
-        return cls(
-            weight=weight,
-            limit=limit,
-            mode=mode,
-            max_rows=max_rows,
-            by=by,
-            cost=cost,
-            oversize=oversize,
-            invalid=invalid,
-            name=name,
-            multiple=multiple if multiple and multiple > 1 else None,
-            sort_window=sort_window,
-            device=device,
-        )
+        values = {name: opt.check(options.get(name, opt.default)) for name, opt in OPTIONS.items()}
+        _check_combination(values)
+        if values["multiple"] == 1:
+            values["multiple"] = None  # a multiple of 1 is no constraint
+        return cls(weight=weight, limit=parse_limit(limit), **values)
 
     def with_(self, **changes) -> "BatchOptions":
         """A copy with some fields changed (no re-validation of untouched fields).
@@ -268,16 +489,24 @@ class BatchOptions:
         >>> BatchOptions.make("w", 10, by="k").check_columns(df.columns, df.dtypes)
         """
         if self.weight_is_column:
+            check_weight_label(self.weight)
             if self.weight not in columns:
-                raise KeyError(
-                    f"weight column {self.weight!r} not found; available columns: {list(columns)}"
-                )
+                raise missing_column("weight column", self.weight, columns)
             check_weight_dtype(dtypes[self.weight], self.weight)
         for key in self.by:
             if key not in columns:
-                raise KeyError(f"by= column {key!r} not found; available columns: {list(columns)}")
-        if self.name in columns and self.name != self.weight and self.name not in self.by:
-            pass  # an existing id column is overwritten, as DataFrame.assign does
+                raise hinted(missing_column(f"{keyword('by')} column", key, columns), ("by",))
+
+
+def _check_combination(values: dict) -> None:
+    mode, multiple = values["mode"], values["multiple"]
+    if multiple is not None and multiple > 1 and mode != "greedy":
+        raise hinted(ValueError(f"{keyword('multiple')} applies to {keyword('mode', 'greedy')} only, "
+                                f"not {keyword('mode', mode)}"),
+                     ("multiple",), ("mode", "greedy"), ("mode", mode))
+    if mode == "floor" and values["cost"] != "sum":
+        raise hinted(ValueError(f"{keyword('mode', 'floor')} cuts a fixed grid of the running sum: "
+                                f"use {keyword('cost', 'sum')}"), ("mode", "floor"), ("cost", "sum"))
 
 
 def _is_dask_series(obj) -> bool:
@@ -286,6 +515,25 @@ def _is_dask_series(obj) -> bool:
     except ImportError:  # pragma: no cover - dask is a dependency
         return False
     return isinstance(obj, dd.Series)
+
+
+WEIGHTS_ACCEPTED = (
+    "a column name, a Series aligned with the frame (a Dask Series for a Dask frame), or for a "
+    "pandas frame an array or list with one value per row"
+)
+
+
+def check_weight_label(weight) -> None:
+    """Raise ``TypeError`` (saying what is accepted) unless ``weight`` can name a column.
+
+    >>> check_weight_label([1, 2])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: the weight must be a column name, a Series aligned with the frame ...; got list
+    """
+    try:
+        hash(weight)
+    except TypeError:
+        raise TypeError(f"the weight must be {WEIGHTS_ACCEPTED}; got {type(weight).__name__}") from None
 
 
 def check_weight_dtype(dtype, label) -> None:

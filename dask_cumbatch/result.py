@@ -60,19 +60,38 @@ class BatchPlan:
         return self.options.limit
 
     @property
-    def padding_fraction(self) -> float:
-        """Padded cost over real cost minus one: ``sum(max * rows) / sum(total) - 1``.
+    def padding_ratio(self) -> float:
+        """Padding per unit of real weight: ``sum(max * rows) / sum(total) - 1`` over all batches.
 
-        The share of a padded batch that is padding, relative to the real tokens; 0 when
-        every row of every batch weighs the same.
+        The padded cost of the batches (each batch's heaviest row times its row count, what a
+        batch of padded sequences costs) divided by their real weight, minus one: 0 when every
+        row of a batch weighs the same, 0.5 when padding adds half as much again as the real
+        tokens, and above 1 when there is more padding than real weight. (As a share of the
+        padded total, padding is ``padding_ratio / (1 + padding_ratio)``.) 0 for no weight.
 
         >>> import pandas as pd, dask_cumbatch
-        >>> pd.DataFrame({"w": [1, 3]}).cumbatch.plan("w", 8, cost="padded").padding_fraction
+        >>> pd.DataFrame({"w": [1, 3]}).cumbatch.plan("w", 8, cost="padded").padding_ratio
         0.5
         """
         real = float(self.batches["total"].sum())
         padded = float((self.batches["max"] * self.batches["rows"]).sum())
         return padded / real - 1.0 if real > 0 else 0.0
+
+    @property
+    def padding_fraction(self) -> float:
+        """Deprecated name of :attr:`padding_ratio` (it is not a fraction: it can exceed 1).
+
+        >>> import warnings, pandas as pd, dask_cumbatch
+        >>> plan = pd.DataFrame({"w": [1, 3]}).cumbatch.plan("w", 8, cost="padded")
+        >>> with warnings.catch_warnings(record=True):
+        ...     plan.padding_fraction
+        0.5
+        """
+        import warnings
+
+        warnings.warn("BatchPlan.padding_fraction is renamed padding_ratio (padded cost / real cost - 1)",
+                      FutureWarning, stacklevel=2)
+        return self.padding_ratio
 
     def summary(self) -> pd.Series:
         """Headline numbers: batches, rows, skipped, and the spread of batch totals and sizes.
@@ -98,7 +117,7 @@ class BatchPlan:
                 "rows max": int(b["rows"].max()),
             })
             if self.options.cost == "padded":
-                out["padding fraction"] = self.padding_fraction
+                out["padding ratio"] = self.padding_ratio
         return pd.Series(out, name="plan", dtype=object)
 
     def __repr__(self) -> str:

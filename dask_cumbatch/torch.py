@@ -37,13 +37,20 @@ _NEEDS_TORCH = (
 
 
 def require_torch() -> None:
-    """Raise a clear ``ImportError`` when PyTorch is not installed."""
+    """Raise a clear ``ImportError`` when PyTorch is not installed.
+
+    >>> require_torch()  # PyTorch is installed here
+    """
     if torch is None:
         raise ImportError(_NEEDS_TORCH)
 
 
 def distributed_rank_world(rank=None, world_size=None) -> tuple[int, int]:
-    """``(rank, world_size)``: the given values, else ``torch.distributed``'s, else ``(0, 1)``."""
+    """``(rank, world_size)``: the given values, else ``torch.distributed``'s, else ``(0, 1)``.
+
+    >>> distributed_rank_world(), distributed_rank_world(1, 4)
+    ((0, 1), (1, 4))
+    """
     if rank is not None and world_size is not None:
         return int(rank), int(world_size)
     dist = getattr(torch, "distributed", None) if torch is not None else None
@@ -80,10 +87,10 @@ class CumbatchIterableDataset(_Base):
     together), the same on every rank. Call ``set_epoch(e)`` before each epoch.
 
     >>> import dask.dataframe as dd, pandas as pd
-    >>> from torch.utils.data import DataLoader                     # doctest: +SKIP
+    >>> from torch.utils.data import DataLoader
     >>> ddf = dd.from_pandas(pd.DataFrame({"tokens": [3] * 100}), npartitions=4)
-    >>> ds = CumbatchIterableDataset(ddf, "tokens", 12, shuffle="batches", seed=0)  # doctest: +SKIP
-    >>> len(ds), sum(1 for _ in DataLoader(ds, batch_size=None, num_workers=2))  # doctest: +SKIP
+    >>> ds = CumbatchIterableDataset(ddf, "tokens", 12, shuffle="batches", seed=0)
+    >>> len(ds), sum(1 for _ in DataLoader(ds, batch_size=None, num_workers=0))
     (25, 25)
     """
 
@@ -105,7 +112,9 @@ class CumbatchIterableDataset(_Base):
     def epoch(self) -> int:
         """The epoch whose order the next iteration uses (see :meth:`set_epoch`).
 
-        >>> ds.epoch  # doctest: +SKIP
+        >>> import pandas as pd
+        >>> ds = CumbatchIterableDataset(pd.DataFrame({"tokens": [3] * 12}), "tokens", 6)
+        >>> ds.epoch
         0
         """
         return self._options.epoch
@@ -113,7 +122,9 @@ class CumbatchIterableDataset(_Base):
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` from the next iteration on (as ``DistributedSampler``).
 
-        >>> ds.set_epoch(3); ds.epoch  # doctest: +SKIP
+        >>> import pandas as pd
+        >>> ds = CumbatchIterableDataset(pd.DataFrame({"tokens": [3] * 12}), "tokens", 6)
+        >>> ds.set_epoch(3); ds.epoch
         3
         """
         self._options = self._options.with_(epoch=epoch)
@@ -124,7 +135,9 @@ class CumbatchIterableDataset(_Base):
     def iterator(self, worker=None) -> BatchIterator:
         """The :class:`BatchIterator` of one DataLoader worker (``(id, num_workers)``).
 
-        >>> it = ds.iterator((0, 2)); len(it) <= len(ds)  # doctest: +SKIP
+        >>> import pandas as pd
+        >>> ds = CumbatchIterableDataset(pd.DataFrame({"tokens": [3] * 12}), "tokens", 6)
+        >>> it = ds.iterator((0, 2)); len(it) <= len(ds)
         True
         """
         if worker is None:

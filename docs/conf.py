@@ -48,8 +48,24 @@ autodoc_default_options = {"members": True, "member-order": "bysource"}
 autodoc_typehints = "description"
 autodoc_preserve_defaults = True
 autosummary_generate = False
-# No sphinx.ext.napoleon: the docstrings are reST prose without Google/NumPy sections, and
-# napoleon would read a property docstring's "Text: more" first line as "type: description".
+# No sphinx.ext.napoleon as an extension: it would read a property docstring's "Text: more"
+# first line as "type: description". The accessor methods' docstrings have NumPy sections
+# (Parameters, Returns, Raises, Examples; the shared options generated from the option spec):
+# only docstrings with such a section go through napoleon's NumPy parser, see setup() below.
+_NUMPY_SECTIONS = ("Parameters", "Returns", "Raises", "Examples")
+
+
+def _numpy_docstring(app, what, name, obj, options, lines):
+    if what not in ("function", "method", "class") or not any(
+        line.strip() in _NUMPY_SECTIONS and nxt.strip().startswith("---")
+        for line, nxt in zip(lines, lines[1:])
+    ):
+        return
+    from sphinx.ext.napoleon import Config
+    from sphinx.ext.napoleon.docstring import NumpyDocstring
+
+    config = Config(napoleon_use_param=False, napoleon_use_rtype=False)  # plain text types
+    lines[:] = NumpyDocstring(lines, config, app, what, name, obj, options).lines()
 
 # Nitpicky mode (build.sh passes -n) reports every unresolved reference; types from other
 # libraries are not documented here (no intersphinx: the build needs no network), and a few
@@ -169,4 +185,5 @@ def setup(app):
     app.connect("builder-inited", generate)
     app.add_config_value("cumbatch_missing_pages", [], "env")
     app.connect("source-read", pending_pages)
+    app.connect("autodoc-process-docstring", _numpy_docstring)
     return {"parallel_read_safe": True}

@@ -124,9 +124,9 @@ def test_demo_is_friendly(tmp_path, capsys):
         (["--limit", "-3"], r"cannot read limit|limit must be"),
         (["--weight", "nope"], r"weight column 'nope' not found; available columns"),
         (["--weight", "t"], r"weight column 't' has dtype .*must be numeric"),
-        (["--by", "zz"], r"by= column 'zz' not found"),
-        (["--mode", "fill", "--multiple", "8"], r"multiple= applies to mode='greedy' only"),
-        (["--mode", "floor", "--cost", "padded"], r"use cost='sum'"),
+        (["--by", "zz"], r"--by column 'zz' not found"),
+        (["--mode", "fill", "--multiple", "8"], r"--multiple applies to --mode greedy only"),
+        (["--mode", "floor", "--cost", "padded"], r"use --cost sum"),
         (["--oversize", "raise", "--limit", "10"], r"above the limit 10"),
     ],
 )
@@ -170,7 +170,7 @@ def test_invalid_weights_raise_or_skip(tmp_path, capsys):
     folder.mkdir()
     pd.DataFrame({"w": [1.0, np.nan, 3.0, -1.0, 2.0]}).to_parquet(folder / "a.parquet")
     code, _, err = run(["export", folder, tmp_path / "o", "-w", "w", "-l", "4"], capsys)
-    assert_one_line_error(code, err, r"weight column 'w' has 2 invalid value\(s\).*invalid='skip'")
+    assert_one_line_error(code, err, r"weight column 'w' has 2 invalid value\(s\).*pass --invalid skip\.")
     code, _, err = run(["export", folder, tmp_path / "o", "-w", "w", "-l", "4", "--invalid", "skip",
                         "--max-skips", "1"], capsys)
     assert_one_line_error(code, err, r"2 row\(s\) have invalid weights .*more than --max-skips 1")

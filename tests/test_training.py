@@ -352,11 +352,11 @@ def test_sort_window_respects_limit_and_cuts_padding():
             real += int(w.sum())
             seen.update(f["pos"].tolist())
     assert seen == set(range(n))
-    assert grouped.padding_fraction < plain.padding_fraction
-    assert padded / real - 1 == pytest.approx(grouped.padding_fraction)
-    print(f"\npadding fraction on lognormal lengths: {plain.padding_fraction:.3f} without a window, "
-          f"{grouped.padding_fraction:.3f} with sort_window=2048 "
-          f"({plain.padding_fraction / grouped.padding_fraction:.1f}x less padding; "
+    assert grouped.padding_ratio < plain.padding_ratio
+    assert padded / real - 1 == pytest.approx(grouped.padding_ratio)
+    print(f"\npadding ratio on lognormal lengths: {plain.padding_ratio:.3f} without a window, "
+          f"{grouped.padding_ratio:.3f} with sort_window=2048 "
+          f"({plain.padding_ratio / grouped.padding_ratio:.1f}x less padding; "
           f"{plain.n_batches} -> {grouped.n_batches} batches)")
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..options import BatchOptions
+from ..options import BatchOptions, hinted
 from .backends import backend_for
 from .modes import mode_for, needs_extra_pass
 from .partition import prepare
@@ -84,17 +84,17 @@ def check_summaries(summaries, opts) -> int:
     skipped = sum(s.n_invalid for s in summaries)
     if skipped and opts.invalid == "raise":
         first = py_scalar(next(s.first_invalid for s in summaries if s.n_invalid))
-        raise WeightError(
+        raise hinted(WeightError(
             f"weight column {opts.weight!r} has {skipped} invalid value(s) (NaN, inf, missing "
             f"or negative); the first is at index {first!r}. Clean them or pass invalid='skip'."
-        )
+        ), ("invalid", "skip"))
     for s in summaries:
         if s.first_oversize is not None:
             label, value = (py_scalar(v) for v in s.first_oversize)
-            raise OversizeError(
+            raise hinted(OversizeError(
                 f"row at index {label!r} has weight {value} above the limit {opts.limit} in "
                 f"column {opts.weight!r}; pass oversize='allow' to put such rows alone in a batch"
-            )
+            ), ("oversize", "allow"))
     return skipped
 
 
