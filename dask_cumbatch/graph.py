@@ -310,10 +310,13 @@ def source_partitions(expr) -> list:
         picked = expr.partitions if isinstance(expr, Partitions) else getattr(expr, "_partitions", None)
         if isinstance(expr, (Partitions, PartitionsFiltered)) and picked:
             chosen = [list(picked)[i] for i in chosen]
-        below = expr.frame if isinstance(expr, (Partitions, Blockwise)) and expr.dependencies() else None
-        if below is None or not hasattr(below, "npartitions"):
+        if isinstance(expr, Partitions):
+            expr = expr.frame
+            continue
+        below = [d for d in expr.dependencies() if not expr._broadcast_dep(d)] if isinstance(expr, Blockwise) else []
+        if not below:
             return chosen
-        expr = below
+        expr = below[0]  # a selection pushed below a blockwise expression reaches all its inputs alike
 
 
 class _FinishPartitions(MapPartitions):
