@@ -110,12 +110,13 @@ def _warm_worker_rss():
     import numpy as np
     import pandas as pd
 
-    from dask_cumbatch import export, options, scan
+    from dask_cumbatch import engine, options
+    from dask_cumbatch.export.formats import encode, parquet_read
 
     df = pd.DataFrame({"tokens": np.arange(1, 10_000), "source": "x"})
     opts = options.BatchOptions.make("tokens", 1_000)
-    scan.summarize(df, opts, False)
-    export.encode(export._parquet_read(export.encode(
+    engine.summarize(df, opts, False)
+    encode(parquet_read(encode(
         __import__("pyarrow").Table.from_pandas(df), "parquet")), "parquet")
     return _worker_rss()
 

@@ -152,14 +152,9 @@ def _opts_from(args) -> dict:
 
 
 def _progress(args) -> bool:
-    return not args.quiet and _isatty(sys.stderr)
+    from .export import isatty
 
-
-def _isatty(stream) -> bool:
-    try:
-        return stream.isatty()
-    except Exception:
-        return False
+    return not args.quiet and isatty(sys.stderr)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -191,11 +186,11 @@ def cmd_export(args) -> int:
 def cmd_plan(args) -> int:
     import dask_cumbatch  # noqa: F401  (registers the accessor)
 
-    from .export import _maybe_progress, _scheduler, list_inputs, read_inputs
+    from .export import list_inputs, progress_context, read_inputs, resolve_scheduler
 
     kind, files = list_inputs(args.input)
     ddf = read_inputs(kind, [f["path"] for f in files])
-    with _scheduler(args.scheduler) as client, _maybe_progress(_progress(args), client):
+    with resolve_scheduler(args.scheduler) as client, progress_context(_progress(args), client):
         plan = ddf.cumbatch.plan(args.weight, args.limit, **_opts_from(args))
     if args.plot:
         _save_plot(plan, args.plot)
@@ -321,6 +316,8 @@ def cmd_status(args) -> int:
 
 
 def _message(exc: BaseException) -> str:
+    from .options import for_cli
+
     if isinstance(exc, KeyError) and exc.args:
         text = str(exc.args[0])
     elif isinstance(exc, FileNotFoundError) and exc.filename:
@@ -328,7 +325,7 @@ def _message(exc: BaseException) -> str:
     elif isinstance(exc, PermissionError) and exc.filename:
         text = f"permission denied: {exc.filename}"
     else:
-        text = str(exc) or type(exc).__name__
+        text = for_cli(exc) or type(exc).__name__
     text = " ".join(text.split())
     if isinstance(exc, (ImportError, MemoryError, OverflowError)) or type(exc).__module__.startswith(("pyarrow", "distributed")):
         text = f"{type(exc).__name__}: {text}"

@@ -153,7 +153,7 @@ def test_append_refusals_name_the_problem(tmp_path):
     frames[1].to_parquet(inp / "c.parquet", index=False)
     with pytest.raises(ExportError, match=r"max_rows=9 there, None now"):
         to_files(str(inp), str(out), "w", 40, progress=False, append=True)
-    with pytest.raises(ExportError, match="other inputs.*--append"):
+    with pytest.raises(ExportError, match="other inputs.*append=True"):
         to_files(str(inp), str(out), "w", 40, progress=False, max_rows=9)
     frames[2].to_parquet(inp / "a.parquet", index=False)  # sorts before the exported b.parquet
     with pytest.raises(ExportError, match=r"a\.parquet sorts before the already exported .*b\.parquet"):

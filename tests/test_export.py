@@ -13,6 +13,7 @@ import pytest
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch import export as ex
+from dask_cumbatch.export import tasks
 from dask_cumbatch.export import ExportError, to_files
 from reference import reference_ids
 from conftest import tree, manifest
@@ -156,7 +157,7 @@ def test_invalid_skip_writes_rejects_with_reasons(tmp_path):
 def test_skipping_must_be_allowed_explicitly(tmp_path):
     # max_skips defaults to 0, as a batch framework's skip limit: invalid="skip" alone aborts
     pdf = pd.DataFrame({"w": [1.0, np.nan, 2.0]})
-    with pytest.raises(ExportError, match=r"1 row.*more than --max-skips 0.*set --max-skips"):
+    with pytest.raises(ExportError, match=r"1 row.*more than max_skips=0.*set max_skips="):
         to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", progress=False)
     assert not (tmp_path / "o" / "_SUCCESS").exists()
     assert to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=None,
@@ -165,7 +166,7 @@ def test_skipping_must_be_allowed_explicitly(tmp_path):
 
 def test_max_skips_aborts_before_writing(tmp_path):
     pdf = pd.DataFrame({"w": [1.0, np.nan, 2.0, np.nan, 1.0]})
-    with pytest.raises(ExportError, match="2 row.*more than --max-skips 1"):
+    with pytest.raises(ExportError, match="2 row.*more than max_skips=1"):
         to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=1, progress=False)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
     res = to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=2, progress=False)
@@ -228,7 +229,7 @@ def test_interrupted_run_resumes_to_the_same_bytes(data, monkeypatch):
     tmp, pdf = data
     to_files(str(tmp / "in"), str(tmp / "ref"), "w", 30, progress=False)
     calls = {"n": 0}
-    real = ex._combine_group
+    real = tasks.combine_group
 
     def flaky(*args, **kw):
         calls["n"] += 1
@@ -236,10 +237,10 @@ def test_interrupted_run_resumes_to_the_same_bytes(data, monkeypatch):
             raise RuntimeError("disk full (simulated)")
         return real(*args, **kw)
 
-    monkeypatch.setattr(ex, "_combine_group", flaky)
+    monkeypatch.setattr(tasks, "combine_group", flaky)
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
         to_files(str(tmp / "in"), str(tmp / "out"), "w", 30, progress=False)
-    monkeypatch.setattr(ex, "_combine_group", real)
+    monkeypatch.setattr(tasks, "combine_group", real)
     assert not (tmp / "out" / "_SUCCESS").exists()
     assert ex.folder_status(str(tmp / "out"))["state"] == "interrupted export"
     with pytest.raises(ExportError, match="interrupted"):

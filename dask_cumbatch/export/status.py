@@ -1,0 +1,67 @@
+"""What an output folder holds: :func:`folder_status`."""
+from __future__ import annotations
+
+from .folder import MANIFEST, RUN, SUCCESS, WORK, Folder, load_json
+from .manifest import validate_manifest, verify_files
+
+
+def folder_status(path, storage_options=None, verify: bool = False) -> dict:
+    """What an output folder holds: state, batches, rows, files, inputs, open batch.
+
+    ``state`` is ``"complete"``, ``"interrupted export"``, ``"interrupted append"``,
+    ``"empty"`` or ``"not an export"``. With ``verify`` every file's checksum is checked.
+
+    >>> import tempfile, pandas as pd
+    >>> from dask_cumbatch.export import to_files
+    >>> out = tempfile.mkdtemp()
+    >>> folder_status(out)["state"]
+    'empty'
+    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3)
+    >>> st = folder_status(out, verify=True)
+    >>> st["state"], st["batches"], st["rows"], st["open_batch"]["rows"]
+    ('complete', 2, 3, 1)
+    """
+    folder = Folder(path, storage_options)
+    listing = folder.listing()
+    out = {"path": folder.url, "state": "empty", "complete": False}
+    if not listing:
+        return out
+    run = load_json(folder, RUN, "the run record") if WORK in listing else None
+    manifest = load_json(folder, MANIFEST, "the manifest") if MANIFEST in listing else None
+    if manifest is None and run is None:
+        out["state"] = "not an export"
+        return out
+    if manifest is not None:
+        validate_manifest(manifest, folder if run is None else None, listing)
+        if verify and run is None:
+            verify_files(folder, manifest)
+            out["verified"] = True
+    if run is not None:
+        out["state"] = f"interrupted {run.get('kind', 'export')}"
+        out["interrupted_inputs"] = len(run.get("inputs", [])) - int(run.get("first_new", 0))
+        if run.get("kind") == "append" and run.get("base"):
+            manifest = run["base"]
+    else:
+        out["state"] = "complete" if SUCCESS in listing else "incomplete (no _SUCCESS)"
+        out["complete"] = SUCCESS in listing
+    if manifest is not None:
+        out.update(_summary(manifest))
+    return out
+
+
+def _summary(manifest) -> dict:
+    b = manifest["batches"]
+    out = {
+        "settings": manifest["settings"],
+        "batches": len(b),
+        "rows": manifest.get("rows", 0),
+        "skipped": manifest.get("skipped", 0),
+        "files": len({x["file"] for x in b}),
+        "bytes": sum({x["file"]: x["bytes"] for x in b}.values()),
+        "inputs": manifest["inputs"],
+    }
+    if b:
+        last = b[-1]
+        out["open_batch"] = {"batch": last["batch"], "rows": last["rows"], "total": last["total"],
+                             "file": last["file"]}
+    return out
