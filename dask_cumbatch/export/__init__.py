@@ -4,11 +4,15 @@ An export cuts a (Dask) table into batches by cumulative weight and writes one f
 ``batches_per_file`` batches into an output folder (local or any fsspec URL)::
 
     part-00000000.parquet   part-00000001.parquet   ...
-    _rejects.parquet        rows left out by invalid="skip", with a ``reason`` column
-    _open.parquet           CSV/JSONL exports only: the last file's rows, for append=True
     _manifest.json          every batch (id, rows, total, file, bytes, sha256), the options,
-                            the consumed inputs and the batching state at the end
+                            the consumed inputs and their fingerprints, the batching state at
+                            the end, and a checksum of the manifest itself
     _SUCCESS                written last
+    _cumbatch/              skipped by Dask, pandas and pyarrow readers:
+        rejects.parquet     rows left out by invalid="skip", with a ``reason`` column
+        open.parquet        CSV/JSONL exports only: the last file's rows, for append=True
+        lock, lock.json     the writer's lock and who holds it (one writer per folder)
+        work/               a run in progress (removed when it finishes)
 
 The package: ``folder`` (paths, atomic writes), ``manifest`` (settings, validation,
 verification), ``inputs`` (listing, reading, fingerprints), ``formats`` (Parquet/CSV/JSONL
@@ -18,16 +22,15 @@ See docs/export.md for how it works and what it guarantees.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from ..options import BatchOptions
-from .folder import MANIFEST, REJECTS, SUCCESS, ExportError, Folder, file_name
+from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
 from .formats import FORMATS, encode
 from .inputs import Source, list_inputs, read_inputs
 from .job import ExportResult, Job
 from .manifest import check_export_arguments, export_settings, validate_manifest, verify_files
-from .progress import compute, isatty, progress_context, resolve_scheduler
+from .progress import compute, isatty, progress_context, resolve_scheduler, show_progress
 from .status import folder_status
 
 __all__ = [
@@ -44,11 +47,13 @@ __all__ = [
     "isatty",
     "progress_context",
     "resolve_scheduler",
+    "show_progress",
     "compute",
     "FORMATS",
     "MANIFEST",
     "SUCCESS",
     "REJECTS",
+    "CONTROL",
 ]
 
 
@@ -62,10 +67,11 @@ def to_files(
     batches_per_file: int = 1,
     resume: bool = True,
     max_skips: int | None = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     append: bool = False,
     overwrite: bool = False,
     verify: bool = False,
+    verify_inputs: bool = False,
     storage_options: dict | None = None,
     input_storage_options: dict | None = None,
     scheduler=None,
@@ -88,8 +94,16 @@ def to_files(
     run would leave out more than that many invalid rows with ``invalid="skip"``. The default 0
     makes skipping explicit, as a batch framework's skip limit does; ``None`` means no limit.
     ``verify`` checks every file's checksum before an append (default: the files it rewrites).
+    ``verify_inputs`` records (and checks) the sha256 of every input file's whole content, on
+    top of the cheap fingerprint always taken (size, modification time, the Parquet footer or
+    the first and last 64 KiB); an input that changes during the run fails it.
     ``scheduler`` is a ``dask.distributed`` address, a ``Client``, or a local scheduler name.
-    The progress bar shows only when ``progress`` and stderr is a terminal.
+    ``progress``: ``None`` (default) shows Dask's progress bar when stderr is a terminal or
+    in a Jupyter kernel (the distributed progress widget when a client runs the export);
+    ``True`` always, ``False`` never.
+
+    One writer at a time: a second export into the same (local) folder fails at once naming the
+    holder. See docs/export.md for the folder layout and the guarantees.
 
     >>> import json, os, tempfile, pandas as pd
     >>> out = os.path.join(tempfile.mkdtemp(), "batches")
@@ -98,7 +112,7 @@ def to_files(
     >>> result.batches, result.files_written
     (3, 3)
     >>> sorted(os.listdir(out))  # doctest: +NORMALIZE_WHITESPACE
-    ['_SUCCESS', '_manifest.json', 'part-00000000.parquet', 'part-00000001.parquet',
+    ['_SUCCESS', '_cumbatch', '_manifest.json', 'part-00000000.parquet', 'part-00000001.parquet',
      'part-00000002.parquet']
     >>> pd.read_parquet(os.path.join(out, "part-00000001.parquet"))
        w  v  batch
@@ -114,15 +128,15 @@ def to_files(
         raise TypeError(f"to_files needs the weight as a column name, not {type(weight).__name__}")
     options = BatchOptions.make(weight, limit, **opts)
     check_export_arguments(options, format, batches_per_file, max_skips)
+    source = Source(ddf, inputs, input_storage_options or storage_options, full_hash=bool(verify_inputs))
+    folder = Folder(path, storage_options)
+    source.check_output_outside(folder.root, folder.url) if folder.local else None
     job = Job(
-        folder=Folder(path, storage_options),
-        source=Source(ddf, inputs, input_storage_options or storage_options),
-        options=options,
+        folder=folder, source=source, options=options,
         settings=export_settings(options, format, int(batches_per_file)),
-        max_skips=max_skips, progress=bool(progress) and isatty(sys.stderr),
-        verify=verify,
+        max_skips=max_skips, progress=show_progress(progress), verify=verify,
     )
-    with resolve_scheduler(scheduler) as client:
+    with WriterLock(folder), resolve_scheduler(scheduler) as client:
         job.client = client
         result = job.run(append=append, overwrite=overwrite, resume=resume)
     result.seconds = time.perf_counter() - t0

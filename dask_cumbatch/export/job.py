@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,14 +19,14 @@ from ..engine import Carry
 from ..options import BatchOptions, keyword
 from . import tasks
 from .folder import (
-    MANIFEST, OPEN, REJECTS, RUN, SUCCESS, WORK, ExportError, Folder, check_plain_name, dumps,
-    export_error, file_name, load_json, redo_hint, sha256,
+    CONTROL, HOLDER, LEGACY_OPEN, LEGACY_REJECTS, LEGACY_WORK, LOCK, MANIFEST, OPEN, REJECTS, RETIRED, RUN,
+    SUCCESS, WORK, ExportError, Folder, dumps, export_error, file_name, load_json, redo_hint, sha256,
 )
 from .formats import concat, encode, ipc_bytes, ipc_read, output_schema, parquet_read
-from .inputs import Source, consumed_prefix, inputs_diff
+from .inputs import Source, changed_input, consumed_prefix, inputs_diff, same_inputs
 from .manifest import (
-    MANIFEST_KIND, MANIFEST_VERSION, check_same_settings, columns_diff, manifest_files, validate_manifest,
-    verify_files,
+    LEGACY_VERSION, MANIFEST_KIND, MANIFEST_VERSION, check_same_settings, columns_diff, manifest_files, upgraded,
+    validate_manifest, verify_files, with_checksum,
 )
 from .progress import compute, progress_context
 
@@ -90,10 +91,12 @@ class Job:
         """Bring the folder up to date with the source; returns what was done."""
         folder = self.folder
         self.result = ExportResult(path=folder.url)
+        tidy_control(folder)
         listing = folder.listing()
-        if overwrite and listing:
+        if overwrite and data_names(listing):
             self.clear(listing)
-            listing = {}
+        migrate_legacy(folder, folder.listing())
+        listing = folder.listing()
         for _ in range(4):
             done = self.step(listing, append, resume)
             if done is not None:
@@ -105,10 +108,10 @@ class Job:
         """One decision on the folder as ``listing`` shows it: runs what is due, or returns the
         result when the folder is up to date."""
         folder = self.folder
-        run = load_json(folder, RUN, "the run record") if WORK in listing else None
-        if run is None and WORK in listing:  # a run that stopped before it started writing
+        has_work = folder.exists(WORK)
+        run = load_json(folder, RUN, "the run record") if has_work else None
+        if run is None and has_work:  # a run that stopped before it started writing
             folder.remove(WORK)
-            listing.pop(WORK)
         manifest = load_json(folder, MANIFEST, "the manifest") if MANIFEST in listing else None
         if run is not None:
             self.check_interrupted(run, self.current(run.get("inputs"), append), append, resume)
@@ -116,8 +119,8 @@ class Job:
             self.execute(run, fresh=False)
         elif manifest is not None:
             return self.continue_export(manifest, listing, append)
-        elif listing:
-            names = ", ".join(sorted(listing)[:5])
+        elif data_names(listing):
+            names = ", ".join(data_names(listing)[:5])
             raise export_error(
                 f"output folder {folder.url} is not empty and holds no finished cumbatch export "
                 f"(found {names}); choose an empty folder or pass {keyword(*OVERWRITE)}", OVERWRITE)
@@ -132,7 +135,7 @@ class Job:
         validate_manifest(manifest, folder, listing)
         check_same_settings(manifest["settings"], self.settings, f"{folder.url} holds an export")
         current = self.current(manifest["inputs"], append)
-        if manifest["inputs"] == current:
+        if same_inputs(manifest["inputs"], current):
             if SUCCESS not in listing:
                 folder.touch(SUCCESS)
             return self.finish_result(manifest, up_to_date=not self.executed)
@@ -153,7 +156,7 @@ class Job:
         current = self.source.files
         if self.source.frame is None or not append or not isinstance(consumed, list):
             return current
-        if consumed and consumed[-1] == current[0]:
+        if consumed and same_inputs(consumed[-1:], current[:1]):
             return consumed
         return consumed + current
 
@@ -176,8 +179,11 @@ class Job:
             if folder.local and os.path.abspath(path).startswith(folder.root.rstrip("/") + "/"):
                 raise export_error(f"{keyword(*OVERWRITE)} would delete the input {path}: "
                                    "choose another output folder", OVERWRITE)
-        for name in listing:
+        for name in data_names(listing):
             folder.remove(name)
+        for name in folder.listing(CONTROL):
+            if f"{CONTROL}/{name}" not in (LOCK, HOLDER):
+                folder.remove(f"{CONTROL}/{name}")
 
     def check_interrupted(self, run, current, append, resume):
         """Check that this call may finish the interrupted ``run`` (same options and inputs)."""
@@ -187,7 +193,7 @@ class Job:
                 or not isinstance(run.get("first_new"), int):
             raise export_error(f"{RUN} in {url} is damaged; {redo_hint()[0]}", OVERWRITE)
         if run.get("base") is not None:
-            validate_manifest(run["base"])
+            run["base"] = upgraded(validate_manifest(run["base"]))
         if not resume:
             raise export_error(f"{url} holds an interrupted export; resume it, or pass "
                                f"{keyword(*OVERWRITE)} to start over", OVERWRITE)
@@ -196,7 +202,7 @@ class Job:
         if run["kind"] == "append" and not append:
             raise export_error(f"an append run into {url} was interrupted; repeat it with {keyword(*APPEND)} "
                                f"(or {keyword(*OVERWRITE)})", APPEND, OVERWRITE)
-        if recorded == current or (append and current[: len(recorded)] == recorded):
+        if same_inputs(recorded, current) or (append and same_inputs(current[: len(recorded)], recorded)):
             return  # the same run, or: finish the interrupted run, then append the rest
         raise export_error(
             f"{url} holds an interrupted export of other inputs ({inputs_diff(recorded, current)}); "
@@ -211,6 +217,7 @@ class Job:
         group_recs = r.write_groups(records)
         rejects_entry = r.write_rejects(records)
         manifest = r.build_manifest(group_recs, rejects_entry)
+        r.check_inputs_unchanged()
         r.commit(manifest)
         self.executed = True
         self.result.new_rows += r.plan_.n_rows
@@ -269,17 +276,28 @@ class Run:
     def open_work_folder(self) -> None:
         """Create the work folder; a fresh run first saves what it will rewrite and its record."""
         folder = self.folder
-        folder.makedirs(WORK, f"{WORK}/tmp", f"{WORK}/frag", f"{WORK}/parts", f"{WORK}/groups", f"{WORK}/rej")
+        folder.makedirs(WORK, f"{WORK}/frag", f"{WORK}/parts", f"{WORK}/groups", f"{WORK}/rej")
         if self.fresh:
             for name, data in self.saved.items():  # before anything changes: what an append rewrites
                 folder.write_atomic(f"{WORK}/{name}", data)
+            self.run["saved"] = {name: sha256(data) for name, data in self.saved.items()}
             folder.write_atomic(RUN, dumps(self.run))
             folder.remove(SUCCESS)
+        else:
+            self.check_saved()
         reason = "reason" if "reason" not in self.schema.names else "_cumbatch_reason"
         self.ctx = tasks.TaskContext(
             folder=folder, opts=self.prep.opts, is_float=self.prep.is_float, fmt=self.fmt, bpf=self.bpf,
             schema=self.schema, keep_index=self.keep_index, reason_column=reason, resuming=not self.fresh,
             first_group=self.g_open if self.g_open is not None else 0)
+
+    def check_saved(self) -> None:
+        """On resume: what the interrupted append saved before changing anything is intact."""
+        for name, digest in (self.run.get("saved") or {}).items():
+            path = f"{WORK}/{name}"
+            if not isinstance(name, str) or "/" in name or sha256(self.folder.read(path)) != digest:
+                raise export_error(f"{path} in {self.folder.url} is damaged; the interrupted append cannot be "
+                                   f"finished: {redo_hint()[0]}", OVERWRITE)
 
     def write_partitions(self) -> dict:
         """One task per input partition (skipping those an interrupted run finished)."""
@@ -290,17 +308,54 @@ class Run:
             raise ExportError(f"internal error: {len(parts)} partitions to write, {len(entries)} planned")
         records, todo = {}, []
         for k in range(len(parts)):
-            rec = self.recorded(f"{WORK}/parts/p{k:08d}.json")
-            if rec is not None:
+            rec = self.recorded(tasks.part_record_name(k))
+            if rec is not None and rec.get("part") == k and tasks.record_intact(self.folder, rec):
                 for grec in rec["groups"]:
                     grec["kept"] = True
                 records[k] = rec
-            else:
+            else:  # not done, or its files are not what it recorded: (re)write them
                 todo.append(k)
         work = [tasks_delayed(tasks.export_partition)(parts[k], k, entries[k], self.ctx) for k in todo]
-        for rec in compute(work, self.job.progress, self.job.client):
+        try:
+            done = compute(work, self.job.progress, self.job.client)
+        except RuntimeError as exc:
+            if isinstance(exc, ExportError):
+                raise
+            self.raise_if_input_changed(exc)
+            raise
+        for rec in done:
             records[rec["part"]] = rec
         return records
+
+    def raise_if_input_changed(self, exc=None) -> None:
+        """Raise :class:`ExportError` naming the input that changed since this run listed it."""
+        path = self.changed_input()
+        if path is None and exc is not None and hasattr(exc, "partition"):
+            path = self.input_of_partition(exc.partition)
+        if path is not None:
+            raise ExportError(f"input {path} changed while it was being exported; nothing was certified: "
+                              f"re-export once the input is stable ({redo_hint()[0]})") from exc
+
+    def changed_input(self):
+        """The first input whose fingerprint differs from the one recorded at the run's start."""
+        source, recorded = self.job.source, self.run["inputs"]
+        if source.frame is not None and "files" not in source.files[0]:
+            return None  # in-memory data: nothing to list again
+        now = source.listed_again()
+        if source.frame is None:
+            return changed_input(recorded, now[: len(recorded)])
+        return changed_input(recorded[-1:], now)
+
+    def input_of_partition(self, k):
+        """The input file that partition ``k`` reads, when partitions and files correspond."""
+        entries = self.run["inputs"][self.run["first_new"]:]
+        if self.job.source.frame is None and isinstance(k, int) and len(entries) == len(self.plan_.entries):
+            return entries[k]["path"] if 0 <= k < len(entries) else None
+        return None
+
+    def check_inputs_unchanged(self) -> None:
+        """Before certifying: every input still has the fingerprint it had at the run's start."""
+        self.raise_if_input_changed()
 
     def recorded(self, name):
         """The task record ``name`` of an interrupted run (None for a fresh run or a missing one)."""
@@ -320,10 +375,11 @@ class Run:
         gids = prev.column(name_col).to_numpy() // self.bpf
         frags = {}
         for g in np.unique(gids).tolist():
-            name = f"{WORK}/frag/g{g:010d}-base.arrow"
-            if self.fresh or not folder.exists(name):
-                folder.write_atomic(name, ipc_bytes(prev.filter(pa.array(gids == g))))
-            frags.setdefault(int(g), []).append((-1, name))
+            data = ipc_bytes(prev.filter(pa.array(gids == g)))
+            name = tasks.frag_name(g, -1)
+            if self.fresh or folder.size(name) != len(data) or folder.read(name) != data:
+                folder.write_atomic(name, data)
+            frags.setdefault(int(g), []).append(-1)
         return frags
 
     def write_groups(self, records: dict) -> dict:
@@ -331,8 +387,8 @@ class Run:
         frags = self.base_fragments() if self.base is not None and self.g_open is not None else {}
         group_recs = {}
         for k in sorted(records):
-            for g, part, name in records[k]["frags"]:
-                frags.setdefault(int(g), []).append((int(part), name))
+            for g, part, *_ in records[k]["frags"]:  # a name recorded by version 1 is not used
+                frags.setdefault(int(g), []).append(int(part))
             for rec in records[k]["groups"]:
                 group_recs[rec["group"]] = rec
         self.unchanged_open = (self.g_open is not None and not self.plan_.backdated_prior
@@ -342,17 +398,23 @@ class Run:
         end = self.plan_.end_state.batches
         last_group = (end - 1) // self.bpf if end else None
         combine, done = [], []
-        for g, items in sorted(frags.items()):
-            rec = self.recorded(f"{WORK}/groups/g{g:010d}.json")
-            if rec is not None:  # done by an interrupted run
+        for g, parts in sorted(frags.items()):
+            rec = self.recorded(tasks.group_record_name(g))
+            if rec is not None and self.trusted_group(rec, g, g == last_group):  # done by an interrupted run
                 rec["kept"] = True
                 done.append(rec)
                 continue
-            names = [name for _, name in sorted(items)]
-            combine.append(tasks_delayed(tasks.combine_group)(g, names, self.ctx, g == last_group))
+            combine.append(tasks_delayed(tasks.combine_group)(g, sorted(parts), self.ctx, g == last_group))
         for rec in done + compute(combine, self.job.progress and len(combine) > 50, self.job.client):
             group_recs[rec["group"]] = rec
         return group_recs
+
+    def trusted_group(self, rec, g: int, is_last: bool) -> bool:
+        """Whether an interrupted run's record of joined group ``g`` can be kept as it is."""
+        wants_open = is_last and self.fmt != "parquet"
+        return (rec.get("group") == g and rec.get("file") == file_name(g, self.fmt)
+                and bool(rec.get("open")) == wants_open and (not wants_open or rec["open"].get("file") == OPEN)
+                and tasks.record_intact(self.folder, rec))
 
     def write_rejects(self, records: dict):
         """The rejects file: the previous run's rejects plus this run's; returns its entry."""
@@ -364,7 +426,7 @@ class Run:
         for k in sorted(records):
             if records[k]["rejects"]:
                 new_rejects += records[k]["rejects"]
-                tables.append(ipc_read(folder.read(f"{WORK}/rej/p{k:08d}.arrow")))
+                tables.append(ipc_read(folder.read(tasks.rejects_name(k))))
         entry = self.base.get("rejects") if self.base else None
         if new_rejects:
             table = concat(tables)
@@ -394,7 +456,7 @@ class Run:
         plan = self.plan_
         n_rows = (base["rows"] if base else 0) + plan.n_rows
         self.check_against_plan(batches, n_rows)
-        return {
+        return with_checksum({
             "kind": MANIFEST_KIND,
             "version": MANIFEST_VERSION,
             "settings": self.settings,
@@ -408,7 +470,7 @@ class Run:
             "rejects": rejects_entry,
             "open": open_entry if self.fmt != "parquet" else None,
             "batches": batches,
-        }
+        })
 
     def check_against_plan(self, batches, n_rows) -> None:
         """Raise unless ``batches`` are the planned batches 0..n-1 holding ``n_rows`` rows."""
@@ -421,10 +483,18 @@ class Run:
             )
 
     def commit(self, manifest: dict) -> None:
-        """Certify the folder: the manifest, then ``_SUCCESS``, then the work folder goes."""
-        self.folder.write_atomic(MANIFEST, dumps(manifest))
-        self.folder.touch(SUCCESS)
-        self.folder.remove(WORK)
+        """Certify the folder: make the files' renames durable, then the manifest, then
+        ``_SUCCESS``; then retire the work folder (its record first, so that a kill during the
+        clean-up leaves nothing a re-run would try to resume)."""
+        folder = self.folder
+        validate_manifest(manifest)
+        folder.sync(CONTROL)
+        folder.sync()
+        folder.write_atomic(MANIFEST, dumps(manifest))
+        folder.sync()
+        folder.touch(SUCCESS)
+        folder.sync()
+        retire_work(folder)
 
     def read_base(self) -> dict:
         """Check and read what an append rewrites: the previous run's open rows and rejects.
@@ -439,7 +509,7 @@ class Run:
             if fmt != "parquet" and not base.get("open"):
                 raise export_error(f"{MANIFEST} lists no {OPEN}: cannot append to this {fmt} export; {hint}",
                                    setting)
-            data = folder.read(check_plain_name(name))
+            data = folder.read(name)
             if sha256(data) != manifest_files(base, "sha256")[name]:
                 raise export_error(f"{name} in {folder.url} does not match its checksum in {MANIFEST}; {hint}",
                                    setting)
@@ -459,3 +529,53 @@ def tasks_delayed(func):
     from dask import delayed
 
     return delayed(func, pure=False)
+
+
+def data_names(listing: dict) -> list:
+    """The names in a folder listing that are not the export's control folder, sorted."""
+    return sorted(n for n in listing if n != CONTROL)
+
+
+def retire_work(folder: Folder) -> None:
+    """Remove the work folder: its run record goes first, then the folder is renamed aside and
+    deleted (a kill at any moment leaves either a finished run or a retired folder)."""
+    if not folder.exists(WORK):
+        return
+    folder.remove(RUN)
+    retired = f"{RETIRED}{uuid.uuid4().hex}"
+    folder.rename(WORK, retired)
+    folder.remove(retired)
+
+
+def tidy_control(folder: Folder) -> None:
+    """Remove what crashed writers left in ``_cumbatch/``: temporary files, retired work folders."""
+    for name in folder.listing(CONTROL):
+        path = f"{CONTROL}/{name}"
+        if path.startswith(RETIRED) or name == "tmp":
+            folder.remove(path)
+
+
+def migrate_legacy(folder: Folder, listing: dict) -> None:
+    """Bring a folder of the version 1 layout (``_rejects.parquet``, ``_open.parquet`` and
+    ``_cumbatch_work/`` at the top) to the current one. Nothing moves before the manifest is
+    validated; each step can be repeated after a crash."""
+    if LEGACY_WORK in listing:
+        if folder.exists(WORK):
+            raise export_error(f"{folder.url} holds two work folders ({LEGACY_WORK} and {WORK}); "
+                               f"{redo_hint()[0]}", OVERWRITE)
+        folder.makedirs(CONTROL)
+        folder.rename(LEGACY_WORK, WORK)
+    manifest = load_json(folder, MANIFEST, "the manifest") if MANIFEST in listing else None
+    if manifest is not None and manifest.get("version") == LEGACY_VERSION:
+        interrupted = folder.exists(WORK)
+        validate_manifest(manifest, None if interrupted else folder, listing)
+        new = upgraded(manifest)
+        for legacy, name in ((LEGACY_REJECTS, REJECTS), (LEGACY_OPEN, OPEN)):
+            if legacy in listing:
+                folder.write_atomic(name, folder.read(legacy))
+        folder.write_atomic(MANIFEST, dumps(new))
+        folder.sync()
+    if manifest is not None:  # the legacy files now live under _cumbatch/ (or were left by a migration)
+        for legacy in (LEGACY_REJECTS, LEGACY_OPEN):
+            if legacy in listing:
+                folder.remove(legacy)

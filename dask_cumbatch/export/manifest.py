@@ -8,13 +8,15 @@ import numpy as np
 from ..engine import Carry
 from ..options import BatchOptions, keyword
 from .folder import (
-    MANIFEST, OPEN, REJECTS, ExportError, Folder, check_plain_name, export_error, file_name, one_line,
-    redo_hint, sha256,
+    CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, ExportError, Folder, check_plain_name,
+    export_error, file_name, one_line, redo_hint, sha256,
 )
 from .formats import FORMATS
 
 MANIFEST_KIND = "dask-cumbatch export"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: rejects and open rows under _cumbatch/, a checksum of the manifest itself
+LEGACY_VERSION = 1
+_EXTRA_FILES = {2: {"rejects": REJECTS, "open": OPEN}, 1: {"rejects": LEGACY_REJECTS, "open": LEGACY_OPEN}}
 SETTING_KEYS = ("weight", "limit", "mode", "max_rows", "by", "cost", "oversize", "invalid", "name",
                 "multiple", "sort_window", "format", "batches_per_file")
 
@@ -87,11 +89,34 @@ def _bad(why):
     raise ExportError(f"{MANIFEST} is not a valid dask-cumbatch manifest ({why}); not touching the folder")
 
 
+def manifest_checksum(m: dict) -> str:
+    """The sha256 of a manifest's content (every key but ``checksum``, in canonical JSON).
+
+    >>> manifest_checksum({"a": 1, "checksum": "x"}) == manifest_checksum({"a": 1})
+    True
+    """
+    body = {k: v for k, v in m.items() if k != "checksum"}
+    return sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                             allow_nan=False).encode())
+
+
+def with_checksum(m: dict) -> dict:
+    """``m`` with its ``checksum`` (the last key).
+
+    >>> sorted(with_checksum({"a": 1}))
+    ['a', 'checksum']
+    """
+    body = {k: v for k, v in m.items() if k != "checksum"}
+    return {**body, "checksum": manifest_checksum(body)}
+
+
 def _check_structure(m) -> None:
     if not isinstance(m, dict) or m.get("kind") != MANIFEST_KIND:
         _bad("wrong kind")
-    if m.get("version") != MANIFEST_VERSION:
+    if m.get("version") not in (MANIFEST_VERSION, LEGACY_VERSION):
         _bad(f"version {m.get('version')!r}, expected {MANIFEST_VERSION}")
+    if m["version"] == MANIFEST_VERSION and m.get("checksum") != manifest_checksum(m):
+        _bad("its checksum does not match its content: it was changed or damaged")
     for key, typ in (("settings", dict), ("inputs", list), ("state", dict), ("batches", list), ("columns", list)):
         if not isinstance(m.get(key), typ):
             _bad(f"{key} missing or not a {typ.__name__}")
@@ -112,25 +137,39 @@ def _check_batches(m) -> None:
         name = check_plain_name(b.get("file"))
         if name != file_name(i // bpf, fmt):
             _bad(f"batch {i} names file {name!r}, expected {file_name(i // bpf, fmt)!r}")
-    for key in ("rejects", "open"):
+    for key, name in _EXTRA_FILES[m["version"]].items():
         extra = m.get(key)
-        if extra is not None:
-            if not isinstance(extra, dict) or extra.get("file") not in (REJECTS, OPEN):
-                _bad(f"bad {key} entry")
-            check_plain_name(extra["file"])
+        if extra is not None and (not isinstance(extra, dict) or extra.get("file") != name
+                                  or not isinstance(extra.get("bytes"), int) or not isinstance(extra.get("sha256"), str)):
+            _bad(f"bad {key} entry")
 
 
 def _check_state(m) -> None:
     try:
-        Carry.from_json(json.dumps(m["state"]))
+        state = Carry.from_json(json.dumps(m["state"]))
     except Exception as exc:
         _bad(f"bad state: {one_line(exc)}")
+    batches = m["batches"]
+    if state.batches != len(batches) or m.get("n_batches", len(batches)) != len(batches):
+        _bad(f"its state counts {state.batches} batches, it lists {len(batches)}")
+    rows = sum(b["rows"] for b in batches)
+    if m.get("rows") != rows:
+        _bad(f"it counts {m.get('rows')!r} rows, its batches hold {rows}")
+    greedy_or_fill = m["settings"].get("mode") in ("greedy", "fill")  # floor keeps a grid, not the batch
+    if batches and greedy_or_fill and (state.rows != batches[-1]["rows"] or state.tot != batches[-1]["total"]):
+        _bad(f"its state (open batch of {state.rows} rows, total {state.tot}) differs from its last batch "
+             f"({batches[-1]['rows']} rows, total {batches[-1]['total']})")
 
 
-def _check_listing(m, folder: Folder, listing) -> None:
+def _check_files(m, folder: Folder, listing) -> None:
     hint, setting = redo_hint()
+    control = None
     for name, size in manifest_files(m).items():
-        info = listing.get(name)
+        if name.startswith(CONTROL + "/"):
+            control = folder.listing(CONTROL) if control is None else control
+            info = control.get(name.rsplit("/", 1)[1])
+        else:
+            info = listing.get(name)
         if info is None:
             raise ExportError(f"{name} is listed in {MANIFEST} but missing from {folder.url}")
         if info.get("islink") or info.get("type") not in ("file", None):
@@ -142,10 +181,11 @@ def _check_listing(m, folder: Folder, listing) -> None:
 
 
 def validate_manifest(m, folder: Folder | None = None, listing=None) -> dict:
-    """Check a manifest read from disk: structure, plain file names inside the folder, sizes.
+    """Check a manifest read from disk: its checksum, structure, plain file names inside the
+    folder, its state against its batches, and (given the folder) the files' sizes.
 
     A manifest is data, not instructions: any problem raises :class:`ExportError` before
-    anything is written.
+    anything is written. Manifests of the version 1 layout are accepted as they are.
 
     >>> validate_manifest({"kind": "other"})
     Traceback (most recent call last):
@@ -155,8 +195,24 @@ def validate_manifest(m, folder: Folder | None = None, listing=None) -> dict:
     _check_batches(m)
     _check_state(m)
     if folder is not None:
-        _check_listing(m, folder, folder.listing() if listing is None else listing)
+        _check_files(m, folder, folder.listing() if listing is None else listing)
     return m
+
+
+def upgraded(m: dict) -> dict:
+    """A valid manifest in the current version (a version 1 manifest's rejects and open rows
+    move under ``_cumbatch/``, and it gets its checksum).
+
+    >>> upgraded({"version": 1, "rejects": {"file": "_rejects.parquet"}, "open": None})["rejects"]
+    {'file': '_cumbatch/rejects.parquet'}
+    """
+    if m.get("version") == MANIFEST_VERSION:
+        return m
+    out = dict(m, version=MANIFEST_VERSION)
+    for key, name in _EXTRA_FILES[MANIFEST_VERSION].items():
+        if out.get(key):
+            out[key] = dict(out[key], file=name)
+    return with_checksum(out)
 
 
 def manifest_files(m, field: str = "bytes") -> dict:

@@ -24,6 +24,32 @@ def isatty(stream) -> bool:
         return False
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython loaded, with a kernel attached).
+
+    >>> in_notebook()
+    False
+    """
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:
+        return False
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def show_progress(progress) -> bool:
+    """Whether to show progress: ``True``/``False`` as given; ``None`` decides by the
+    environment (stderr is a terminal, or a Jupyter kernel runs the code).
+
+    >>> show_progress(True), show_progress(False)
+    (True, False)
+    """
+    if progress is None:
+        return isatty(sys.stderr) or in_notebook()
+    return bool(progress)
+
+
 @contextlib.contextmanager
 def resolve_scheduler(scheduler):
     """Use ``scheduler``: None (Dask's default / an active client), a local scheduler name, a
@@ -98,11 +124,19 @@ def compute(tasks, progress: bool, client):
     if client is not None:
         futures = client.compute(tasks)
         if progress:
-            from distributed import progress as dprogress
-
-            with contextlib.redirect_stdout(sys.stderr):
-                dprogress(futures)
-                print(file=sys.stderr)
+            _distributed_progress(futures)
         return client.gather(futures)
     with progress_context(progress, None):
         return list(dask.compute(*tasks))
+
+
+def _distributed_progress(futures) -> None:
+    """Dask's distributed progress: a widget in a notebook, a text bar on stderr otherwise."""
+    from distributed import progress as dprogress
+
+    if in_notebook():
+        dprogress(futures, notebook=True)  # a widget that updates while the results are gathered
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        dprogress(futures, notebook=False)
+        print(file=sys.stderr)

@@ -52,25 +52,69 @@ def _group_stats(table, ctx: TaskContext) -> list:
     return stats_of(table.column(ctx.opts.name).to_numpy(), w, ctx.is_float)
 
 
-def write_group(ctx: TaskContext, group: int, table, may_exist: bool, stats=None) -> dict:
-    """Write one file group; with ``may_exist`` an existing file (from an interrupted run) is kept."""
+def frag_name(group: int, part: int) -> str:
+    """The work file holding the rows of file group ``group`` from input partition ``part``
+    (``-1``: the previous run's open rows, on append). Built, never read from a record.
+
+    >>> frag_name(3, 12), frag_name(3, -1)
+    ('_cumbatch/work/frag/g0000000003-p00000012.arrow', '_cumbatch/work/frag/g0000000003-base.arrow')
+    """
+    who = "base" if part < 0 else f"p{part:08d}"
+    return f"{WORK}/frag/g{group:010d}-{who}.arrow"
+
+
+def write_checked(folder: Folder, name: str, data: bytes, files: dict) -> None:
+    """Write ``data`` to ``name`` and note its size and checksum in ``files`` (a task record's)."""
+    folder.write_atomic(name, data)
+    files[name] = [len(data), sha256(data)]
+
+
+def record_intact(folder: Folder, rec: dict) -> bool:
+    """Whether every file a task record lists still has the size and checksum it recorded
+    (a record without that list, from an older version, is never trusted).
+
+    >>> import tempfile
+    >>> record_intact(Folder(tempfile.mkdtemp()), {"files": {"a.bin": [1, "0" * 64]}})
+    False
+    """
+    files = rec.get("files") if isinstance(rec, dict) else None
+    if not isinstance(files, dict):
+        return False
+    for name, entry in files.items():
+        if not _own_name(name, entry):
+            return False
+        size, digest = entry
+        if folder.size(name) != size or sha256(folder.read(name)) != digest:
+            return False
+    return True
+
+
+def _own_name(name, entry) -> bool:
+    """Whether a record's file name is one the export writes (a data file, the open rows, or a
+    work file) with a ``[size, sha256]`` entry: a record is data, never a path to follow."""
+    if not isinstance(name, str) or not isinstance(entry, list) or len(entry) != 2:
+        return False
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts) or "\\" in name:
+        return False
+    return name == OPEN or name.startswith(WORK + "/") or (len(parts) == 1 and name.startswith("part-"))
+
+
+def write_group(ctx: TaskContext, group: int, table, may_exist: bool, stats=None, files=None) -> dict:
+    """Write one file group. With ``may_exist`` (resuming), an existing file with exactly the
+    bytes this group encodes to is kept; any other is rewritten."""
     name = file_name(group, ctx.fmt)
-    data = None
-    kept = False
-    if may_exist and ctx.resuming:
-        try:
-            data = ctx.folder.read(name)
-            kept = True
-        except FileNotFoundError:
-            data = None
-    if data is None:
-        data = encode(table, ctx.fmt, (ctx.opts.name,))
+    data = encode(table, ctx.fmt, (ctx.opts.name,))
+    kept = may_exist and ctx.resuming and ctx.folder.size(name) == len(data) and ctx.folder.read(name) == data
+    if not kept:
         ctx.folder.write_atomic(name, data)
+    if files is not None:
+        files[name] = [len(data), sha256(data)]
     return {"group": int(group), "file": name, "bytes": len(data), "sha256": sha256(data),
             "batches": stats if stats is not None else _group_stats(table, ctx), "kept": kept}
 
 
-def _write_rejects(df: pd.DataFrame, invalid, k: int, ctx: TaskContext) -> int:
+def _write_rejects(df: pd.DataFrame, invalid, k: int, ctx: TaskContext, files: dict) -> int:
     import pyarrow as pa
 
     bad = df.iloc[np.flatnonzero(invalid)]
@@ -79,8 +123,17 @@ def _write_rejects(df: pd.DataFrame, invalid, k: int, ctx: TaskContext) -> int:
         bad = bad.reset_index()
     rej = pa.Table.from_pandas(bad, preserve_index=False)
     rej = rej.append_column(ctx.reason_column, pa.array(reasons, type=pa.string()))
-    ctx.folder.write_atomic(f"{WORK}/rej/p{k:08d}.arrow", ipc_bytes(rej))
+    write_checked(ctx.folder, rejects_name(k), ipc_bytes(rej), files)
     return int(len(bad))
+
+
+def rejects_name(part: int) -> str:
+    """The work file of input partition ``part``'s rejected rows.
+
+    >>> rejects_name(2)
+    '_cumbatch/work/rej/p00000002.arrow'
+    """
+    return f"{WORK}/rej/p{part:08d}.arrow"
 
 
 def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
@@ -89,10 +142,10 @@ def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
     File groups wholly inside the partition are written as files; the (at most two) at its
     edges as Arrow fragments in the work folder, for :func:`combine_group`.
     """
-    out = {"part": k, "groups": [], "frags": [], "rejects": 0, "rows": 0}
+    out = {"part": k, "groups": [], "frags": [], "rejects": 0, "rows": 0, "files": {}}
     ids, prep = batch_ids(df, ctx.opts, ctx.is_float, entry)
     if prep.invalid is not None and prep.invalid.any():
-        out["rejects"] = _write_rejects(df, prep.invalid, k, ctx)
+        out["rejects"] = _write_rejects(df, prep.invalid, k, ctx, out["files"])
     n = len(ids)
     out["rows"] = int(n)
     if n:
@@ -100,7 +153,7 @@ def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
         whole = to_table(rows, ids, ctx.opts.name, ctx.schema, ctx.keep_index)  # then zero-copy slices
         del rows
         _write_slices(whole, ids, stats_of(ids, prep.w, ctx.is_float), k, ctx, out)
-    ctx.folder.write_atomic(f"{WORK}/parts/p{k:08d}.json", dumps(out))
+    ctx.folder.write_atomic(part_record_name(k), dumps(out))
     return out
 
 
@@ -115,22 +168,34 @@ def _write_slices(whole, ids, stats, k: int, ctx: TaskContext, out: dict) -> Non
         g = int(groups[a])
         table = whole.slice(a, b - a)
         if s == 0 or s == last:
-            name = f"{WORK}/frag/g{g:010d}-p{k:08d}.arrow"
-            ctx.folder.write_atomic(name, ipc_bytes(table))
-            out["frags"].append([g, k, name])
+            write_checked(ctx.folder, frag_name(g, k), ipc_bytes(table), out["files"])
+            out["frags"].append([g, k])
         else:
             lo, hi = int(ids[a]) - first_batch, int(ids[b - 1]) - first_batch + 1
-            out["groups"].append(write_group(ctx, g, table, may_exist=True, stats=stats[lo:hi]))
+            out["groups"].append(write_group(ctx, g, table, may_exist=True, stats=stats[lo:hi], files=out["files"]))
 
 
-def combine_group(group: int, frags: list, ctx: TaskContext, is_last: bool) -> dict:
-    """Join the fragments of a file group that spans partitions (or a partition edge) into its file."""
-    tables = [ipc_read(ctx.folder.read(name)) for name in frags]
+def combine_group(group: int, parts: list, ctx: TaskContext, is_last: bool) -> dict:
+    """Join the fragments of a file group that spans partitions (or a partition edge) into its
+    file; ``parts`` are the input partitions (-1: the previous run's open rows), in order."""
+    tables = [ipc_read(ctx.folder.read(frag_name(group, k))) for k in parts]
     table = concat(tables, ctx.schema)
-    rec = write_group(ctx, group, table, may_exist=False)
+    files = {}
+    rec = write_group(ctx, group, table, may_exist=False, files=files)
     if is_last and ctx.fmt != "parquet":
         data = encode(table, "parquet", (ctx.opts.name,))
-        ctx.folder.write_atomic(OPEN, data)
+        write_checked(ctx.folder, OPEN, data, files)
         rec["open"] = {"file": OPEN, "rows": int(table.num_rows), "bytes": len(data), "sha256": sha256(data)}
-    ctx.folder.write_atomic(f"{WORK}/groups/g{group:010d}.json", dumps(rec))
+    rec["files"] = files
+    ctx.folder.write_atomic(group_record_name(group), dumps(rec))
     return rec
+
+
+def part_record_name(part: int) -> str:
+    """The work file recording what input partition ``part``'s task wrote."""
+    return f"{WORK}/parts/p{part:08d}.json"
+
+
+def group_record_name(group: int) -> str:
+    """The work file recording the joined file group ``group``."""
+    return f"{WORK}/groups/g{group:010d}.json"
