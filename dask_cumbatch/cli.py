@@ -185,7 +185,7 @@ def cmd_export(args) -> int:
         else:
             verb = "appended" if result.appended else "exported"
             kept = f" ({result.files_skipped:,} kept from an interrupted run)" if result.files_skipped else ""
-            rejects = f", {result.rejects:,} rows rejected (see _cumbatch/rejects.parquet)" if result.rejects else ""
+            rejects = f", {result.rejects:,} rows rejected (see _cumbatch/rejects.pqt)" if result.rejects else ""
             print(f"{verb} {result.new_rows:,} rows: {result.batches:,} batches, {result.rows:,} rows in "
                   f"{result.files:,} files{rejects}; wrote {result.files_written:,} file(s){kept} "
                   f"to {result.path} in {result.seconds:.1f} s")

@@ -262,7 +262,7 @@ def test_rejects_are_appended_too(tmp_path):
             f.loc[f.index[3::9], "w"] = -1.0
     app, one = append_vs_once(tmp_path, frames, 40.0, invalid="skip", max_skips=None)
     assert app == one
-    rej = pd.read_parquet(tmp_path / "app" / "_cumbatch" / "rejects.parquet")
+    rej = pd.read_parquet(tmp_path / "app" / "_cumbatch" / "rejects.pqt")
     whole = pd.concat(frames, ignore_index=True)
     bad = whole[~(whole.w >= 0)]
     assert rej["pos"].tolist() == bad["pos"].tolist()

@@ -178,7 +178,7 @@ def test_invalid_weights_raise_or_skip(tmp_path, capsys):
     code, stdout, err = run(["export", folder, tmp_path / "o", "-w", "w", "-l", "4", "--invalid", "skip",
                              "--max-skips", "2"], capsys)
     assert code == 0 and "2 rows rejected" in stdout
-    assert pd.read_parquet(tmp_path / "o" / "_cumbatch" / "rejects.parquet")["reason"].tolist() == ["NaN", "negative"]
+    assert pd.read_parquet(tmp_path / "o" / "_cumbatch" / "rejects.pqt")["reason"].tolist() == ["NaN", "negative"]
 
 
 @pytest.mark.parametrize(

@@ -115,8 +115,8 @@ def test_text_formats_and_batches_per_file(data, fmt):
     m = manifest(out)
     assert res.files == len({b["file"] for b in m["batches"]}) == -(-res.batches // 4)
     assert all(b["file"] == f"part-{b['batch'] // 4:08d}.{fmt}" for b in m["batches"])
-    assert m["open"]["file"] == "_cumbatch/open.parquet"  # the last file's rows, kept for --append
-    last = pd.read_parquet(out / "_cumbatch" / "open.parquet")
+    assert m["open"]["file"] == "_cumbatch/open.pqt"  # the last file's rows, kept for --append
+    last = pd.read_parquet(out / "_cumbatch" / "open.pqt")
     assert last["batch"].tolist() == [i for i in ids if i // 4 == max(ids) // 4]
 
 
@@ -147,7 +147,7 @@ def test_invalid_skip_writes_rejects_with_reasons(tmp_path):
     res = to_files(dd.from_pandas(pdf, npartitions=3), str(tmp_path / "o"), "w", 5,
                    invalid="skip", max_skips=None, progress=False)
     assert res.rejects == 3 and res.rows == 4
-    rej = pd.read_parquet(tmp_path / "o" / "_cumbatch" / "rejects.parquet")
+    rej = pd.read_parquet(tmp_path / "o" / "_cumbatch" / "rejects.pqt")
     assert rej["p"].tolist() == [1, 3, 4]
     assert rej["reason"].tolist() == ["NaN", "negative", "infinite"]
     back = read_back(tmp_path / "o")

@@ -9,8 +9,8 @@ An export cuts a (Dask) table into batches by cumulative weight and writes one f
                             the end, and a checksum of the manifest itself
     _SUCCESS                written last
     _cumbatch/              skipped by Dask, pandas and pyarrow readers:
-        rejects.parquet     rows left out by invalid="skip", with a ``reason`` column
-        open.parquet        CSV/JSONL exports only: the last file's rows, for append=True
+        rejects.pqt         rows left out by invalid="skip", with a ``reason`` column
+        open.pqt            CSV/JSONL exports only: the last file's rows, for append=True
         lock, lock.json     the writer's lock and who holds it (one writer per folder)
         work/               a run in progress (removed when it finishes)
 
@@ -87,7 +87,7 @@ def to_files(
     ``oversize``, ``invalid``, ``name``, ``multiple``, ``sort_window``).
 
     Files: one per ``batches_per_file`` consecutive batches, ``format`` ``"parquet"``, ``"csv"``
-    or ``"jsonl"``, plus ``_manifest.json``, ``_rejects.parquet`` and ``_SUCCESS`` (see
+    or ``"jsonl"``, plus ``_manifest.json``, ``_SUCCESS`` and the ``_cumbatch/`` control folder (see
     docs/export.md). ``resume`` continues an interrupted run of the same export (``False``:
     refuse instead); ``overwrite`` replaces whatever the folder holds; ``append`` adds inputs not
     exported yet, continuing the last batch. ``max_skips`` aborts (before writing files) when a

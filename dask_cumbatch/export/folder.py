@@ -25,8 +25,8 @@ from ..options import hinted, keyword
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 CONTROL = "_cumbatch"
-REJECTS = CONTROL + "/rejects.parquet"
-OPEN = CONTROL + "/open.parquet"
+REJECTS = CONTROL + "/rejects.pqt"  # Parquet; not *.parquet: dd.read_parquet(folder) reads those at any depth
+OPEN = CONTROL + "/open.pqt"
 LOCK = CONTROL + "/lock"
 HOLDER = CONTROL + "/lock.json"
 WORK = CONTROL + "/work"

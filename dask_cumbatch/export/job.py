@@ -114,7 +114,9 @@ class Job:
             folder.remove(WORK)
         manifest = load_json(folder, MANIFEST, "the manifest") if MANIFEST in listing else None
         if run is not None:
-            self.check_interrupted(run, self.current(run.get("inputs"), append), append, resume)
+            current = self.current(run.get("inputs"), append)
+            self.check_interrupted(run, current, append, resume)
+            run["inputs"] = current[: len(run["inputs"])]  # the same inputs, with today's fingerprints
             self.result.resumed = True
             self.execute(run, fresh=False)
         elif manifest is not None:
@@ -216,8 +218,8 @@ class Job:
         records = r.write_partitions()
         group_recs = r.write_groups(records)
         rejects_entry = r.write_rejects(records)
-        manifest = r.build_manifest(group_recs, rejects_entry)
         r.check_inputs_unchanged()
+        manifest = r.build_manifest(group_recs, rejects_entry)
         r.commit(manifest)
         self.executed = True
         self.result.new_rows += r.plan_.n_rows

@@ -204,7 +204,7 @@ def upgraded(m: dict) -> dict:
     move under ``_cumbatch/``, and it gets its checksum).
 
     >>> upgraded({"version": 1, "rejects": {"file": "_rejects.parquet"}, "open": None})["rejects"]
-    {'file': '_cumbatch/rejects.parquet'}
+    {'file': '_cumbatch/rejects.pqt'}
     """
     if m.get("version") == MANIFEST_VERSION:
         return m

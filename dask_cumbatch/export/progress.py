@@ -135,8 +135,14 @@ def _distributed_progress(futures) -> None:
     from distributed import progress as dprogress
 
     if in_notebook():
-        dprogress(futures, notebook=True)  # a widget that updates while the results are gathered
-        return
+        try:
+            import ipywidgets  # noqa: F401  (the widget needs it; without it: the text bar)
+            from IPython.display import display
+        except ImportError:
+            pass
+        else:
+            display(dprogress(futures, notebook=True))  # updates while the results are gathered
+            return
     with contextlib.redirect_stdout(sys.stderr):
         dprogress(futures, notebook=False)
         print(file=sys.stderr)
