@@ -33,6 +33,8 @@ from .manifest import check_export_arguments, export_settings, validate_manifest
 from .progress import compute, isatty, progress_context, resolve_scheduler, show_progress
 from .status import folder_status
 
+ExportError.__module__ = __name__  # its public home (tracebacks, doctests): dask_cumbatch.export
+
 __all__ = [
     "to_files",
     "ExportResult",

@@ -50,7 +50,7 @@ class ExportError(RuntimeError):
     4
     >>> to_files(pd.DataFrame({"w": [1, 2]}), out, "w", 3)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    dask_cumbatch.export.folder.ExportError: output folder ... is not empty and holds no finished cumbatch export ...
+    dask_cumbatch.export.ExportError: output folder ... is not empty and holds no finished cumbatch export ...
     """
 
 
@@ -131,7 +131,7 @@ def check_plain_name(name, what="file") -> str:
     'part-00000000.parquet'
     >>> check_plain_name("../x")
     Traceback (most recent call last):
-    dask_cumbatch.export.folder.ExportError: manifest lists an unsafe file name '../x'; not touching the folder
+    dask_cumbatch.export.ExportError: manifest lists an unsafe file name '../x'; not touching the folder
     """
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
             or "\x00" in name or name != name.strip() or os.path.isabs(name):
@@ -337,7 +337,7 @@ class WriterLock:
     >>> with WriterLock(folder):
     ...     WriterLock(folder).acquire()  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    dask_cumbatch.export.folder.ExportError: ... is being written by another export (pid ...
+    dask_cumbatch.export.ExportError: ... is being written by another export (pid ...
     """
 
     def __init__(self, folder: Folder):

@@ -64,7 +64,7 @@ def check_same_settings(recorded: dict, current: dict, what: str) -> None:
 
     >>> check_same_settings({"mode": "fill"}, {"mode": "greedy"}, "out holds an export")
     Traceback (most recent call last):
-    dask_cumbatch.export.folder.ExportError: out holds an export made with other options (mode='fill' there, 'greedy' now); use the same options, or overwrite=True to start over
+    dask_cumbatch.export.ExportError: out holds an export made with other options (mode='fill' there, 'greedy' now); use the same options, or overwrite=True to start over
     """
     for key in SETTING_KEYS:
         if recorded.get(key) != current.get(key):
@@ -189,7 +189,7 @@ def validate_manifest(m, folder: Folder | None = None, listing=None) -> dict:
 
     >>> validate_manifest({"kind": "other"})
     Traceback (most recent call last):
-    dask_cumbatch.export.folder.ExportError: _manifest.json is not a valid dask-cumbatch manifest (wrong kind); not touching the folder
+    dask_cumbatch.export.ExportError: _manifest.json is not a valid dask-cumbatch manifest (wrong kind); not touching the folder
     """
     _check_structure(m)
     _check_batches(m)
