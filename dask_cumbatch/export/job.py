@@ -20,7 +20,7 @@ from ..options import BatchOptions, keyword
 from . import tasks
 from .folder import (
     CONTROL, HOLDER, LEGACY_OPEN, LEGACY_REJECTS, LEGACY_WORK, LOCK, MANIFEST, OPEN, REJECTS, RETIRED, RUN,
-    SUCCESS, WORK, ExportError, Folder, dumps, export_error, file_name, load_json, redo_hint, sha256,
+    SUCCESS, TMP, WORK, ExportError, Folder, dumps, export_error, file_name, load_json, redo_hint, sha256,
 )
 from .formats import concat, encode, ipc_bytes, ipc_read, output_schema, parquet_read
 from .inputs import Source, changed_input, consumed_prefix, inputs_diff, same_inputs
@@ -547,6 +547,7 @@ def retire_work(folder: Folder) -> None:
     retired = f"{RETIRED}{uuid.uuid4().hex}"
     folder.rename(WORK, retired)
     folder.remove(retired)
+    folder.remove(TMP)
 
 
 def tidy_control(folder: Folder) -> None:

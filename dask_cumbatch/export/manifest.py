@@ -229,7 +229,20 @@ def manifest_files(m, field: str = "bytes") -> dict:
 
 
 def verify_files(folder: Folder, m, names=None) -> None:
-    """Compare the sha256 of the named files (default: every file) with the manifest."""
+    """Compare the sha256 of the named files (default: every file) with the manifest; raise
+    :class:`ExportError` naming the first file that differs.
+
+    >>> import json, os, tempfile, pandas as pd
+    >>> from dask_cumbatch.export import to_files
+    >>> out = tempfile.mkdtemp()
+    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3)
+    >>> m = json.load(open(os.path.join(out, MANIFEST)))
+    >>> verify_files(Folder(out), m)  # every file matches
+    >>> _ = open(os.path.join(out, "part-00000001.parquet"), "ab").write(b"!")
+    >>> verify_files(Folder(out), m)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: part-00000001.parquet in ... does not match its checksum in _manifest.json; ...
+    """
     shas = manifest_files(m, "sha256")
     hint, setting = redo_hint()
     for name in (names if names is not None else sorted(shas)):
