@@ -15,6 +15,11 @@ LocalCluster with one thread per worker; it is compared with one partition's in-
     python benchmarks/bench_export.py                      # 20M rows, local threads
     python benchmarks/bench_export.py --cluster            # per-worker memory on a LocalCluster
     python benchmarks/bench_export.py --rows 2000000 --markdown docs/_bench_export.md
+    python benchmarks/bench_export.py --rows 2000000 --fsync-cost   # also: export with fsync disabled
+
+``--fsync-cost`` adds a third command, the same export with ``os.fsync`` replaced by a no-op in
+its process, so that the cost of the durability the export pays (every file fsynced before its
+rename, the folder before the manifest and ``_SUCCESS``) is measured in the same run.
 """
 from __future__ import annotations
 
@@ -30,6 +35,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+_NO_FSYNC = r"""
+import os, sys
+os.fsync = lambda fd: None  # the benchmark's no-durability comparison only
+from dask_cumbatch.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
 
 _BASELINE = r"""
 import dask.dataframe, pyarrow.parquet, dask_cumbatch.export, dask_cumbatch.cli
@@ -110,12 +122,13 @@ def _warm_worker_rss():
     import numpy as np
     import pandas as pd
 
-    from dask_cumbatch import engine, export, options
+    from dask_cumbatch import engine, options
+    from dask_cumbatch.export.formats import encode, parquet_read
 
     df = pd.DataFrame({"tokens": np.arange(1, 10_000), "source": "x"})
     opts = options.BatchOptions.make("tokens", 1_000)
     engine.summarize(df, opts, False)
-    export.encode(export._parquet_read(export.encode(
+    encode(parquet_read(encode(
         __import__("pyarrow").Table.from_pandas(df), "parquet")), "parquet")
     return _worker_rss()
 
@@ -139,6 +152,7 @@ def main(argv=None):
     ap.add_argument("--cluster", action="store_true", help="LocalCluster, one thread per worker")
     ap.add_argument("--repeat", type=int, default=1, help="alternating runs of each (best time kept)")
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--fsync-cost", action="store_true", help="also run the export without fsync")
     args = ap.parse_args(argv)
 
     import pandas as pd
@@ -170,15 +184,19 @@ def main(argv=None):
     base = baseline_rss()
 
     results = {"to_parquet": [], "export": []}
+    if args.fsync_cost:
+        results["export, no fsync"] = []
     for r in range(args.repeat):
-        for name in ("to_parquet", "export"):
-            out = os.path.join(root, f"out-{name}")
+        for name in results:
+            out = os.path.join(root, f"out-{name.replace(', ', '-').replace(' ', '-')}")
             shutil.rmtree(out, ignore_errors=True)
+            export_args = ["export", inp, out, "-w", "tokens", "-l", args.limit, "--quiet", "--scheduler", sched]
             if name == "to_parquet":
                 cmd = [sys.executable, "-c", _PLAIN, inp, out, sched]
+            elif name == "export":
+                cmd = [sys.executable, "-m", "dask_cumbatch", *export_args]
             else:
-                cmd = [sys.executable, "-m", "dask_cumbatch", "export", inp, out, "-w", "tokens",
-                       "-l", args.limit, "--quiet", "--scheduler", sched]
+                cmd = [sys.executable, "-c", _NO_FSYNC, *export_args]
             results[name].append(run_sampled(cmd, client))
             print(f"run {r + 1}: {name:10s} {results[name][-1][0]:.2f} s", file=sys.stderr)
     n_files = len([f for f in os.listdir(os.path.join(root, "out-export")) if f.startswith("part-")])
@@ -207,6 +225,8 @@ def main(argv=None):
     text = (header + "\n\n" + table.to_markdown(index=False, floatfmt=",.2f") if _has_tabulate()
             else header + "\n\n" + table.to_string(index=False))
     text += f"\n\nexport throughput / to_parquet throughput = {ratio:.2f} (target >= 0.8)\n"
+    if args.fsync_cost:
+        text += f"fsync cost: export {rows[1]['seconds']:.2f} s with fsync, {rows[2]['seconds']:.2f} s without\n"
     print(text)
     print(json.dumps({"ratio": ratio, "rows": rows}), file=sys.stderr)
     if args.markdown:

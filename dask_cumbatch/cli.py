@@ -20,6 +20,11 @@ from .options import OPTIONS, count_argument, for_cli
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# `cumbatch status` (docs/cli.md): scripts branch on these
+STATUS_COMPLETE = 0
+STATUS_INTERRUPTED = 1
+STATUS_MISSING = 2
+STATUS_CORRUPT = 3
 
 _EPILOG_LIMIT = "Limits take plain numbers or byte units: 5MB, 512KiB, 1.5GB, 4096."
 
@@ -90,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="refuse to continue an interrupted export")
     p.add_argument("--verify", action="store_true", help="check every file's checksum before appending")
+    p.add_argument("--verify-inputs", action="store_true",
+                   help="record and check the sha256 of every input file's whole content")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plan", help="count batches and summarise their totals, without writing",
@@ -114,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("status", help="what an export folder holds",
-                       description="Show an export folder's batches, rows, inputs and open batch.")
+                       description="Show an export folder's batches, rows, inputs and open batch. "
+                       "Exit code: 0 complete, 1 interrupted, 2 missing or not an export, 3 corrupt.")
     p.add_argument("output", metavar="OUTPUT", help="export folder")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--verify", action="store_true", help="check every file's checksum")
@@ -130,14 +138,9 @@ def _opts_from(args) -> dict:
 
 
 def _progress(args) -> bool:
-    return not args.quiet and _isatty(sys.stderr)
+    from .export import isatty
 
-
-def _isatty(stream) -> bool:
-    try:
-        return stream.isatty()
-    except Exception:
-        return False
+    return not args.quiet and isatty(sys.stderr)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -150,7 +153,8 @@ def cmd_export(args) -> int:
         args.input, args.output, args.weight, args.limit,
         format=args.format, batches_per_file=args.batches_per_file, resume=args.resume,
         max_skips=args.max_skips, progress=_progress(args), append=args.append,
-        overwrite=args.overwrite, verify=args.verify, scheduler=args.scheduler, **_opts_from(args),
+        overwrite=args.overwrite, verify=args.verify, verify_inputs=getattr(args, "verify_inputs", False),
+        scheduler=args.scheduler, **_opts_from(args),
     )
     if not args.quiet:
         if result.up_to_date:
@@ -159,7 +163,7 @@ def cmd_export(args) -> int:
         else:
             verb = "appended" if result.appended else "exported"
             kept = f" ({result.files_skipped:,} kept from an interrupted run)" if result.files_skipped else ""
-            rejects = f", {result.rejects:,} rows rejected (see _rejects.parquet)" if result.rejects else ""
+            rejects = f", {result.rejects:,} rows rejected (see _cumbatch/rejects.pqt)" if result.rejects else ""
             print(f"{verb} {result.new_rows:,} rows: {result.batches:,} batches, {result.rows:,} rows in "
                   f"{result.files:,} files{rejects}; wrote {result.files_written:,} file(s){kept} "
                   f"to {result.path} in {result.seconds:.1f} s")
@@ -169,11 +173,11 @@ def cmd_export(args) -> int:
 def cmd_plan(args) -> int:
     import dask_cumbatch  # noqa: F401  (registers the accessor)
 
-    from .export import _maybe_progress, _scheduler, list_inputs, read_inputs
+    from .export import list_inputs, progress_context, read_inputs, resolve_scheduler
 
     kind, files = list_inputs(args.input)
     ddf = read_inputs(kind, [f["path"] for f in files])
-    with _scheduler(args.scheduler) as client, _maybe_progress(_progress(args), client):
+    with resolve_scheduler(args.scheduler) as client, progress_context(_progress(args), client):
         plan = ddf.cumbatch.plan(args.weight, args.limit, **_opts_from(args))
     if args.plot:
         _save_plot(plan, args.plot)
@@ -263,18 +267,41 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
-    from .export import folder_status
+def status_exit_code(st: dict) -> int:
+    """The exit code of ``cumbatch status`` for a :func:`~dask_cumbatch.export.folder_status` result:
+    0 complete, 1 interrupted (a run in progress or no _SUCCESS), 2 missing or not an export
+    (3, corrupt, is for a folder whose check fails).
 
-    st = folder_status(args.output, verify=args.verify)
+    >>> status_exit_code({"state": "complete"}), status_exit_code({"state": "empty"})
+    (0, 2)
+    """
+    state = st["state"]
+    if state == "complete":
+        return STATUS_COMPLETE
+    if state in ("empty", "not an export"):
+        return STATUS_MISSING
+    return STATUS_INTERRUPTED
+
+
+def cmd_status(args) -> int:
+    from .export import ExportError, folder_status
+
+    try:
+        st = folder_status(args.output, verify=args.verify)
+    except ExportError as exc:  # damaged, tampered, or failed --verify
+        print(f"cumbatch: error: {_message(exc)}", file=sys.stderr)
+        return STATUS_CORRUPT
+    code = status_exit_code(st)
     if args.json:
         print(json.dumps(st, indent=1, default=str))
-        return 0 if st["state"] != "not an export" else EXIT_ERROR
+        return code
     if st["state"] == "empty":
-        print(f"{st['path']}: empty (no export yet)")
-        return 0
+        print(f"{st['path']}: empty or missing (no export yet)")
+        return code
     if st["state"] == "not an export":
-        raise RuntimeError(f"{st['path']} holds files but no cumbatch export (no _manifest.json)")
+        print(f"cumbatch: error: {st['path']} holds files but no cumbatch export (no _manifest.json)",
+              file=sys.stderr)
+        return code
     print(f"{st['path']}: {st['state']}" + (" (checksums verified)" if st.get("verified") else ""))
     if "batches" in st:
         s = st["settings"]
@@ -293,15 +320,19 @@ def cmd_status(args) -> int:
         if ob:
             print(f"  open      batch {ob['batch']:,}: {ob['rows']:,} rows, total {ob['total']:,} "
                   f"in {ob['file']} (an --append run continues it)")
+    if st.get("stray"):
+        print(f"  stray     {len(st['stray'])} data file(s) not in the manifest: {', '.join(st['stray'][:3])}")
     if st["state"].startswith("interrupted"):
         print("  the last run did not finish: repeat the same command to complete it")
-    return 0
+    return code
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
 def _message(exc: BaseException) -> str:
+    from .options import for_cli
+
     if isinstance(exc, KeyError) and exc.args:
         text = for_cli(exc)
     elif isinstance(exc, FileNotFoundError) and exc.filename:

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import ExportError, to_files
+from dask_cumbatch.export.manifest import with_checksum
 from reference import reference_ids
 from conftest import tree, manifest
 
@@ -153,7 +154,7 @@ def test_append_refusals_name_the_problem(tmp_path):
     frames[1].to_parquet(inp / "c.parquet", index=False)
     with pytest.raises(ExportError, match=r"max_rows=9 there, None now"):
         to_files(str(inp), str(out), "w", 40, progress=False, append=True)
-    with pytest.raises(ExportError, match="other inputs.*--append"):
+    with pytest.raises(ExportError, match="other inputs.*append=True"):
         to_files(str(inp), str(out), "w", 40, progress=False, max_rows=9)
     frames[2].to_parquet(inp / "a.parquet", index=False)  # sorts before the exported b.parquet
     with pytest.raises(ExportError, match=r"a\.parquet sorts before the already exported .*b\.parquet"):
@@ -171,9 +172,11 @@ def test_append_refusals_name_the_problem(tmp_path):
 
 
 def _tamper(out, fn):
+    """Change the manifest and recompute its own checksum, as a careful tamperer would: the
+    checks behind the checksum must still catch the change."""
     m = manifest(out)
     fn(m)
-    (out / "_manifest.json").write_text(json.dumps(m))
+    (out / "_manifest.json").write_text(json.dumps(with_checksum(m)))
 
 
 @pytest.mark.parametrize("how, pattern", [
@@ -215,7 +218,7 @@ def test_a_manifest_is_data_not_instructions(tmp_path, how, pattern):
     with pytest.raises(ExportError, match=pattern):
         to_files(str(inp), str(out), "w", 40, progress=False, append=True)
     assert tree(out) == before  # nothing written
-    assert not (out / "_cumbatch_work").exists()
+    assert not (out / "_cumbatch" / "work").exists()
 
 
 def test_dataframe_sources_append_in_order(tmp_path):
@@ -259,7 +262,7 @@ def test_rejects_are_appended_too(tmp_path):
             f.loc[f.index[3::9], "w"] = -1.0
     app, one = append_vs_once(tmp_path, frames, 40.0, invalid="skip", max_skips=None)
     assert app == one
-    rej = pd.read_parquet(tmp_path / "app" / "_rejects.parquet")
+    rej = pd.read_parquet(tmp_path / "app" / "_cumbatch" / "rejects.pqt")
     whole = pd.concat(frames, ignore_index=True)
     bad = whole[~(whole.w >= 0)]
     assert rej["pos"].tolist() == bad["pos"].tolist()

@@ -162,7 +162,7 @@ def test_input_and_folder_errors(inp, tmp_path, capsys):
     code, _, err = run(["export", inp, busy, "-w", "w", "-l", "500", "--overwrite"], capsys)
     assert code == 0 and not (busy / "x.txt").exists()
     code, _, err = run(["status", inp], capsys)
-    assert_one_line_error(code, err, r"holds files but no cumbatch export")
+    assert_one_line_error(code, err, r"holds files but no cumbatch export", exit_code=2)  # status: 2 = not an export
 
 
 def test_invalid_weights_raise_or_skip(tmp_path, capsys):
@@ -178,7 +178,7 @@ def test_invalid_weights_raise_or_skip(tmp_path, capsys):
     code, stdout, err = run(["export", folder, tmp_path / "o", "-w", "w", "-l", "4", "--invalid", "skip",
                              "--max-skips", "2"], capsys)
     assert code == 0 and "2 rows rejected" in stdout
-    assert pd.read_parquet(tmp_path / "o" / "_rejects.parquet")["reason"].tolist() == ["NaN", "negative"]
+    assert pd.read_parquet(tmp_path / "o" / "_cumbatch" / "rejects.pqt")["reason"].tolist() == ["NaN", "negative"]
 
 
 @pytest.mark.parametrize(

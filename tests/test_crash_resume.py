@@ -58,7 +58,7 @@ def kill_loop(cmd, out, first, total, seed):
     as the folder passes random fractions of the ``first..total`` data files. Each re-run resumes
     where the killed one stopped, so the moments are increasing. Returns the states seen."""
     rnd = random.Random(seed)
-    work = os.path.join(out, "_cumbatch_work", "run.json")
+    work = os.path.join(out, "_cumbatch", "work", "run.json")
     targets = ["planned"] + sorted(first + int(rnd.uniform(0.05, 0.95) * (total - first)) for _ in range(4))
     states = []
     for target in targets:

@@ -13,6 +13,8 @@ import pytest
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch import export as ex
+from dask_cumbatch.export import tasks
+from dask_cumbatch.export.manifest import with_checksum
 from dask_cumbatch.export import ExportError, to_files
 from reference import reference_ids
 from conftest import tree, manifest
@@ -70,7 +72,8 @@ def test_export_matches_reference_and_manifest(data):
     assert m["settings"]["limit"] == 100 and m["settings"]["mode"] == "greedy"
     assert [b["batch"] for b in m["batches"]] == list(range(res.batches))
     names = sorted(os.listdir(out))
-    assert names[:2] == ["_SUCCESS", "_manifest.json"] and "_cumbatch_work" not in names
+    assert names[:3] == ["_SUCCESS", "_cumbatch", "_manifest.json"]  # control files under _cumbatch/
+    assert not (out / "_cumbatch" / "work").exists()
     for b in m["batches"]:
         rows = back[back.batch == b["batch"]]
         assert b["rows"] == len(rows) and b["total"] == int(rows.w.sum()) and b["total"] <= 100
@@ -112,8 +115,8 @@ def test_text_formats_and_batches_per_file(data, fmt):
     m = manifest(out)
     assert res.files == len({b["file"] for b in m["batches"]}) == -(-res.batches // 4)
     assert all(b["file"] == f"part-{b['batch'] // 4:08d}.{fmt}" for b in m["batches"])
-    assert m["open"]["file"] == "_open.parquet"  # the last file's rows, kept for --append
-    last = pd.read_parquet(out / "_open.parquet")
+    assert m["open"]["file"] == "_cumbatch/open.pqt"  # the last file's rows, kept for --append
+    last = pd.read_parquet(out / "_cumbatch" / "open.pqt")
     assert last["batch"].tolist() == [i for i in ids if i // 4 == max(ids) // 4]
 
 
@@ -144,7 +147,7 @@ def test_invalid_skip_writes_rejects_with_reasons(tmp_path):
     res = to_files(dd.from_pandas(pdf, npartitions=3), str(tmp_path / "o"), "w", 5,
                    invalid="skip", max_skips=None, progress=False)
     assert res.rejects == 3 and res.rows == 4
-    rej = pd.read_parquet(tmp_path / "o" / "_rejects.parquet")
+    rej = pd.read_parquet(tmp_path / "o" / "_cumbatch" / "rejects.pqt")
     assert rej["p"].tolist() == [1, 3, 4]
     assert rej["reason"].tolist() == ["NaN", "negative", "infinite"]
     back = read_back(tmp_path / "o")
@@ -156,7 +159,7 @@ def test_invalid_skip_writes_rejects_with_reasons(tmp_path):
 def test_skipping_must_be_allowed_explicitly(tmp_path):
     # max_skips defaults to 0, as a batch framework's skip limit: invalid="skip" alone aborts
     pdf = pd.DataFrame({"w": [1.0, np.nan, 2.0]})
-    with pytest.raises(ExportError, match=r"1 row.*more than --max-skips 0.*set --max-skips"):
+    with pytest.raises(ExportError, match=r"1 row.*more than max_skips=0.*set max_skips="):
         to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", progress=False)
     assert not (tmp_path / "o" / "_SUCCESS").exists()
     assert to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=None,
@@ -165,7 +168,7 @@ def test_skipping_must_be_allowed_explicitly(tmp_path):
 
 def test_max_skips_aborts_before_writing(tmp_path):
     pdf = pd.DataFrame({"w": [1.0, np.nan, 2.0, np.nan, 1.0]})
-    with pytest.raises(ExportError, match="2 row.*more than --max-skips 1"):
+    with pytest.raises(ExportError, match="2 row.*more than max_skips=1"):
         to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=1, progress=False)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
     res = to_files(pdf, str(tmp_path / "o"), "w", 5, invalid="skip", max_skips=2, progress=False)
@@ -228,7 +231,7 @@ def test_interrupted_run_resumes_to_the_same_bytes(data, monkeypatch):
     tmp, pdf = data
     to_files(str(tmp / "in"), str(tmp / "ref"), "w", 30, progress=False)
     calls = {"n": 0}
-    real = ex._combine_group
+    real = tasks.combine_group
 
     def flaky(*args, **kw):
         calls["n"] += 1
@@ -236,10 +239,10 @@ def test_interrupted_run_resumes_to_the_same_bytes(data, monkeypatch):
             raise RuntimeError("disk full (simulated)")
         return real(*args, **kw)
 
-    monkeypatch.setattr(ex, "_combine_group", flaky)
+    monkeypatch.setattr(tasks, "combine_group", flaky)
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
         to_files(str(tmp / "in"), str(tmp / "out"), "w", 30, progress=False)
-    monkeypatch.setattr(ex, "_combine_group", real)
+    monkeypatch.setattr(tasks, "combine_group", real)
     assert not (tmp / "out" / "_SUCCESS").exists()
     assert ex.folder_status(str(tmp / "out"))["state"] == "interrupted export"
     with pytest.raises(ExportError, match="interrupted"):
@@ -260,6 +263,7 @@ def test_fsspec_memory_filesystem(tmp_path):
 
         fs = fsspec.filesystem("memory")
         names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/cumbatch-test/out", detail=False))
+        names = [n for n in names if n != "_cumbatch"]  # control folder (temporary names)
         assert names[:2] == ["_SUCCESS", "_manifest.json"] and len(names) == res.files + 2
         m = json.loads(fs.cat_file("/cumbatch-test/out/_manifest.json"))
         back = pd.concat([pd.read_parquet(fs.open(f"/cumbatch-test/out/{b['file']}"))
@@ -323,12 +327,14 @@ def test_manifest_validation_rejects_unsafe_names(data):
         m2 = json.loads(json.dumps(m))
         m2["batches"][0]["file"] = bad
         with pytest.raises(ExportError, match="unsafe|names file"):
-            ex.validate_manifest(m2)
+            ex.validate_manifest(with_checksum(m2))  # a tamperer who fixes the checksum
     m2 = json.loads(json.dumps(m))
     m2["batches"][1]["batch"] = 7
     with pytest.raises(ExportError, match="not batch 1"):
-        ex.validate_manifest(m2)
+        ex.validate_manifest(with_checksum(m2))
     m2 = json.loads(json.dumps(m))
     m2["state"] = {"x": 1}
     with pytest.raises(ExportError, match="bad state"):
+        ex.validate_manifest(with_checksum(m2))
+    with pytest.raises(ExportError, match="checksum does not match"):
         ex.validate_manifest(m2)

@@ -1,0 +1,252 @@
+"""The manifest: the export's settings, checks of a manifest read from disk, checksum verification."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..engine import Carry
+from ..options import BatchOptions, keyword
+from .folder import (
+    CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, ExportError, Folder, check_plain_name,
+    export_error, file_name, one_line, redo_hint, sha256,
+)
+from .formats import FORMATS
+
+MANIFEST_KIND = "dask-cumbatch export"
+MANIFEST_VERSION = 2  # 2: rejects and open rows under _cumbatch/, a checksum of the manifest itself
+LEGACY_VERSION = 1
+_EXTRA_FILES = {2: {"rejects": REJECTS, "open": OPEN}, 1: {"rejects": LEGACY_REJECTS, "open": LEGACY_OPEN}}
+SETTING_KEYS = ("weight", "limit", "mode", "max_rows", "by", "cost", "oversize", "invalid", "name",
+                "multiple", "sort_window", "format", "batches_per_file")
+
+
+def _whole_number(value, minimum: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
+
+
+def check_export_arguments(options: BatchOptions, fmt, batches_per_file, max_skips) -> None:
+    """Check the export's own arguments (the batching options are checked by ``BatchOptions``).
+
+    >>> check_export_arguments(BatchOptions.make("w", 5), "csv", 0, None)
+    Traceback (most recent call last):
+    ValueError: batches_per_file must be a whole number >= 1, got 0
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format={fmt!r} is not one of {', '.join(map(repr, FORMATS))}")
+    if not _whole_number(batches_per_file, 1):
+        raise ValueError(f"batches_per_file must be a whole number >= 1, got {batches_per_file!r}")
+    if max_skips is not None and not _whole_number(max_skips, 0):
+        raise ValueError(f"max_skips must be a whole number >= 0 or None, got {max_skips!r}")
+    if options.name == options.weight or options.name in options.by:
+        raise ValueError(f"name={options.name!r} would overwrite the weight or by= column; pick another id column name")
+
+
+def export_settings(opts: BatchOptions, fmt: str, bpf: int) -> dict:
+    """The settings an export records (and a later run must repeat).
+
+    >>> export_settings(BatchOptions.make("w", 5.0), "csv", 2)["limit"]
+    5
+    """
+    limit = opts.limit
+    if isinstance(limit, float) and limit.is_integer() and abs(limit) < 2**53:
+        limit = int(limit)
+    return {
+        "weight": opts.weight, "limit": limit, "mode": opts.mode, "max_rows": opts.max_rows,
+        "by": list(opts.by), "cost": opts.cost, "oversize": opts.oversize, "invalid": opts.invalid,
+        "name": opts.name, "multiple": opts.multiple, "sort_window": opts.sort_window,
+        "format": fmt, "batches_per_file": bpf,
+    }
+
+
+def check_same_settings(recorded: dict, current: dict, what: str) -> None:
+    """Raise unless ``current`` settings equal the ``recorded`` ones of ``what`` (a phrase).
+
+    >>> check_same_settings({"mode": "fill"}, {"mode": "greedy"}, "out holds an export")
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: out holds an export made with other options (mode='fill' there, 'greedy' now); use the same options, or overwrite=True to start over
+    """
+    for key in SETTING_KEYS:
+        if recorded.get(key) != current.get(key):
+            raise export_error(
+                f"{what} made with other options ({key}={recorded.get(key)!r} there, {current.get(key)!r} now); "
+                f"use the same options, or {keyword('overwrite', True)} to start over", ("overwrite", True))
+
+
+def columns_diff(old, new) -> str:
+    """How two ``[[name, type], ...]`` column lists differ, in a few words.
+
+    >>> columns_diff([["w", "int64"]], [["w", "double"]])
+    "column 'w' int64 there, 'w' double now"
+    """
+    for a, b in zip(old, new):
+        if a != b:
+            return f"column {a[0]!r} {a[1]} there, {b[0]!r} {b[1]} now"
+    return f"{len(old)} columns there, {len(new)} now"
+
+
+def _bad(why):
+    raise ExportError(f"{MANIFEST} is not a valid dask-cumbatch manifest ({why}); not touching the folder")
+
+
+def manifest_checksum(m: dict) -> str:
+    """The sha256 of a manifest's content (every key but ``checksum``, in canonical JSON).
+
+    >>> manifest_checksum({"a": 1, "checksum": "x"}) == manifest_checksum({"a": 1})
+    True
+    """
+    body = {k: v for k, v in m.items() if k != "checksum"}
+    return sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                             allow_nan=False).encode())
+
+
+def with_checksum(m: dict) -> dict:
+    """``m`` with its ``checksum`` (the last key).
+
+    >>> sorted(with_checksum({"a": 1}))
+    ['a', 'checksum']
+    """
+    body = {k: v for k, v in m.items() if k != "checksum"}
+    return {**body, "checksum": manifest_checksum(body)}
+
+
+def _check_structure(m) -> None:
+    if not isinstance(m, dict) or m.get("kind") != MANIFEST_KIND:
+        _bad("wrong kind")
+    if m.get("version") not in (MANIFEST_VERSION, LEGACY_VERSION):
+        _bad(f"version {m.get('version')!r}, expected {MANIFEST_VERSION}")
+    if m["version"] == MANIFEST_VERSION and m.get("checksum") != manifest_checksum(m):
+        _bad("its checksum does not match its content: it was changed or damaged")
+    for key, typ in (("settings", dict), ("inputs", list), ("state", dict), ("batches", list), ("columns", list)):
+        if not isinstance(m.get(key), typ):
+            _bad(f"{key} missing or not a {typ.__name__}")
+
+
+def _check_batches(m) -> None:
+    s = m["settings"]
+    fmt, bpf = s.get("format"), s.get("batches_per_file")
+    if fmt not in FORMATS or not isinstance(bpf, int) or bpf < 1:
+        _bad("bad format or batches_per_file")
+    for i, b in enumerate(m["batches"]):
+        if not isinstance(b, dict) or b.get("batch") != i:
+            _bad(f"batch entry {i} is not batch {i}")
+        if not all(isinstance(b.get(k), int) and b[k] >= 0 for k in ("rows", "bytes")):
+            _bad(f"batch {i} has bad rows/bytes")
+        if not isinstance(b.get("total"), (int, float)) or not isinstance(b.get("sha256"), str):
+            _bad(f"batch {i} has bad total/sha256")
+        name = check_plain_name(b.get("file"))
+        if name != file_name(i // bpf, fmt):
+            _bad(f"batch {i} names file {name!r}, expected {file_name(i // bpf, fmt)!r}")
+    for key, name in _EXTRA_FILES[m["version"]].items():
+        extra = m.get(key)
+        if extra is not None and (not isinstance(extra, dict) or extra.get("file") != name
+                                  or not isinstance(extra.get("bytes"), int) or not isinstance(extra.get("sha256"), str)):
+            _bad(f"bad {key} entry")
+
+
+def _check_state(m) -> None:
+    try:
+        state = Carry.from_json(json.dumps(m["state"]))
+    except Exception as exc:
+        _bad(f"bad state: {one_line(exc)}")
+    batches = m["batches"]
+    if state.batches != len(batches) or m.get("n_batches", len(batches)) != len(batches):
+        _bad(f"its state counts {state.batches} batches, it lists {len(batches)}")
+    rows = sum(b["rows"] for b in batches)
+    if m.get("rows") != rows:
+        _bad(f"it counts {m.get('rows')!r} rows, its batches hold {rows}")
+    greedy_or_fill = m["settings"].get("mode") in ("greedy", "fill")  # floor keeps a grid, not the batch
+    if batches and greedy_or_fill and (state.rows != batches[-1]["rows"] or state.tot != batches[-1]["total"]):
+        _bad(f"its state (open batch of {state.rows} rows, total {state.tot}) differs from its last batch "
+             f"({batches[-1]['rows']} rows, total {batches[-1]['total']})")
+
+
+def _check_files(m, folder: Folder, listing) -> None:
+    hint, setting = redo_hint()
+    control = None
+    for name, size in manifest_files(m).items():
+        if name.startswith(CONTROL + "/"):
+            control = folder.listing(CONTROL) if control is None else control
+            info = control.get(name.rsplit("/", 1)[1])
+        else:
+            info = listing.get(name)
+        if info is None:
+            raise ExportError(f"{name} is listed in {MANIFEST} but missing from {folder.url}")
+        if info.get("islink") or info.get("type") not in ("file", None):
+            raise ExportError(f"{name} in {folder.url} is not a plain file (a link?); not touching the folder")
+        if int(info.get("size") or 0) != size:
+            raise export_error(
+                f"{name} in {folder.url} has {info.get('size')} bytes, the manifest says {size}: "
+                f"the folder was changed after the export; {hint}", setting)
+
+
+def validate_manifest(m, folder: Folder | None = None, listing=None) -> dict:
+    """Check a manifest read from disk: its checksum, structure, plain file names inside the
+    folder, its state against its batches, and (given the folder) the files' sizes.
+
+    A manifest is data, not instructions: any problem raises :class:`ExportError` before
+    anything is written. Manifests of the version 1 layout are accepted as they are.
+
+    >>> validate_manifest({"kind": "other"})
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: _manifest.json is not a valid dask-cumbatch manifest (wrong kind); not touching the folder
+    """
+    _check_structure(m)
+    _check_batches(m)
+    _check_state(m)
+    if folder is not None:
+        _check_files(m, folder, folder.listing() if listing is None else listing)
+    return m
+
+
+def upgraded(m: dict) -> dict:
+    """A valid manifest in the current version (a version 1 manifest's rejects and open rows
+    move under ``_cumbatch/``, and it gets its checksum).
+
+    >>> upgraded({"version": 1, "rejects": {"file": "_rejects.parquet"}, "open": None})["rejects"]
+    {'file': '_cumbatch/rejects.pqt'}
+    """
+    if m.get("version") == MANIFEST_VERSION:
+        return m
+    out = dict(m, version=MANIFEST_VERSION)
+    for key, name in _EXTRA_FILES[MANIFEST_VERSION].items():
+        if out.get(key):
+            out[key] = dict(out[key], file=name)
+    return with_checksum(out)
+
+
+def manifest_files(m, field: str = "bytes") -> dict:
+    """``{file: entry[field]}`` over every file the manifest lists (batches, rejects, open).
+
+    >>> manifest_files({"batches": [{"file": "a", "bytes": 3}]})
+    {'a': 3}
+    """
+    files = {b["file"]: b[field] for b in m["batches"]}
+    for key in ("rejects", "open"):
+        if m.get(key):
+            files[m[key]["file"]] = m[key][field]
+    return files
+
+
+def verify_files(folder: Folder, m, names=None) -> None:
+    """Compare the sha256 of the named files (default: every file) with the manifest; raise
+    :class:`ExportError` naming the first file that differs.
+
+    >>> import json, os, tempfile, pandas as pd
+    >>> from dask_cumbatch.export import to_files
+    >>> out = tempfile.mkdtemp()
+    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3)
+    >>> m = json.load(open(os.path.join(out, MANIFEST)))
+    >>> verify_files(Folder(out), m)  # every file matches
+    >>> _ = open(os.path.join(out, "part-00000001.parquet"), "ab").write(b"!")
+    >>> verify_files(Folder(out), m)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: part-00000001.parquet in ... does not match its checksum in _manifest.json; ...
+    """
+    shas = manifest_files(m, "sha256")
+    hint, setting = redo_hint()
+    for name in (names if names is not None else sorted(shas)):
+        if sha256(folder.read(name)) != shas[name]:
+            raise export_error(
+                f"{name} in {folder.url} does not match its checksum in {MANIFEST}; "
+                f"the folder was changed after the export: {hint}", setting)

@@ -1,0 +1,148 @@
+"""Scheduling and progress: which scheduler runs the export, and Dask's own progress display."""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from .. import graph
+from .folder import ExportError, one_line
+
+LOCAL_SCHEDULERS = ("threads", "threading", "processes", "multiprocessing", "sync", "synchronous",
+                    "single-threaded")
+
+
+def isatty(stream) -> bool:
+    """Whether ``stream`` is a terminal (False for anything that cannot tell).
+
+    >>> import io
+    >>> isatty(io.StringIO())
+    False
+    """
+    try:
+        return stream.isatty()
+    except Exception:
+        return False
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython loaded, with a kernel attached).
+
+    >>> in_notebook()
+    False
+    """
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:
+        return False
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def show_progress(progress) -> bool:
+    """Whether to show progress: ``True``/``False`` as given; ``None`` decides by the
+    environment (stderr is a terminal, or a Jupyter kernel runs the code).
+
+    >>> show_progress(True), show_progress(False)
+    (True, False)
+    """
+    if progress is None:
+        return isatty(sys.stderr) or in_notebook()
+    return bool(progress)
+
+
+@contextlib.contextmanager
+def resolve_scheduler(scheduler):
+    """Use ``scheduler``: None (Dask's default / an active client), a local scheduler name, a
+    ``dask.distributed`` ``Client``, or a scheduler address (a client is opened and closed around
+    the block). Yields the client, or None for a local scheduler.
+
+    >>> with resolve_scheduler("sync") as client:
+    ...     print(client)
+    None
+    """
+    import dask
+
+    if scheduler is None:
+        yield graph.active_client()
+        return
+    if not isinstance(scheduler, str):  # a distributed Client
+        yield scheduler
+        return
+    if scheduler in LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=scheduler):
+            yield None
+        return
+    client = _connect(scheduler)
+    try:
+        with client.as_current():
+            yield client
+    finally:
+        client.close()
+
+
+def _connect(address: str):
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - distributed is a test dependency
+        raise ExportError("a scheduler address needs dask.distributed: pip install distributed") from exc
+    try:
+        return Client(address, timeout="20s")
+    except Exception as exc:
+        raise ExportError(f"cannot connect to the Dask scheduler at {address}: {one_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def progress_context(progress: bool, client):
+    """Show Dask's local progress bar (on stderr) around the block when ``progress`` and there
+    is no distributed client (a client's work is shown by :func:`compute`).
+
+    >>> import dask
+    >>> with progress_context(False, None):
+    ...     dask.delayed(sum)([1, 2]).compute()
+    3
+    """
+    if progress and client is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(out=sys.stderr, minimum=1.0):
+            yield
+    else:
+        yield
+
+
+def compute(tasks, progress: bool, client):
+    """Compute ``tasks`` (a list of delayed objects) with a progress bar if asked.
+
+    >>> import dask
+    >>> compute([dask.delayed(abs)(-2)], False, None)
+    [2]
+    """
+    import dask
+
+    if not tasks:
+        return []
+    if client is not None:
+        futures = client.compute(tasks)
+        if progress:
+            _distributed_progress(futures)
+        return client.gather(futures)
+    with progress_context(progress, None):
+        return list(dask.compute(*tasks))
+
+
+def _distributed_progress(futures) -> None:
+    """Dask's distributed progress: a widget in a notebook, a text bar on stderr otherwise."""
+    from distributed import progress as dprogress
+
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (the widget needs it; without it: the text bar)
+            from IPython.display import display
+        except ImportError:
+            pass
+        else:
+            display(dprogress(futures, notebook=True))  # updates while the results are gathered
+            return
+    with contextlib.redirect_stdout(sys.stderr):
+        dprogress(futures, notebook=False)
+        print(file=sys.stderr)
