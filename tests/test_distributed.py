@@ -136,6 +136,20 @@ def test_distributed_input_changed_between_passes_raises(client, tmp_path):
         ids = ddf.cumbatch.ids("w", 6, mode="fill")
         assert ids.compute().tolist() == reference_ids([3] * 9, 6, mode="fill")
         pd.DataFrame({"w": [3, 5, 3]}).to_parquet(paths[2])
+        _wait_until_forgotten(client)  # else a loaded cluster may hand back the first read
         with pytest.raises(InputChangedError, match="partition 2 changed") as err:
             ids.compute()
     assert err.value.partition == 2
+
+
+def _scheduler_task_count(dask_scheduler):
+    return len(dask_scheduler.tasks)
+
+
+def _wait_until_forgotten(client, timeout=30.0):
+    """Wait until the scheduler holds no task (the results of earlier computations released)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while client.run_on_scheduler(_scheduler_task_count) and time.monotonic() < deadline:
+        time.sleep(0.05)
