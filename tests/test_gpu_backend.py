@@ -441,3 +441,15 @@ def test_more_than_2_pow_31_rows():
                          cupy.zeros(0, bool), ids, 0)
     assert res[0] == (n + 999) // 1000 and res[1] == n and res[3] == -1
     assert int(ids[-1]) == (n - 1) // 1000 and int(ids[2**31 + 5]) == (2**31 + 5) // 1000
+
+
+def test_docstring_examples_run_on_the_backend():
+    """The backend's examples are marked +SKIP for the plain doctest run; here they run."""
+    import doctest
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = doctest.DocTestFinder().find(gpu)
+    for t in tests:
+        for ex in t.examples:
+            ex.options.pop(doctest.SKIP, None)
+        runner.run(t)
+    assert runner.tries >= 20 and runner.failures == 0

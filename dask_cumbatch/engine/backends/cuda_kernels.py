@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, int64
+from numba import boolean, cuda, int64
 
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
@@ -186,8 +186,8 @@ def make_walk_tiles(threads, rows_per_thread, weight_type):
     @cuda.jit(**_jit)
     def walk_tiles(w, g, f, greedy, padded, is_float, lim_gt, lim_ge, max_rows, seg_i, seg_w, ovf):
         ws = cuda.shared.array(tile, weight_type)
-        gs = cuda.shared.array(tile, np.bool_)
-        fs = cuda.shared.array(tile, np.bool_)
+        gs = cuda.shared.array(tile, boolean)
+        fs = cuda.shared.array(tile, boolean)
         t_rows = cuda.shared.array(threads, int64)
         t_start = cuda.shared.array(threads, int64)
         t_tot = cuda.shared.array(threads, weight_type)

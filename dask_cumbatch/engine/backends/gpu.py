@@ -14,6 +14,9 @@ each setting): a block of ``THREADS_PER_BLOCK`` threads walks a tile of ``THREAD
 ROWS_PER_THREAD`` rows staged in shared memory; ``GROUP`` segments are joined per thread at
 each level of the hierarchy; inputs under ``SEQUENTIAL_BELOW`` rows take the one-thread walk.
 
+Examples marked ``+SKIP`` need the simulator or a device; ``tests/test_gpu_backend.py`` runs
+them there.
+
 >>> import os
 >>> from dask_cumbatch.engine.backends import gpu
 >>> gpu.I64_MAX == 2**63 - 1 and gpu.chain_table is None
@@ -111,14 +114,18 @@ def _k():
 def asarray(a):
     """A host array (or backend array) as a backend array.
 
-    >>> to_numpy(asarray(np.arange(3))).tolist()  # doctest: +SKIP
-    [0, 1, 2]
+    >>> type(asarray(np.arange(3))).__module__.split(".")[0] in ("numpy", "cupy")  # doctest: +SKIP
+    True
     """
     return _xp().asarray(a)
 
 
 def to_numpy(a) -> np.ndarray:
-    """A backend array (or host array) as a NumPy array."""
+    """A backend array (or host array) as a NumPy array.
+
+    >>> to_numpy(asarray(np.arange(3))).tolist()  # doctest: +SKIP
+    [0, 1, 2]
+    """
     if isinstance(a, np.ndarray):
         return a
     return _xp().asnumpy(a)
@@ -163,6 +170,11 @@ def inclusive_scan(x, op="sum"):
     Tiles of ``THREADS_PER_BLOCK * ROWS_PER_THREAD`` rows are scanned in shared memory; the
     tile totals are scanned the same way (recursively) and added back. Indices are 64-bit,
     so any length works (CuPy's ``cumsum`` has been wrong past 2**31 elements).
+
+    >>> to_numpy(inclusive_scan(np.array([1, 0, 2]))).tolist()  # doctest: +SKIP
+    [1, 1, 3]
+    >>> to_numpy(inclusive_scan(np.array([2, -1, 5, 3]), "max")).tolist()  # doctest: +SKIP
+    [2, 2, 5, 5]
     """
     xp = _xp()
     x = xp.asarray(x, dtype=np.int64)
@@ -188,6 +200,13 @@ def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float
     Without ``spec`` and ``multiple``, on inputs of ``SEQUENTIAL_BELOW`` rows or more, the
     tiled speculative pass and the hierarchy of segment summaries run; otherwise (and when an
     int64 sum overflows anywhere, to report the CPU's exact tuple) one device thread walks.
+
+    >>> w = np.array([3.0, 3.0, 3.0, 3.0]); out = np.zeros(4, np.bool_)
+    >>> ids = np.zeros(4, np.int64)
+    >>> r = walk_batches(w, np.zeros(4, np.bool_), w[:0], 0, 0.0, 0.0, 0, True, False, True,
+    ...                  6.0, 6.0, 0, 0, np.zeros(0, np.bool_), out, ids, 0)  # doctest: +SKIP
+    >>> int(r[0]), out.tolist(), ids.tolist()  # doctest: +SKIP
+    (2, [True, False, True, False], [0, 0, 1, 1])
     """
     w, newgrp, spec = asarray(w), asarray(newgrp), asarray(spec)
     n = w.shape[0]
@@ -298,6 +317,12 @@ def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, 
     Integer weights, and float weights that are all integer-valued with a total below 2**53,
     are summed by a device scan (exact in any order); other floats must reproduce the CPU's
     sequential float64 running sum, so one device thread walks them (slow, but the same ids).
+
+    >>> out, ids = np.zeros(4, np.bool_), np.zeros(4, np.int64)
+    >>> r = floor_walk(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6.0, 6, True,
+    ...                out, ids, 0)  # doctest: +SKIP
+    >>> int(r[0]), out.tolist(), ids.tolist()  # doctest: +SKIP
+    (2, [True, False, True, False], [0, 0, 1, 1])
     """
     w, newgrp = asarray(w), asarray(newgrp)
     n = w.shape[0]
@@ -370,7 +395,14 @@ def _s_out(incl, first, s_in, use_s_in, as_float):
 
 def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
     """The risky rows of :func:`dask_cumbatch.kernels.floor_risky` (one device thread: the
-    running sum of float weights must be formed in row order)."""
+    running sum of float weights must be formed in row order).
+
+    >>> p_out, w_out = np.zeros(3), np.zeros(3)
+    >>> floor_risky(np.array([1.0, 5.0, 1.0]), 3, 2.0, False, p_out, w_out)  # doctest: +SKIP
+    (1, 6.0, 7.0, -1)
+    >>> p_out.tolist()[:1], w_out.tolist()[:1]  # doctest: +SKIP
+    ([1.0], [5.0])
+    """
     w = asarray(w)
     zero = w.dtype.type(0)
     if w.shape[0] == 0:
@@ -391,6 +423,11 @@ def cap_walk(flags, rows, max_rows, out):
 
     A row is a cap start when it lies a whole number of ``max_rows`` after the last flagged
     row (or the open batch's virtual start), so no walk is needed.
+
+    >>> out = np.zeros(5, np.bool_)
+    >>> r = cap_walk(np.array([True, False, False, False, False]), 0, 2, out)  # doctest: +SKIP
+    >>> int(r[0]), out.tolist()  # doctest: +SKIP
+    (3, [True, False, True, False, True])
     """
     xp = _xp()
     flags = asarray(flags).astype(np.bool_)
@@ -437,6 +474,10 @@ def batch_stats(ids, w, positions):
     """Per-batch ``(batch, rows, total, max, first, last)`` (backend arrays) for sorted ``ids``.
 
     One device thread per batch sums its rows in row order, so float totals match the CPU's.
+
+    >>> r = batch_stats(np.array([0, 0, 1]), np.array([1.5, 2.0, 4.0]), np.array([0, 1, 2]))  # doctest: +SKIP
+    >>> [to_numpy(a).tolist() for a in r]  # doctest: +SKIP
+    [[0, 1], [2, 1], [3.5, 4.0], [2.0, 4.0], [0, 2], [1, 2]]
     """
     xp = _xp()
     ids, w, positions = asarray(ids), asarray(w), asarray(positions).astype(np.int64)
