@@ -405,12 +405,18 @@ def test_without_simulator_or_device_the_error_names_the_extra(monkeypatch):
 @pytest.mark.skipif(importlib.util.find_spec("dask_cumbatch.engine.backends.cpu") is None,
                     reason="the engine's backend seam (engine/backends/__init__.py) is not merged yet")
 @pytest.mark.parametrize("mode", ["greedy", "fill", "floor"])
-def test_public_api_device_gpu_equals_cpu(mode):
+@pytest.mark.parametrize("dtype", ["int64", "float64"])
+def test_public_api_device_gpu_equals_cpu(mode, dtype):
+    import dask.dataframe as dd
     rng = np.random.default_rng(11)
-    pdf = pd.DataFrame({"w": rng.integers(0, 9, 300), "k": rng.integers(0, 3, 300) // 2})
-    cpu_ids = pdf.cumbatch.ids("w", 20, mode=mode, by="k", device="cpu")
-    gpu_ids = pdf.cumbatch.ids("w", 20, mode=mode, by="k", device="gpu")
-    assert gpu_ids.tolist() == cpu_ids.tolist()
+    w = rng.integers(0, 9, 300) if dtype == "int64" else rng.random(300) * 9
+    pdf = pd.DataFrame({"w": w, "k": rng.integers(0, 3, 300) // 2})
+    ddf = dd.from_pandas(pdf, npartitions=3)
+    kw = dict(mode=mode, by="k", max_rows=7, cost="padded" if mode == "fill" else "sum")
+    expected = ddf.cumbatch.ids("w", 20, device="cpu", **kw).compute()
+    with tiles(1, 2):  # the tiled walk and the scans, not the one-thread walk
+        got = ddf.cumbatch.ids("w", 20, device="gpu", **kw).compute()
+    assert got.tolist() == expected.tolist()
 
 
 # --------------------------------------------------------------------------- real device only

@@ -24,8 +24,10 @@ True
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
 
 import numpy as np
 
@@ -46,6 +48,18 @@ FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
 
 _INSTALL_HINT = "pip install 'dask-cumbatch[gpu]'"
+# The simulator is not thread safe (a launch swaps a module-wide fake `cuda`, shared memory
+# included): under it, one backend call runs at a time (Dask's threads call concurrently).
+_SIM_LOCK = threading.RLock()
+
+
+def _serialized(fn):
+    """Run ``fn`` under the simulator lock when the simulator is on."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _SIM_LOCK if simulated() else contextlib.nullcontext():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 # --------------------------------------------------------------------------- availability
@@ -117,7 +131,10 @@ def asarray(a):
     >>> type(asarray(np.arange(3))).__module__.split(".")[0] in ("numpy", "cupy")  # doctest: +SKIP
     True
     """
-    return _xp().asarray(a)
+    a = _xp().asarray(a)
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        a = a.copy()  # the simulator copies every kernel argument back to the host after a launch
+    return a
 
 
 def to_numpy(a) -> np.ndarray:
@@ -164,6 +181,7 @@ def _scan_kernels(op_name, threads, rows_per_thread):
     return k.make_scan(threads, rows_per_thread, k.sat_add if op_name == "sum" else k.max_of)
 
 
+@_serialized
 def inclusive_scan(x, op="sum"):
     """Inclusive int64 scan of ``x`` on the device: ``"sum"`` (saturating at I64_MAX) or ``"max"``.
 
@@ -193,6 +211,7 @@ def inclusive_scan(x, op="sum"):
 
 
 # --------------------------------------------------------------------------- walk_batches
+@_serialized
 def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
                  lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
     """The greedy/fill walk of :func:`dask_cumbatch.kernels.walk_batches`, on the device.
@@ -311,6 +330,7 @@ def grid_cell(s, lim_f, lim_i):
     return CELL_MAX if q >= CELL_MAX else int(q)
 
 
+@_serialized
 def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
     """The ``floor`` starts of :func:`dask_cumbatch.kernels.floor_walk`, on the device.
 
@@ -393,6 +413,7 @@ def _s_out(incl, first, s_in, use_s_in, as_float):
     return int(s_in) + p if use_s_in and first <= 0 else p
 
 
+@_serialized
 def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
     """The risky rows of :func:`dask_cumbatch.kernels.floor_risky` (one device thread: the
     running sum of float weights must be formed in row order).
@@ -418,6 +439,7 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
 
 
 # --------------------------------------------------------------------------- array work
+@_serialized
 def cap_walk(flags, rows, max_rows, out):
     """Row-cap starts of :func:`dask_cumbatch.kernels.cap_walk`: closed form from the last flag.
 
@@ -448,6 +470,7 @@ def cap_walk(flags, rows, max_rows, out):
     return n_starts, end_rows, n - first_gap if first_gap else n
 
 
+@_serialized
 def count_invalid(w):
     """How many weights are NaN, infinite or negative.
 
@@ -460,6 +483,7 @@ def count_invalid(w):
     return int(w.shape[0] - int(xp.count_nonzero(valid)))
 
 
+@_serialized
 def starts_to_ids(starts, base):
     """Dense ids ``base - 1 + cumsum(starts)`` (a backend array), by the device scan.
 
@@ -470,6 +494,7 @@ def starts_to_ids(starts, base):
     return inclusive_scan(starts.astype(np.int64)) + (int(base) - 1)
 
 
+@_serialized
 def batch_stats(ids, w, positions):
     """Per-batch ``(batch, rows, total, max, first, last)`` (backend arrays) for sorted ``ids``.
 
