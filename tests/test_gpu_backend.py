@@ -419,6 +419,70 @@ def test_public_api_device_gpu_equals_cpu(mode, dtype):
     assert got.tolist() == expected.tolist()
 
 
+# --------------------------------------------------------------------------- compiled for a device
+PTX_CHECK = r"""
+import sys
+import numba.cuda.dispatcher as dispatcher
+from numba import cuda, types as T
+# No driver here: device functions are compiled for an sm_90 device instead of the current one.
+dispatcher.get_current_device = lambda: type("D", (), {"compute_capability": (9, 0)})()
+
+
+def probe(a):
+    a[0] = 1
+
+
+try:
+    cuda.compile_ptx(probe, (T.Array(T.int64, 1, "C"),), cc=(9, 0))
+except Exception as e:  # no CUDA toolkit libraries (libnvvm, libnvrtc) in this environment
+    print(type(e).__name__, str(e)[:200]); sys.exit(77)
+from dask_cumbatch.engine.backends import cuda_kernels as ck
+b, i8, f8 = T.boolean, T.int64, T.float64
+A = lambda t, nd=1: T.Array(t, nd, "C")
+kernels = []
+for wt in (i8, f8):
+    kernels += [
+        (ck.walk_sequential_kernel, (A(wt), A(b), A(wt), A(i8), A(wt), b, b, b, wt, wt, i8, i8,
+                                     A(b), A(b), A(i8), i8, A(i8), A(wt))),
+        (ck.make_walk_tiles(256, 16, wt), (A(wt), A(b), A(b), b, b, b, wt, wt, i8, A(i8, 2),
+                                           A(wt, 2), A(i8))),
+        (ck.combine_segments, (A(wt), A(b), A(b), i8, i8, b, b, b, wt, wt, i8, A(i8, 2), A(wt, 2),
+                               A(i8, 2), A(wt, 2), A(i8))),
+        (ck.walk_top, (A(wt), A(b), A(b), A(i8), A(wt), A(i8, 2), A(wt, 2), b, b, b, wt, wt, i8,
+                       A(i8), A(wt), A(i8))),
+        (ck.floor_cells, (A(wt), A(i8), A(i8), f8, i8, b, wt, b, A(i8))),
+        (ck.floor_sequential_kernel, (A(wt), A(b), wt, i8, b, f8, i8, b, A(b), A(i8), i8, A(i8), A(wt))),
+        (ck.floor_risky_kernel, (A(wt), i8, wt, b, A(wt), A(wt), A(i8), A(wt))),
+        (ck.batch_stats_kernel, (A(wt), A(i8), A(i8), i8, A(i8), A(wt), A(wt), A(i8), A(i8))),
+    ]
+for op in (ck.sat_add, ck.max_of):
+    tile_scan, add_prefix = ck.make_scan(256, 16, op)
+    kernels += [(tile_scan, (A(i8), A(i8), A(i8))), (add_prefix, (A(i8), A(i8)))]
+kernels += [(ck.floor_starts, (A(b), A(i8), i8, b, A(i8))), (ck.cap_starts, (A(b), A(i8), i8, i8, A(b)))]
+for kernel, sig in kernels:
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+    assert "fma.rn" not in ptx, f"{kernel.py_func.__name__}: a fused multiply-add"
+print("compiled", len(kernels))
+"""
+
+
+@pytest.mark.skipif(ON_DEVICE, reason="a device compiles the kernels in the other tests")
+def test_every_kernel_compiles_for_a_device_without_contraction():
+    """numba-cuda types and compiles every kernel to sm_90 PTX (the simulator only runs Python).
+
+    Needs the CUDA compiler libraries (``pip install "numba-cuda[cu12]"``), not a device; skipped
+    without them.
+    """
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", PTX_CHECK], env=env, capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode == 77:
+        pytest.skip(f"no CUDA compiler libraries: pip install 'numba-cuda[cu12]' ({proc.stdout.strip()[:120]})")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "compiled 22" in proc.stdout
+
+
 # --------------------------------------------------------------------------- real device only
 @pytest.mark.gpu
 @needs_device
