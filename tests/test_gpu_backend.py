@@ -103,9 +103,9 @@ huge_int = st.integers(I64_MAX // 4, I64_MAX // 2)
 
 
 @st.composite
-def weights(draw, max_rows=200):
+def weights(draw, max_rows=300):
     """(w, is_float): small ints, rare huge ints (overflow), or floats (integer-valued or not)."""
-    n = draw(st.integers(1, max_rows))
+    n = draw(st.one_of(st.integers(1, 40), st.integers(max_rows // 2, max_rows)))  # many tiles
     kind = draw(st.sampled_from(["int", "int_huge", "float", "float_int", "constant"]))
     if kind == "constant":
         w = np.full(n, draw(st.integers(1, 5)), dtype=np.int64)
