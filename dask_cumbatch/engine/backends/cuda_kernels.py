@@ -31,6 +31,12 @@ CELL_MAX_F = float(CELL_MAX)
 _jit = {"fastmath": False}
 
 
+@cuda.jit(device=True, **_jit)
+def flat_index():
+    """This thread's index in the grid, in 64 bits (inputs may exceed 2**31 rows)."""
+    return int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
+
+
 # --------------------------------------------------------------------------- the per-row rule
 @cuda.jit(device=True, **_jit)
 def cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
@@ -157,7 +163,7 @@ def walk_sequential_kernel(w, newgrp, tail, state_i, state_w, greedy, padded, is
 
     Writes ``res_i = (n_starts, backdated, rows, start, met, overflow)``, ``res_w = (tot, mx)``.
     """
-    if cuda.grid(1) != 0:
+    if flat_index() != 0:
         return
     r = walk_sequential(w, newgrp, tail, state_i[0], state_w[0], state_w[1], state_i[1], greedy,
                         padded, is_float, lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base)
@@ -258,7 +264,7 @@ def combine_segments(w, g, f, seg_len, group, greedy, padded, is_float, lim_gt, 
     empty) across them: a fix-up walk per segment until it meets the segment's flags, after
     which the segment's own end state holds. Writes the group's end state to ``out_i/out_w``.
     """
-    k = cuda.grid(1)
+    k = flat_index()
     nseg = seg_i.shape[0]
     s0 = k * group
     if s0 >= nseg:
@@ -299,7 +305,7 @@ def walk_top(w, g, f, state_i, state_w, whole_i, whole_w, greedy, padded, is_flo
     ``f`` holds the flags of a walk from an empty batch, ``whole_*`` its end state. Writes
     ``res_i = (met, rows, start)`` and ``res_w = (tot, mx)``: the true end state.
     """
-    if cuda.grid(1) != 0:
+    if flat_index() != 0:
         return
     r = walk_rows(w, g, f, 0, w.shape[0], state_i[0], state_w[0], state_w[1], state_i[1], True,
                   greedy, padded, is_float, lim_gt, lim_ge, max_rows)
@@ -376,7 +382,7 @@ def make_scan(threads, rows_per_thread, op):
 
     @cuda.jit(**_jit)
     def add_prefix(out, scanned):
-        i = cuda.grid(1)
+        i = flat_index()
         if i < out.shape[0]:
             b = i // tile
             if b > 0:
@@ -405,7 +411,7 @@ def floor_cells(w, incl, seg_first, lim_f, lim_i, as_float, s_in, use_s_in, cell
     ``incl[i] - w[i] - incl[seg_first[i] - 1]``, plus ``s_in`` in the first segment when it
     continues the previous partition (``use_s_in``). ``as_float``: cells of float sums.
     """
-    i = cuda.grid(1)
+    i = flat_index()
     if i >= w.shape[0]:
         return
     f = seg_first[i]
@@ -426,7 +432,7 @@ def floor_cells(w, incl, seg_first, lim_f, lim_i, as_float, s_in, use_s_in, cell
 @cuda.jit(**_jit)
 def floor_starts(g, cells, cell_prev, has_prev, flags):
     """Start flags of floor mode: group changes, row 0 without a previous row, cell changes."""
-    i = cuda.grid(1)
+    i = flat_index()
     if i >= cells.shape[0]:
         return
     if g[i] or (i == 0 and not has_prev):
@@ -444,7 +450,7 @@ def floor_sequential_kernel(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, 
 
     Writes ``res_i = (n_starts, cell_last, overflow)`` and ``res_s = (s_out,)``.
     """
-    if cuda.grid(1) != 0:
+    if flat_index() != 0:
         return
     n = w.shape[0]
     record = out.shape[0] > 0
@@ -489,7 +495,7 @@ def floor_risky_kernel(w, seg_len, threshold, is_int, p_out, w_out, res_i, res_s
 
     Writes ``res_i = (count, overflow)`` and ``res_s = (p_last, total)``.
     """
-    if cuda.grid(1) != 0:
+    if flat_index() != 0:
         return
     p = w[0] - w[0]
     k = 0
@@ -520,7 +526,7 @@ def cap_starts(flags, last_flag, rows_in, max_rows, out):
     Rows before any flag continue the open batch of ``rows_in`` rows (a virtual start at
     ``-rows_in``; ``rows_in`` 0 or >= ``max_rows``: row 0 starts).
     """
-    i = cuda.grid(1)
+    i = flat_index()
     if i >= flags.shape[0]:
         return
     f = last_flag[i]
@@ -533,7 +539,7 @@ def cap_starts(flags, last_flag, rows_in, max_rows, out):
 @cuda.jit(**_jit)
 def batch_stats_kernel(w, positions, first_rows, n, rows, total, mx, first, last):
     """One thread per batch: its rows, total (summed in row order), max and position range."""
-    j = cuda.grid(1)
+    j = flat_index()
     k = first_rows.shape[0]
     if j >= k:
         return

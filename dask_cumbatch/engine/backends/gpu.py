@@ -276,10 +276,7 @@ def _walk_tiled(w, newgrp, state, rule, out, ids, base):
         return None
     counts = inclusive_scan(flags)
     _write_flags(out, flags)
-    if ids.shape[0] > 0:
-        d = _Out(ids)
-        d.dev[...] = counts + (int(base) - 1)
-        d.done()
+    _write_ids(ids, counts, base)
     r, v = to_numpy(res_i).tolist(), to_numpy(res_w).tolist()
     return int(to_numpy(counts[-1:])[0]), NO_POSITION, r[1], v[0], v[1], r[2], -1, -1
 
@@ -305,6 +302,17 @@ def _speculative_flags(w, newgrp, rule):
                 seg_i, seg_w, out_i, out_w, ovf)
         seg_i, seg_w, nseg, seg_len = out_i, out_w, ngroups, seg_len * GROUP
     return flags, seg_i, seg_w, ovf
+
+
+def _write_ids(ids, counts, base):
+    """``ids = base - 1 + counts`` when ``ids`` is non-empty (``counts`` is reused in place)."""
+    if ids.shape[0] == 0:
+        return
+    counts += int(base) - 1
+    d = _Out(ids)
+    d.dev[...] = counts
+    d.done()
+    counts -= int(base) - 1
 
 
 def _write_flags(out, flags):
@@ -376,32 +384,44 @@ def _exact_in_any_order(w) -> bool:
 
 def _floor_scan(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
     """Floor starts from a device scan of the weights; None when it cannot be exact."""
-    xp, k = _xp(), _k()
     as_float = w.dtype.kind == "f"
     if as_float and not _exact_in_any_order(w):
         return None
-    n = w.shape[0]
-    incl = inclusive_scan(w.astype(np.int64))
     use_s_in = has_prev and not bool(newgrp[0])
+    incl = inclusive_scan(w.astype(np.int64, copy=False))
     total = int(to_numpy(incl[-1:])[0])
     if not as_float and (total >= I64_MAX or (use_s_in and int(s_in) > I64_MAX - total)):
         return None  # an int64 sum may overflow: the one-thread walk reports where, as the CPU
-    reset = newgrp.copy()
-    reset[0] = reset[0] or not has_prev
-    seg_first = inclusive_scan(xp.where(reset, xp.arange(n, dtype=np.int64), -1), "max")
-    cells = xp.empty(n, dtype=np.int64)
-    _launch(k.floor_cells, n, w, incl, seg_first, lim_f, lim_i, as_float,
-            np.float64(s_in) if as_float else np.int64(s_in), use_s_in, cells)
-    flags = xp.empty(n, dtype=np.int64)
-    _launch(k.floor_starts, n, newgrp, cells, np.int64(cell_prev), has_prev, flags)
+    seg_first = _group_first_rows(newgrp, has_prev)
+    s_in = np.float64(s_in) if as_float else np.int64(s_in)
+    flags, cell_last = _floor_flags(w, newgrp, incl, seg_first, s_in, use_s_in, cell_prev, has_prev,
+                                    lim_f, lim_i, as_float)
     counts = inclusive_scan(flags)
     _write_flags(out, flags)
-    if ids.shape[0] > 0:
-        d = _Out(ids)
-        d.dev[...] = counts + (int(base) - 1)
-        d.done()
-    last = to_numpy(xp.stack([counts[-1], seg_first[-1], cells[-1]])).tolist()
-    return last[0], _s_out(incl, last[1], s_in, use_s_in, as_float), last[2], -1
+    del flags
+    _write_ids(ids, counts, base)
+    n_starts, first = to_numpy(_xp().stack([counts[-1], seg_first[-1]])).tolist()
+    return n_starts, _s_out(incl, first, s_in, use_s_in, as_float), cell_last, -1
+
+
+def _group_first_rows(newgrp, has_prev):
+    """Each row's group segment's first row (-1: the segment continues the previous partition)."""
+    xp = _xp()
+    reset = newgrp.copy()
+    reset[0] = bool(reset[0]) or not has_prev
+    return inclusive_scan(xp.where(reset, xp.arange(newgrp.shape[0], dtype=np.int64), -1), "max")
+
+
+def _floor_flags(w, newgrp, incl, seg_first, s_in, use_s_in, cell_prev, has_prev, lim_f, lim_i,
+                 as_float):
+    """Start flags (int64 0/1) from each row's grid cell, and the last row's cell."""
+    xp, k = _xp(), _k()
+    n = w.shape[0]
+    cells = xp.empty(n, dtype=np.int64)
+    _launch(k.floor_cells, n, w, incl, seg_first, lim_f, lim_i, as_float, s_in, use_s_in, cells)
+    flags = xp.empty(n, dtype=np.int64)
+    _launch(k.floor_starts, n, newgrp, cells, np.int64(cell_prev), has_prev, flags)
+    return flags, int(to_numpy(cells[-1:])[0])
 
 
 def _s_out(incl, first, s_in, use_s_in, as_float):
