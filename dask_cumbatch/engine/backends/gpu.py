@@ -250,7 +250,7 @@ def _walk_one_thread(w, newgrp, tail, state, rule, multiple, spec, out, ids, bas
     res_i = asarray(np.zeros(6, dtype=np.int64))
     res_w = asarray(np.zeros(2, dtype=w.dtype))
     o, d = _Out(out), _Out(ids)
-    _one(_k().walk_sequential_kernel, w, newgrp, asarray(np.asarray(tail, dtype=w.dtype)),
+    _one(_k().walk_sequential_kernel, w, newgrp, asarray(tail).astype(w.dtype, copy=False),
          state_i, state_w, *rule, multiple, spec, o.dev, d.dev, int(base), res_i, res_w)
     o.done()
     d.done()
