@@ -9,7 +9,8 @@ Measures, in one run on the same device-resident float64 weights (``--rows``, de
 * ours, ``greedy`` mode (:func:`gpu.walk_batches` with ids: tiled speculative pass, hierarchy
   of segment summaries, ids by the device scan);
 
-printing rows/s and the ratios (targets on an H100/H200: floor >= 0.5x the copy and >= 2x the
+plus, end to end, batch ids of a pandas-backed Dask frame (``--e2e-rows``, host memory) with
+``device="gpu"`` against ``device="cpu"``; printing rows/s and the ratios (targets on an H100/H200: floor >= 0.5x the copy and >= 2x the
 idiom, greedy >= 0.25x the copy). ``--sim`` runs a tiny size under numba-cuda's simulator
 (``NUMBA_ENABLE_CUDASIM=1``, NumPy arrays, tiny tiles) and checks the ids against the CPU
 kernels, to prove the script and the kernels work without a device.
@@ -31,6 +32,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=float, default=5e8)
     p.add_argument("--limit", type=float, default=4096.0, help="batch limit (weights average 50)")
+    p.add_argument("--e2e-rows", type=float, default=1e8, help="rows of the end-to-end Dask frame")
+    p.add_argument("--partitions", type=int, default=10, help="partitions of the end-to-end frame")
     p.add_argument("--sim", action="store_true", help="tiny run under numba-cuda's simulator")
     return p.parse_args(argv)
 
@@ -116,6 +119,32 @@ def main(argv=None):
     if args.sim:
         check_against_cpu(gpu, w, limit, results["ours floor (ids)"][1], results["ours greedy (ids)"][1])
     report(n, limit, args.sim, {k: v[0] for k, v in results.items()})
+    end_to_end(600 if args.sim else int(args.e2e_rows), 3 if args.sim else args.partitions, limit)
+
+
+def end_to_end(n, partitions, limit):
+    """``ddf.cumbatch.ids`` on a pandas-backed Dask frame, device="gpu" against device="cpu"."""
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+    import dask_cumbatch  # noqa: F401  (registers the accessor)
+    w = np.floor(np.random.default_rng(2).random(n) * 99.0) + 1.0
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=partitions)
+    seconds, ids = {}, {}
+    with dask.config.set(scheduler="threads"):
+        for device in ("cpu", "gpu"):
+            try:
+                t0 = time.perf_counter()
+                ids[device] = ddf.cumbatch.ids("w", limit, device=device).compute()
+                seconds[device] = time.perf_counter() - t0
+            except (NotImplementedError, RuntimeError) as e:
+                print(f"end to end, device={device!r}: not run ({e})")
+                return
+    assert ids["gpu"].tolist() == ids["cpu"].tolist(), "device='gpu' ids differ from the CPU's"
+    print(f"end to end, {n:,} rows in {partitions} pandas partitions (greedy, ids equal):")
+    for device, s in seconds.items():
+        print(f"  device={device!r}: {s:8.3f} s {n / s:12.3e} rows/s")
+    print(f"  gpu / cpu speed: {seconds['cpu'] / seconds['gpu']:.2f}x")
 
 
 def report(n, limit, sim, seconds):
