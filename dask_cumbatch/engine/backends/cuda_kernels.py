@@ -1,0 +1,562 @@
+"""numba-cuda kernels of the GPU backend (imported only by :mod:`.gpu`, never at package import).
+
+The same kernels run on a CUDA device (CuPy arrays) and, with ``NUMBA_ENABLE_CUDASIM=1``, on
+the CPU under numba-cuda's simulator (NumPy arrays). Every kernel is compiled with
+``fastmath=False``: no fused multiply-add, no approximate division, so float64 results are
+those of the CPU kernels bit for bit. Kernels whose shared-memory tiles have a compile-time
+size are built by ``make_*`` factories for the tile settings in force (see :mod:`.gpu`).
+
+Building blocks:
+
+* :func:`walk_rows` (device): the greedy/fill rule over rows ``lo..hi`` from a batch state,
+  writing start flags; optionally stops where its path meets the flags already there.
+* :func:`walk_sequential` (device): the CPU ``walk_batches`` loop verbatim, run by one thread
+  (``spec`` early stop, ``multiple`` cut-backs, int64 overflow with the exact CPU tuple).
+* :func:`make_walk_tiles` / :data:`combine_segments` / :data:`walk_top`: the tiled speculative
+  pass and the hierarchy of segment summaries that carries the true state across tiles.
+* :func:`make_scan`: a tiled inclusive scan (saturating int64 sum, or max) of any length.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import boolean, cuda, int64
+
+I64_MAX = np.iinfo(np.int64).max
+NO_POSITION = np.iinfo(np.int64).min
+CELL_MAX = 1 << 62
+CELL_MAX_F = float(CELL_MAX)
+
+_jit = {"fastmath": False}
+
+
+@cuda.jit(device=True, **_jit)
+def flat_index():
+    """This thread's index in the grid, in 64 bits (inputs may exceed 2**31 rows)."""
+    return int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
+
+
+# --------------------------------------------------------------------------- the per-row rule
+@cuda.jit(device=True, **_jit)
+def cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
+    """Whether a row of weight ``wi`` starts a new batch after a batch of ``rows`` >= 1 rows."""
+    if max_rows > 0 and rows >= max_rows:
+        return True
+    if greedy:
+        if padded:
+            m = mx if mx > wi else wi
+            if is_float:
+                return m * (rows + 1) > lim_gt
+            return m > lim_gt // (rows + 1)
+        if is_float:
+            return tot + wi > lim_gt
+        return wi > lim_gt - tot
+    if padded:
+        if is_float:
+            return mx * rows >= lim_ge
+        return mx >= -((-lim_ge) // rows)
+    return tot >= lim_ge
+
+
+@cuda.jit(device=True, **_jit)
+def walk_rows(w, g, f, lo, hi, rows, tot, mx, start, check_met, greedy, padded, is_float,
+              lim_gt, lim_ge, max_rows):
+    """Walk rows ``lo..hi`` from state ``(rows, tot, mx, start)``, writing start flags to ``f``.
+
+    With ``check_met`` the walk stops at the first start already flagged in ``f`` (the path
+    it follows from there is the one that wrote ``f``). Returns
+    ``(met, overflow, rows, tot, mx, start)`` with ``met``/``overflow`` -1 when none.
+    """
+    zero = tot - tot
+    for i in range(lo, hi):
+        wi = w[i]
+        cut = rows == 0 or g[i]
+        if not cut:
+            cut = cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+        if cut:
+            if check_met and f[i]:
+                return i, -1, rows, tot, mx, start
+            f[i] = True
+            start = i
+            rows = 0
+            tot = zero
+            mx = zero
+        else:
+            f[i] = False
+        if not is_float and wi > I64_MAX - tot:
+            return -1, i, rows, tot, mx, start
+        tot += wi
+        rows += 1
+        if wi > mx:
+            mx = wi
+    return -1, -1, rows, tot, mx, start
+
+
+# --------------------------------------------------------------------------- one-thread walks
+@cuda.jit(device=True, **_jit)
+def walk_sequential(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
+                    lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
+    """The CPU ``walk_batches`` loop, statement for statement (one thread)."""
+    n = w.shape[0]
+    nt = tail.shape[0]
+    check_spec = spec.shape[0] > 0
+    n_record = out.shape[0]
+    write = ids.shape[0] > 0
+    zero = tot - tot
+    n_starts = 0
+    backdated = NO_POSITION
+    met = -1
+    for i in range(n):
+        wi = w[i]
+        cut = rows == 0 or newgrp[i]
+        if not cut:
+            cut = cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+            if cut and multiple > 1 and rows >= multiple and rows % multiple != 0:
+                p = start + multiple * (rows // multiple)
+                rows = i - p
+                tot = zero
+                mx = zero
+                for j in range(p, i):
+                    wj = w[j] if j >= 0 else tail[nt + j]
+                    tot += wj
+                    if wj > mx:
+                        mx = wj
+                start = p
+                if p >= 0:
+                    n_starts += 1
+                    if p < n_record:
+                        out[p] = True
+                    if write:
+                        for j in range(p, i):
+                            ids[j] += 1
+                    if check_spec and spec[p]:
+                        return n_starts, backdated, rows, tot, mx, start, p, -1
+                else:
+                    backdated = p
+                cut = cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+        if cut:
+            start = i
+            rows = 0
+            tot = zero
+            mx = zero
+            n_starts += 1
+            if i < n_record:
+                out[i] = True
+            if check_spec and spec[i]:
+                return n_starts, backdated, rows, tot, mx, start, i, -1
+        if write:
+            ids[i] = base + n_starts - 1
+        if not is_float and wi > I64_MAX - tot:
+            return n_starts, backdated, rows, tot, mx, start, met, i
+        tot += wi
+        rows += 1
+        if wi > mx:
+            mx = wi
+    return n_starts, backdated, rows, tot, mx, start, met, -1
+
+
+@cuda.jit(**_jit)
+def walk_sequential_kernel(w, newgrp, tail, state_i, state_w, greedy, padded, is_float, lim_gt,
+                           lim_ge, max_rows, multiple, spec, out, ids, base, res_i, res_w):
+    """One thread runs :func:`walk_sequential`; ``state_i = (rows, start)``, ``state_w = (tot, mx)``.
+
+    Writes ``res_i = (n_starts, backdated, rows, start, met, overflow)``, ``res_w = (tot, mx)``.
+    """
+    if flat_index() != 0:
+        return
+    r = walk_sequential(w, newgrp, tail, state_i[0], state_w[0], state_w[1], state_i[1], greedy,
+                        padded, is_float, lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base)
+    res_i[0] = r[0]
+    res_i[1] = r[1]
+    res_i[2] = r[2]
+    res_i[3] = r[5]
+    res_i[4] = r[6]
+    res_i[5] = r[7]
+    res_w[0] = r[3]
+    res_w[1] = r[4]
+
+
+# --------------------------------------------------------------------------- tiled walk
+def make_walk_tiles(threads, rows_per_thread, weight_type):
+    """The speculative pass over tiles of ``threads * rows_per_thread`` rows (one per block).
+
+    Each block stages its tile in shared memory; each thread walks its ``rows_per_thread``
+    rows from an empty batch; then thread 0 carries the block's state across its threads'
+    pieces (fix-up walks until the paths meet). The tile's flags are those of a walk of the
+    tile from an empty batch; its end state goes to ``seg_i = (rows, start)``/``seg_w = (tot,
+    mx)``. ``ovf[0]`` is set when any walk saw an int64 overflow.
+    """
+    tile = threads * rows_per_thread
+
+    @cuda.jit(**_jit)
+    def walk_tiles(w, g, f, greedy, padded, is_float, lim_gt, lim_ge, max_rows, seg_i, seg_w, ovf):
+        ws = cuda.shared.array(tile, weight_type)
+        gs = cuda.shared.array(tile, boolean)
+        fs = cuda.shared.array(tile, boolean)
+        t_rows = cuda.shared.array(threads, int64)
+        t_start = cuda.shared.array(threads, int64)
+        t_tot = cuda.shared.array(threads, weight_type)
+        t_mx = cuda.shared.array(threads, weight_type)
+        n = w.shape[0]
+        t = cuda.threadIdx.x
+        b = cuda.blockIdx.x
+        first = b * tile
+        m = min(tile, n - first)
+        for k in range(t, m, threads):  # coalesced staging
+            ws[k] = w[first + k]
+            gs[k] = g[first + k]
+        cuda.syncthreads()
+        zero = ws[0] - ws[0]
+        lo = t * rows_per_thread
+        hi = min(lo + rows_per_thread, m)
+        r = walk_rows(ws, gs, fs, lo, hi, 0, zero, zero, lo, False, greedy, padded, is_float,
+                      lim_gt, lim_ge, max_rows)
+        if r[1] >= 0:
+            ovf[0] = 1
+        t_rows[t] = r[2]
+        t_tot[t] = r[3]
+        t_mx[t] = r[4]
+        t_start[t] = r[5]
+        cuda.syncthreads()
+        if t == 0:
+            rows = t_rows[0]
+            tot = t_tot[0]
+            mx = t_mx[0]
+            start = t_start[0]
+            for p in range(1, threads):
+                plo = p * rows_per_thread
+                if plo >= m:
+                    break
+                phi = min(plo + rows_per_thread, m)
+                r = walk_rows(ws, gs, fs, plo, phi, rows, tot, mx, start, True, greedy, padded,
+                              is_float, lim_gt, lim_ge, max_rows)
+                if r[1] >= 0:
+                    ovf[0] = 1
+                if r[0] >= 0:
+                    rows = t_rows[p]
+                    tot = t_tot[p]
+                    mx = t_mx[p]
+                    start = t_start[p]
+                else:
+                    rows = r[2]
+                    tot = r[3]
+                    mx = r[4]
+                    start = r[5]
+            seg_i[b, 0] = rows
+            seg_i[b, 1] = start + first
+            seg_w[b, 0] = tot
+            seg_w[b, 1] = mx
+        cuda.syncthreads()
+        for k in range(t, m, threads):
+            f[first + k] = fs[k]
+
+    return walk_tiles
+
+
+@cuda.jit(**_jit)
+def combine_segments(w, g, f, seg_len, group, greedy, padded, is_float, lim_gt, lim_ge, max_rows,
+                     seg_i, seg_w, out_i, out_w, ovf):
+    """One level of the hierarchy: thread k joins segments ``k*group .. k*group+group-1``.
+
+    Segments hold ``seg_len`` rows each (the last fewer) and flags of a walk from an empty
+    batch at their first row. The thread carries the true state of its group (which starts
+    empty) across them: a fix-up walk per segment until it meets the segment's flags, after
+    which the segment's own end state holds. Writes the group's end state to ``out_i/out_w``.
+    """
+    k = flat_index()
+    nseg = seg_i.shape[0]
+    s0 = k * group
+    if s0 >= nseg:
+        return
+    n = w.shape[0]
+    rows = seg_i[s0, 0]
+    start = seg_i[s0, 1]
+    tot = seg_w[s0, 0]
+    mx = seg_w[s0, 1]
+    for s in range(s0 + 1, min(s0 + group, nseg)):
+        lo = s * seg_len
+        hi = min(lo + seg_len, n)
+        r = walk_rows(w, g, f, lo, hi, rows, tot, mx, start, True, greedy, padded, is_float,
+                      lim_gt, lim_ge, max_rows)
+        if r[1] >= 0:
+            ovf[0] = 1
+        if r[0] >= 0:
+            rows = seg_i[s, 0]
+            start = seg_i[s, 1]
+            tot = seg_w[s, 0]
+            mx = seg_w[s, 1]
+        else:
+            rows = r[2]
+            tot = r[3]
+            mx = r[4]
+            start = r[5]
+    out_i[k, 0] = rows
+    out_i[k, 1] = start
+    out_w[k, 0] = tot
+    out_w[k, 1] = mx
+
+
+@cuda.jit(**_jit)
+def walk_top(w, g, f, state_i, state_w, whole_i, whole_w, greedy, padded, is_float, lim_gt,
+             lim_ge, max_rows, res_i, res_w, ovf):
+    """The fix-up of the whole partition from the carried state (one thread).
+
+    ``f`` holds the flags of a walk from an empty batch, ``whole_*`` its end state. Writes
+    ``res_i = (met, rows, start)`` and ``res_w = (tot, mx)``: the true end state.
+    """
+    if flat_index() != 0:
+        return
+    r = walk_rows(w, g, f, 0, w.shape[0], state_i[0], state_w[0], state_w[1], state_i[1], True,
+                  greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+    if r[1] >= 0:
+        ovf[0] = 1
+    res_i[0] = r[0]
+    if r[0] >= 0:
+        res_i[1] = whole_i[0, 0]
+        res_i[2] = whole_i[0, 1]
+        res_w[0] = whole_w[0, 0]
+        res_w[1] = whole_w[0, 1]
+    else:
+        res_i[1] = r[2]
+        res_i[2] = r[5]
+        res_w[0] = r[3]
+        res_w[1] = r[4]
+
+
+# --------------------------------------------------------------------------- scans
+@cuda.jit(device=True, **_jit)
+def sat_add(a, b):
+    """a + b for non-negative int64, saturating at I64_MAX (associative, so any order is exact)."""
+    if a > I64_MAX - b:
+        return I64_MAX
+    return a + b
+
+
+@cuda.jit(device=True, **_jit)
+def max_of(a, b):
+    """The larger of a and b."""
+    return a if a > b else b
+
+
+def make_scan(threads, rows_per_thread, op):
+    """Tiled inclusive int64 scan with ``op``: per-tile scan, and each tile's total.
+
+    ``tile_scan(x, out, totals)``: each block scans its tile of ``threads * rows_per_thread``
+    elements (staged in shared memory), writes the tile's total to ``totals[block]``.
+    ``add_prefix(out, scanned_totals)``: adds the scanned totals of the tiles before each tile.
+    """
+    tile = threads * rows_per_thread
+
+    @cuda.jit(**_jit)
+    def tile_scan(x, out, totals):
+        xs = cuda.shared.array(tile, int64)
+        ts = cuda.shared.array(threads, int64)
+        n = x.shape[0]
+        t = cuda.threadIdx.x
+        first = cuda.blockIdx.x * tile
+        m = min(tile, n - first)
+        for k in range(t, m, threads):
+            xs[k] = x[first + k]
+        cuda.syncthreads()
+        lo = t * rows_per_thread
+        hi = min(lo + rows_per_thread, m)
+        for k in range(lo + 1, hi):
+            xs[k] = op(xs[k - 1], xs[k])
+        if lo < hi:
+            ts[t] = xs[hi - 1]
+        cuda.syncthreads()
+        if t == 0:
+            last = (m - 1) // rows_per_thread
+            for p in range(1, last + 1):
+                ts[p] = op(ts[p - 1], ts[p])
+            totals[cuda.blockIdx.x] = ts[last]
+        cuda.syncthreads()
+        if t > 0 and lo < hi:
+            before = ts[t - 1]
+            for k in range(lo, hi):
+                xs[k] = op(before, xs[k])
+        cuda.syncthreads()
+        for k in range(t, m, threads):
+            out[first + k] = xs[k]
+
+    @cuda.jit(**_jit)
+    def add_prefix(out, scanned):
+        i = flat_index()
+        if i < out.shape[0]:
+            b = i // tile
+            if b > 0:
+                out[i] = op(scanned[b - 1], out[i])
+
+    return tile_scan, add_prefix
+
+
+# --------------------------------------------------------------------------- floor mode
+@cuda.jit(device=True, **_jit)
+def cell_of(s, lim_f, lim_i):
+    """``floor(s / limit)`` as int64, as the CPU ``grid_cell`` computes it."""
+    if lim_i > 0:
+        return s // lim_i
+    q = s / lim_f
+    if q >= CELL_MAX_F:
+        return int64(CELL_MAX)
+    return int64(math.floor(q))
+
+
+@cuda.jit(**_jit)
+def floor_cells(w, incl, seg_first, lim_f, lim_i, as_float, s_in, use_s_in, cells):
+    """Each row's grid cell from the inclusive saturating prefix ``incl`` of the weights.
+
+    ``seg_first[i]`` is the first row of row i's group segment; the exclusive running sum is
+    ``incl[i] - w[i] - incl[seg_first[i] - 1]``, plus ``s_in`` in the first segment when it
+    continues the previous partition (``use_s_in``). ``as_float``: cells of float sums.
+    """
+    i = flat_index()
+    if i >= w.shape[0]:
+        return
+    f = seg_first[i]
+    s = incl[i] - int64(w[i])
+    if f > 0:
+        s -= incl[f - 1]
+    if as_float:
+        sf = float(s)
+        if use_s_in and f <= 0:
+            sf = s_in + sf
+        cells[i] = cell_of(sf, lim_f, lim_i)
+    else:
+        if use_s_in and f <= 0:
+            s = int64(s_in) + s
+        cells[i] = cell_of(s, lim_f, lim_i)
+
+
+@cuda.jit(**_jit)
+def floor_starts(g, cells, cell_prev, has_prev, flags):
+    """Start flags of floor mode: group changes, row 0 without a previous row, cell changes."""
+    i = flat_index()
+    if i >= cells.shape[0]:
+        return
+    if g[i] or (i == 0 and not has_prev):
+        flags[i] = 1
+    elif i == 0:
+        flags[i] = 1 if cells[0] != cell_prev else 0
+    else:
+        flags[i] = 1 if cells[i] != cells[i - 1] else 0
+
+
+@cuda.jit(**_jit)
+def floor_sequential_kernel(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids,
+                            base, res_i, res_s):
+    """The CPU ``floor_walk`` loop by one thread (non-integer floats and overflow).
+
+    Writes ``res_i = (n_starts, cell_last, overflow)`` and ``res_s = (s_out,)``.
+    """
+    if flat_index() != 0:
+        return
+    n = w.shape[0]
+    record = out.shape[0] > 0
+    write = ids.shape[0] > 0
+    zero = s_in - s_in
+    s_base = s_in
+    p = zero
+    c = cell_prev
+    n_starts = 0
+    overflow = -1
+    for i in range(n):
+        if newgrp[i] or not has_prev:
+            s_base = zero
+            p = zero
+            c_new = cell_of(zero, lim_f, lim_i)
+            start = True
+            has_prev = True
+        else:
+            c_new = cell_of(s_base + p, lim_f, lim_i)
+            start = c_new != c
+        if start:
+            n_starts += 1
+            if record:
+                out[i] = True
+        if write:
+            ids[i] = base + n_starts - 1
+        c = c_new
+        wi = w[i]
+        if is_int and wi > I64_MAX - (s_base + p):
+            overflow = i
+            break
+        p += wi
+    res_i[0] = n_starts
+    res_i[1] = c
+    res_i[2] = overflow
+    res_s[0] = s_base + p
+
+
+@cuda.jit(**_jit)
+def floor_risky_kernel(w, seg_len, threshold, is_int, p_out, w_out, res_i, res_s):
+    """The CPU ``floor_risky`` loop by one thread (float running sums must be in row order).
+
+    Writes ``res_i = (count, overflow)`` and ``res_s = (p_last, total)``.
+    """
+    if flat_index() != 0:
+        return
+    p = w[0] - w[0]
+    k = 0
+    p_last = p
+    overflow = -1
+    for i in range(seg_len):
+        wi = w[i]
+        p_last = p
+        if i < seg_len - 1 and wi > threshold:
+            p_out[k] = p
+            w_out[k] = wi
+            k += 1
+        if is_int and wi > I64_MAX - p:
+            overflow = i
+            break
+        p += wi
+    res_i[0] = k
+    res_i[1] = overflow
+    res_s[0] = p_last
+    res_s[1] = p
+
+
+# --------------------------------------------------------------------------- small array work
+@cuda.jit(**_jit)
+def cap_starts(flags, last_flag, rows_in, max_rows, out):
+    """Row-cap starts from the last flagged row at or before each row (``last_flag``).
+
+    Rows before any flag continue the open batch of ``rows_in`` rows (a virtual start at
+    ``-rows_in``; ``rows_in`` 0 or >= ``max_rows``: row 0 starts).
+    """
+    i = flat_index()
+    if i >= flags.shape[0]:
+        return
+    f = last_flag[i]
+    if f < 0:
+        f = 0 if (rows_in == 0 or rows_in >= max_rows) else -rows_in
+    d = i - f
+    out[i] = flags[i] or d == 0 or d % max_rows == 0
+
+
+@cuda.jit(**_jit)
+def batch_stats_kernel(w, positions, first_rows, n, rows, total, mx, first, last):
+    """One thread per batch: its rows, total (summed in row order), max and position range."""
+    j = flat_index()
+    k = first_rows.shape[0]
+    if j >= k:
+        return
+    lo = first_rows[j]
+    hi = first_rows[j + 1] if j + 1 < k else n
+    tot = w[lo] - w[lo]
+    m = tot
+    pmin = positions[lo]
+    pmax = positions[lo]
+    for i in range(lo, hi):
+        tot += w[i]
+        if w[i] > m:
+            m = w[i]
+        pmin = min(pmin, positions[i])
+        pmax = max(pmax, positions[i])
+    rows[j] = hi - lo
+    total[j] = tot
+    mx[j] = m
+    first[j] = pmin
+    last[j] = pmax
