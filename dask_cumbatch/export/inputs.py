@@ -18,7 +18,7 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
 
     Returns ``(kind, files)``: ``kind`` is ``"parquet"`` or ``"csv"`` (by extension), ``files``
     a list of ``{"path", "size", "mtime", "fp"}`` fingerprints: ``fp`` is a cheap content
-    fingerprint (see :func:`content_fingerprint`); ``full_hash`` adds ``sha256``, the hash of
+    fingerprint (see ``content_fingerprint`` in this module); ``full_hash`` adds ``sha256``, the hash of
     the whole file. Folders are searched recursively; names starting with ``_`` or ``.`` are
     ignored. Files are in natural name order (as Dask reads them), each spec's files after the
     previous spec's.
