@@ -234,6 +234,7 @@ def small_cluster():
         yield lc, client
 
 
+@pytest.mark.slow  # 25-55 s: the data, the cluster export and a local one
 def test_export_on_small_workers_finishes_with_the_local_bytes(tmp_path, small_cluster):
     # Before the fix the workers kept ~200 MiB of freed Arrow memory each (and the partitions as
     # stored task results), Dask paused them over 80 % of the limit and they never resumed: the
