@@ -47,7 +47,7 @@ from .options import BatchOptions, weight_kind
 WEIGHT_COLUMN = "__cumbatch_weight__"
 
 
-FAT_TASKS = 512  # the summary pass runs at most about this many tasks
+FAT_TASKS = 512  # the summary pass collects the summaries in at most about this many tasks
 
 
 class Prepared:
@@ -106,15 +106,30 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
-def _summarize_many(spec, head_bytes, prefer_whole, first, *parts):
-    return [summarize(p, spec.opts, spec.is_float, head_bytes, prefer_whole) for p in parts]
+def _summarize_one(df, spec, head_bytes, prefer_whole):
+    try:
+        return summarize(df, spec.opts, spec.is_float, head_bytes, prefer_whole)
+    finally:
+        _release_arrow_memory()
 
 
-def _extra_summaries(spec, table, first, *parts):
-    return [
-        extra_summary(p, spec.opts, spec.is_float, table.entries[first + i])
-        for i, p in enumerate(parts)
-    ]
+def _extra_summary_one(df, spec, table, partition_info=None):
+    try:
+        return extra_summary(df, spec.opts, spec.is_float, table.entries[partition_info["number"]])
+    finally:
+        _release_arrow_memory()
+
+
+def _release_arrow_memory():
+    """Hand the memory Arrow's pool kept after the read back to the system (see
+    docs/export.md, "Out of core"): a worker near its limit would otherwise stay paused."""
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
+
+
+def _collect(*summaries):
+    return list(summaries)
 
 
 def _flatten(groups):
@@ -179,22 +194,24 @@ def _settings(tune: bool | None):
 
 
 def _gather(source: SummarySource, func, *args) -> list:
-    """``func(*args, first, *partitions)`` over groups of partitions, gathered into one task.
+    """``func(partition, *args)`` mapped over the partitions, the results gathered into one place.
 
-    A low-level graph of at most ``FAT_TASKS`` tasks plus the gather, on top of the frame's
-    optimised graph: the task count stays small at 10,000+ partitions.
+    The function is mapped with ``map_partitions`` so that Dask fuses it with the partition's
+    read: a task holds one partition at a time and keeps only its small summary, whatever the
+    partition size. The summaries are collected by at most ``FAT_TASKS`` small tasks, then one
+    gather: the graph stays flat at 10,000+ partitions.
     """
     with source.config():
-        ddf = source.frame.optimize()
-        keys = ddf.__dask_keys__()
+        mapped = source.frame.map_partitions(func, *args, meta=pd.Series([], dtype=object),
+                                             enforce_metadata=False, align_dataframes=False).optimize()
+        if mapped.npartitions != source.frame.npartitions:  # pragma: no cover - a change in Dask
+            raise RuntimeError("internal error: the summary pass sees other partitions than the finish")
+        keys = mapped.__dask_keys__()
         size = max(1, -(-len(keys) // FAT_TASKS))
-        name = f"cumbatch-{func.__name__.strip('_')}-{tokenize(ddf._name, func, *args)}"
-        layer = {
-            (name, g): (func, *args, i, *keys[i:i + size])
-            for g, i in enumerate(range(0, len(keys), size))
-        }
+        name = f"cumbatch-{func.__name__.strip('_')}-{tokenize(mapped._name)}"
+        layer = {(name, g): (_collect, *keys[i:i + size]) for g, i in enumerate(range(0, len(keys), size))}
         layer[name] = (_flatten, list(layer))
-        graph = HighLevelGraph.from_collections(name, layer, dependencies=[ddf])
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=[mapped])
         return Delayed(name, graph).compute()
 
 
@@ -253,10 +270,10 @@ def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan
     # Locally, whole partitions in the summaries cost no transfer and save the chain tables'
     # CPU; on a cluster they would travel to the gather task and the client.
     prefer_whole = active_client() is None
-    summaries = _gather(source, _summarize_many, spec, head_bytes_for(prep.ddf.npartitions), prefer_whole)
+    summaries = _gather(source, _summarize_one, spec, head_bytes_for(prep.ddf.npartitions), prefer_whole)
     plan = scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
     if needs_extra_pass(prep.opts):
-        extra = _gather(source, _extra_summaries, spec, EntryTable(plan.entries))
+        extra = _gather(source, _extra_summary_one, spec, delayed(EntryTable(plan.entries), pure=True))
         plan = scan_extra(extra, plan, prep.opts)
     return plan
 

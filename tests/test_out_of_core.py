@@ -201,3 +201,115 @@ def test_summary_pass_reads_only_weight_and_key_columns(tmp_path):
     with dask.config.set({"optimization.tune.active": False}):  # the user's own setting holds
         got = narrow.cumbatch.ids("w", 20, by="k").compute()
         assert got.tolist() == narrow.compute().cumbatch.ids("w", 20, by="k").tolist()
+
+
+# --- small workers (issue 12, "Out of core") -------------------------------------------------
+
+SMALL_WORKER = 500 * 2**20  # a worker that has loaded dask_cumbatch's kernels sits near 290 MiB
+
+
+def write_text_table(folder, files, rows, seed=0):
+    """Parquet files of an id, a byte count (40-120) and a text column of that many characters
+    (the issue's table): ~30 MiB a partition in pandas for 300,000 rows."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz     ", dtype="S1")
+    for f in range(files):
+        lens = rng.integers(40, 121, rows)
+        chars = alphabet[rng.integers(0, len(alphabet), lens.sum())].tobytes().decode()
+        offs = np.concatenate([[0], np.cumsum(lens)]).tolist()
+        text = [chars[offs[i]:offs[i + 1]] for i in range(rows)]
+        pq.write_table(pa.table({"id": np.arange(f * rows, (f + 1) * rows), "nbytes": lens, "text": text}),
+                       os.path.join(folder, f"part-{f:03d}.parquet"))
+
+
+@pytest.fixture(scope="module")
+def small_cluster():
+    # Arrow's default memory pool (mimalloc), as a user's cluster has it
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, memory_limit=SMALL_WORKER, processes=True,
+        dashboard_address=None, silence_logs=50,
+    ) as lc, distributed.Client(lc) as client:
+        yield lc, client
+
+
+@pytest.mark.slow  # 25-55 s: the data, the cluster export and a local one
+def test_export_on_small_workers_finishes_with_the_local_bytes(tmp_path, small_cluster):
+    # Before the fix the workers kept ~200 MiB of freed Arrow memory each (and the partitions as
+    # stored task results), Dask paused them over 80 % of the limit and they never resumed: the
+    # export stalled with one file written (the subprocess timed out here).
+    lc, client = small_cluster
+    inp = tmp_path / "in"
+    files, rows = 8, 300_000
+    write_text_table(inp, files, rows)
+    one = pd.read_parquet(inp / "part-000.parquet")
+    assert one.memory_usage(deep=True).sum() > 25 * 2**20  # partitions worth a tenth of a worker
+    workers = set(client.scheduler_info()["workers"])
+    cmd = [sys.executable, "-m", "dask_cumbatch", "export", str(inp), str(tmp_path / "cluster"),
+           "-w", "nbytes", "-l", "4MB", "--scheduler", lc.scheduler_address]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no task finished" not in proc.stderr
+    info = client.scheduler_info()["workers"]
+    assert set(info) == workers  # none lost or restarted
+    assert all(w["status"] == "running" for w in info.values()), {a: w["status"] for a, w in info.items()}
+    to_files(str(inp), str(tmp_path / "local"), "nbytes", "4MB", scheduler="threads", progress=False)
+    assert tree(tmp_path / "cluster") == tree(tmp_path / "local")
+    m = json.loads((tmp_path / "cluster" / "_manifest.json").read_text())
+    assert m["rows"] == files * rows and all(b["total"] <= 4_000_000 for b in m["batches"])
+
+
+def _set_pause_fraction(dask_worker, fraction):
+    # Dask's own memory monitor pauses the worker (as over a real limit) and resumes it later
+    dask_worker.memory_manager.memory_pause_fraction = fraction
+
+
+def _statuses(client) -> set:
+    return {w["status"] for w in client.scheduler_info()["workers"].values()}
+
+
+def _wait_for(predicate, seconds=10.0):
+    end = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < end
+        time.sleep(0.05)
+
+
+def test_stalled_cluster_prints_a_line_with_the_paused_workers(small_cluster):
+    import io
+
+    from dask_cumbatch.export.progress import watch_for_stall
+
+    lc, client = small_cluster
+    client.run(_set_pause_fraction, fraction=0.01)
+    try:
+        _wait_for(lambda: _statuses(client) == {"paused"})
+        futures = client.compute([dask.delayed(sum, pure=False)([1, 2])])
+        out = io.StringIO()
+        with watch_for_stall(futures, client, after=1.0, stream=out):
+            time.sleep(3.0)  # nothing can run: both workers are paused
+        assert not futures[0].done()
+    finally:
+        client.run(_set_pause_fraction, fraction=0.8)
+        _wait_for(lambda: _statuses(client) == {"running"})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines  # one line per stall, not one a second
+    assert lines[0].startswith("cumbatch: no task finished for ")
+    assert "(0 of 1 done); 2 of 2 worker(s) paused by Dask near their memory limit" in lines[0]
+    assert all(f"{addr} paused " in lines[0] for addr in client.scheduler_info()["workers"])
+    assert f"/{SMALL_WORKER >> 20} MiB" in lines[0]
+    assert client.gather(futures) == [3]  # running again once resumed
+
+
+def test_no_stall_line_while_tasks_finish(small_cluster):
+    import io
+
+    from dask_cumbatch.export.progress import watch_for_stall
+
+    client = small_cluster[1]
+    futures = client.compute([dask.delayed(time.sleep, pure=False)(0.4) for _ in range(6)])
+    out = io.StringIO()
+    with watch_for_stall(futures, client, after=1.5, stream=out):
+        client.gather(futures)
+    assert out.getvalue() == ""

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+from dask import delayed
 
 from .. import graph
 from ..engine import Carry
@@ -303,9 +305,13 @@ class Run:
 
     def write_partitions(self) -> dict:
         """One task per input partition (skipping those an interrupted run finished)."""
-        # the partitions the summary pass saw (Dask may fuse projected reads: use the same expression)
-        parts = graph.as_mapped(self.prep.ddf).to_delayed(optimize_graph=True)
+        # the partitions the summary pass saw (Dask may fuse projected reads: use the same
+        # expression); the write is mapped over them so that each task reads its own partition
         entries = self.plan_.entries
+        shared = delayed(tasks.PartitionWork(self.ctx, entries), pure=True)
+        parts = graph.as_mapped(self.prep.ddf).map_partitions(
+            tasks.export_mapped, shared, meta=pd.Series([], dtype=object), enforce_metadata=False,
+            align_dataframes=False).to_delayed(optimize_graph=True)
         if len(parts) != len(entries):  # pragma: no cover - a change in Dask or the core
             raise ExportError(f"internal error: {len(parts)} partitions to write, {len(entries)} planned")
         records, todo = {}, []
@@ -317,7 +323,7 @@ class Run:
                 records[k] = rec
             else:  # not done, or its files are not what it recorded: (re)write them
                 todo.append(k)
-        work = [tasks_delayed(tasks.export_partition)(parts[k], k, entries[k], self.ctx) for k in todo]
+        work = [parts[k] for k in todo]
         try:
             done = compute(work, self.job.progress, self.job.client)
         except RuntimeError as exc:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
+import time
 
 from .. import graph
 from .folder import ExportError, one_line
+
+STALL_SECONDS = 30.0  # a line on stderr when no task of a cluster run finished for this long
 
 LOCAL_SCHEDULERS = ("threads", "threading", "processes", "multiprocessing", "sync", "synchronous",
                     "single-threaded")
@@ -123,9 +127,10 @@ def compute(tasks, progress: bool, client):
         return []
     if client is not None:
         futures = client.compute(tasks)
-        if progress:
-            _distributed_progress(futures)
-        return client.gather(futures)
+        with watch_for_stall(futures, client):
+            if progress:
+                _distributed_progress(futures)
+            return client.gather(futures)
     with progress_context(progress, None):
         return list(dask.compute(*tasks))
 
@@ -146,3 +151,71 @@ def _distributed_progress(futures) -> None:
     with contextlib.redirect_stdout(sys.stderr):
         dprogress(futures, notebook=False)
         print(file=sys.stderr)
+
+
+@contextlib.contextmanager
+def watch_for_stall(futures, client, after: float = None, stream=None):
+    """While the block runs, print one line to ``stream`` (stderr) each time no future finished
+    for ``after`` seconds (:data:`STALL_SECONDS`), with the workers' memory state: a cluster
+    whose workers Dask paused near their memory limit shows itself instead of waiting silently.
+
+    A background thread checks the futures' states once a second (no call to the scheduler);
+    only a stall asks the scheduler about its workers.
+
+    >>> with watch_for_stall([], None):
+    ...     pass
+    """
+    after = STALL_SECONDS if after is None else after
+    done = threading.Event()
+    thread = threading.Thread(target=_watch, args=(futures, client, after, stream, done),
+                              name="cumbatch-stall-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _watch(futures, client, after, stream, done) -> None:
+    finished, since, reported = -1, time.monotonic(), False
+    while not done.wait(min(1.0, after / 4)):
+        now = sum(f.done() for f in futures)
+        if now != finished:
+            finished, since, reported = now, time.monotonic(), False
+        elif not reported and time.monotonic() - since >= after:
+            print(stall_line(finished, len(futures), time.monotonic() - since, workers_state(client)),
+                  file=stream or sys.stderr, flush=True)
+            reported = True  # once per stall; again after a task finishes and the next stall
+
+
+def workers_state(client) -> list:
+    """``[(address, status, memory, memory_limit), ...]`` of a distributed client's workers
+    (empty when the scheduler cannot be asked).
+
+    >>> workers_state(None)
+    []
+    """
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except Exception:
+        return []
+    return [(addr, w.get("status", "?"), (w.get("metrics") or {}).get("memory"), w.get("memory_limit"))
+            for addr, w in sorted(workers.items())]
+
+
+def stall_line(finished: int, total: int, seconds: float, workers: list) -> str:
+    """The line that says a cluster run is stalled, with each worker's status and memory.
+
+    >>> stall_line(3, 10, 31.0, [("tcp://w1", "paused", 500 * 2**20, 600 * 2**20)])
+    'cumbatch: no task finished for 31 s (3 of 10 done); 1 of 1 worker(s) paused by Dask near their memory limit; tcp://w1 paused 500/600 MiB'
+    """
+    mib = lambda b: "?" if not b else f"{b / 2**20:.0f}"  # noqa: E731
+    paused = sum(status == "paused" for _, status, _, _ in workers)
+    parts = [f"cumbatch: no task finished for {seconds:.0f} s ({finished} of {total} done)"]
+    if paused:
+        parts.append(f"{paused} of {len(workers)} worker(s) paused by Dask near their memory limit")
+    if not workers:
+        parts.append("no workers")
+    detail = ", ".join(f"{addr} {status} {mib(mem)}/{mib(limit)} MiB" for addr, status, mem, limit in workers)
+    return "; ".join(parts + ([detail] if detail else []))

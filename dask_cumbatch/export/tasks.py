@@ -157,6 +157,61 @@ def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
     return out
 
 
+class PartitionWork:
+    """What every partition's write task shares: the context and the plan's entries.
+
+    A plain class (not a dataclass) so Dask ships it to the tasks as one object, once.
+    """
+
+    __slots__ = ("ctx", "entries")
+
+    def __init__(self, ctx: TaskContext, entries):
+        self.ctx = ctx
+        self.entries = entries
+
+    def __getstate__(self):
+        return self.ctx, self.entries
+
+    def __setstate__(self, state):
+        self.ctx, self.entries = state
+
+
+def export_mapped(df: pd.DataFrame, work: PartitionWork, partition_info=None) -> dict:
+    """:func:`export_partition` as a ``map_partitions`` function, so that Dask fuses it with the
+    partition's read: the frame is never a stored task result (nor sent between workers).
+
+    Arrow's memory pool keeps what the read and the encoding freed; it is handed back to the
+    system after each partition, or a worker on a tight memory limit stays over Dask's pause
+    threshold with nothing left to run (docs/export.md, "Out of core").
+
+    >>> import tempfile
+    >>> from dask_cumbatch.engine import plan_frame
+    >>> from dask_cumbatch.export.formats import output_schema
+    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
+    >>> ctx = TaskContext(Folder(tempfile.mkdtemp()), opts, False, "parquet", 1,
+    ...                   output_schema(df.iloc[:0], "batch", False), False, "reason", False, 0)
+    >>> ctx.folder.makedirs(WORK, WORK + "/frag", WORK + "/parts")
+    >>> rec = export_mapped(df, PartitionWork(ctx, plan_frame(df, opts, False).entries), {"number": 0})
+    >>> rec["part"], rec["rows"], len(rec["frags"])
+    (0, 3, 2)
+    """
+    k = partition_info["number"]
+    try:
+        return export_partition(df, k, work.entries[k], work.ctx)
+    finally:
+        release_arrow_memory()
+
+
+def release_arrow_memory() -> None:
+    """Return the memory Arrow's pool keeps after frees to the system (cheap when none is kept).
+
+    >>> release_arrow_memory()
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def _write_slices(whole, ids, stats, k: int, ctx: TaskContext, out: dict) -> None:
     n = len(ids)
     groups = ids // ctx.bpf
