@@ -59,7 +59,7 @@ _SKIP = None if ON_DEVICE else _start_simulator()
 if _SKIP:
     pytest.skip(_SKIP, allow_module_level=True)
 
-from dask_cumbatch import kernels as cpu  # noqa: E402
+from dask_cumbatch.engine.backends import cpu  # noqa: E402
 from dask_cumbatch.engine.backends import gpu  # noqa: E402
 
 I64_MAX = np.iinfo(np.int64).max

@@ -31,6 +31,8 @@ import threading
 
 import numpy as np
 
+from ...options import keyword
+
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62
@@ -48,6 +50,7 @@ FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
 
 _INSTALL_HINT = "pip install 'dask-cumbatch[gpu]'"
+_GPU = keyword("device", "gpu")
 # The simulator is not thread safe (a launch swaps a module-wide fake `cuda`, shared memory
 # included): under it, one backend call runs at a time (Dask's threads call concurrently).
 _SIM_LOCK = threading.RLock()
@@ -86,14 +89,14 @@ def check_available() -> None:
         import cupy
         from numba import cuda
     except ImportError as e:
-        raise RuntimeError(f"device='gpu' needs CuPy and numba-cuda ({e.name} is missing): "
+        raise RuntimeError(f"{_GPU} needs CuPy and numba-cuda ({e.name} is missing): "
                            f"{_INSTALL_HINT} on a machine with an NVIDIA GPU") from None
     try:
         found = cupy.cuda.runtime.getDeviceCount() > 0 and cuda.is_available()
     except Exception:  # no driver
         found = False
     if not found:
-        raise RuntimeError(f"device='gpu' found no CUDA device: {_INSTALL_HINT} on a machine "
+        raise RuntimeError(f"{_GPU} found no CUDA device: {_INSTALL_HINT} on a machine "
                            "with an NVIDIA GPU, or set NUMBA_ENABLE_CUDASIM=1 to simulate one")
 
 
