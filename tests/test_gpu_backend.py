@@ -47,7 +47,7 @@ def _start_simulator() -> str | None:
     try:
         import numba.cuda  # noqa: F401  (the simulator is chosen at this import)
     finally:
-        if before is None:  # only this module's tests see the simulator (see `_simulator`)
+        if before is None:  # only this module's tests see the simulator (see `simulator`)
             del os.environ["NUMBA_ENABLE_CUDASIM"]
         else:
             os.environ["NUMBA_ENABLE_CUDASIM"] = before
@@ -68,7 +68,7 @@ examples = settings(max_examples=int(os.environ.get("GPU_SIM_EXAMPLES", "30")), 
 
 
 @pytest.fixture(autouse=True)
-def _simulator(monkeypatch):
+def simulator(monkeypatch):
     if not ON_DEVICE:
         monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
 
