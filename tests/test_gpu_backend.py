@@ -36,7 +36,8 @@ def _device_present() -> bool:
 def _start_simulator() -> str | None:
     """Import numba.cuda in simulator mode; the reason to skip when that is impossible."""
     if importlib.util.find_spec("numba_cuda") is None:
-        return "numba-cuda is not installed (pip install -e '.[gpusim]')"
+        return ("numba-cuda is not installed: .ci/run's simulator step runs the GPU tests "
+                "(pip install -e '.[gpusim]'; NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_*.py)")
     if "numba.cuda" in sys.modules:
         from numba.cuda.core import config
         return None if config.ENABLE_CUDASIM else (
