@@ -217,7 +217,7 @@ def inclusive_scan(x, op="sum"):
 @_serialized
 def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
                  lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
-    """The greedy/fill walk of :func:`dask_cumbatch.kernels.walk_batches`, on the device.
+    """The greedy/fill walk of :func:`dask_cumbatch.engine.backends.cpu.walk_batches`, on the device.
 
     Without ``spec`` and ``multiple``, on inputs of ``SEQUENTIAL_BELOW`` rows or more, the
     tiled speculative pass and the hierarchy of segment summaries run; otherwise (and when an
@@ -343,7 +343,7 @@ def grid_cell(s, lim_f, lim_i):
 
 @_serialized
 def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
-    """The ``floor`` starts of :func:`dask_cumbatch.kernels.floor_walk`, on the device.
+    """The ``floor`` starts of :func:`dask_cumbatch.engine.backends.cpu.floor_walk`, on the device.
 
     Integer weights, and float weights that are all integer-valued with a total below 2**53,
     are summed by a device scan (exact in any order); other floats must reproduce the CPU's
@@ -438,7 +438,7 @@ def _s_out(incl, first, s_in, use_s_in, as_float):
 
 @_serialized
 def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
-    """The risky rows of :func:`dask_cumbatch.kernels.floor_risky` (one device thread: the
+    """The risky rows of :func:`dask_cumbatch.engine.backends.cpu.floor_risky` (one device thread: the
     running sum of float weights must be formed in row order).
 
     >>> p_out, w_out = np.zeros(3), np.zeros(3)
@@ -464,7 +464,7 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
 # --------------------------------------------------------------------------- array work
 @_serialized
 def cap_walk(flags, rows, max_rows, out):
-    """Row-cap starts of :func:`dask_cumbatch.kernels.cap_walk`: closed form from the last flag.
+    """Row-cap starts of :func:`dask_cumbatch.engine.backends.cpu.cap_walk`: closed form from the last flag.
 
     A row is a cap start when it lies a whole number of ``max_rows`` after the last flagged
     row (or the open batch's virtual start), so no walk is needed.
