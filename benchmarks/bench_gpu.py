@@ -89,7 +89,8 @@ def cupy_idiom(xp, w, limit):
 
 def check_against_cpu(gpu, w, limit, floor_ids, greedy_ids):
     """Under the simulator: the ids must equal the CPU kernels' (the script's own proof)."""
-    from dask_cumbatch import kernels
+    from dask_cumbatch.engine import backend_for
+    kernels = backend_for("cpu")
     w = gpu.to_numpy(w)
     n = len(w)
     cpu_ids = np.empty(n, np.int64)

@@ -41,12 +41,24 @@ def test_cpu_backend_has_the_whole_contract():
     assert cpu.asarray(a) is a and cpu.to_numpy(a) is a
 
 
-def test_gpu_without_a_backend_raises_before_any_data(monkeypatch):
-    monkeypatch.setitem(sys.modules, GPU_MODULE, None)  # as if this release had no gpu.py
-    with pytest.raises(NotImplementedError, match="device='gpu': no GPU kernels in this release"):
+def test_gpu_without_cupy_or_simulator_raises_one_line_before_any_data(monkeypatch):
+    import dask.dataframe as dd
+
+    from dask_cumbatch.options import for_cli
+
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as on a machine without CuPy
+    with pytest.raises(RuntimeError, match=r"pip install 'dask-cumbatch\[gpu\]'") as err:
         backend_for("gpu")
-    with pytest.raises(NotImplementedError, match="device='gpu'"):
-        pd.DataFrame({"w": [1, 2]}).cumbatch.ids("w", 5, device="gpu")
+    assert "\n" not in str(err.value) and "device='gpu'" in str(err.value)
+    assert "--device gpu" in for_cli(err.value)
+
+    def unread(_):
+        raise AssertionError("a partition was read")
+
+    ddf = dd.from_map(unread, [0, 1], meta=pd.DataFrame({"w": pd.Series([], dtype="int64")}))
+    with pytest.raises(RuntimeError, match=r"dask-cumbatch\[gpu\]"):
+        ddf.cumbatch.ids("w", 5, device="gpu")
     assert backend_for("auto", n_rows=10**9).__name__.endswith(".cpu")
 
 

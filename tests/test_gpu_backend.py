@@ -36,7 +36,8 @@ def _device_present() -> bool:
 def _start_simulator() -> str | None:
     """Import numba.cuda in simulator mode; the reason to skip when that is impossible."""
     if importlib.util.find_spec("numba_cuda") is None:
-        return "numba-cuda is not installed (pip install -e '.[gpusim]')"
+        return ("numba-cuda is not installed: .ci/run's simulator step runs the GPU tests "
+                "(pip install -e '.[gpusim]'; NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_*.py)")
     if "numba.cuda" in sys.modules:
         from numba.cuda.core import config
         return None if config.ENABLE_CUDASIM else (
@@ -47,7 +48,7 @@ def _start_simulator() -> str | None:
     try:
         import numba.cuda  # noqa: F401  (the simulator is chosen at this import)
     finally:
-        if before is None:  # only this module's tests see the simulator (see `_simulator`)
+        if before is None:  # only this module's tests see the simulator (see `simulator`)
             del os.environ["NUMBA_ENABLE_CUDASIM"]
         else:
             os.environ["NUMBA_ENABLE_CUDASIM"] = before
@@ -59,7 +60,7 @@ _SKIP = None if ON_DEVICE else _start_simulator()
 if _SKIP:
     pytest.skip(_SKIP, allow_module_level=True)
 
-from dask_cumbatch import kernels as cpu  # noqa: E402
+from dask_cumbatch.engine.backends import cpu  # noqa: E402
 from dask_cumbatch.engine.backends import gpu  # noqa: E402
 
 I64_MAX = np.iinfo(np.int64).max
@@ -68,7 +69,7 @@ examples = settings(max_examples=int(os.environ.get("GPU_SIM_EXAMPLES", "30")), 
 
 
 @pytest.fixture(autouse=True)
-def _simulator(monkeypatch):
+def simulator(monkeypatch):
     if not ON_DEVICE:
         monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
 

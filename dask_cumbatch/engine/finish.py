@@ -11,7 +11,7 @@ import pandas as pd
 
 from .backends import backend_for
 from .modes import mode_for
-from .partition import prepare
+from .partition import host_columns, is_cudf, like_partition, prepare
 from .scan import weight_total
 from .state import Entry, InputChangedError
 
@@ -63,6 +63,8 @@ def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
     >>> finish_ids(df, opts, True, plan_frame(df, opts, True).entries[0]).tolist()
     [0, <NA>, 0]
     """
+    if is_cudf(df):  # a dask-cudf partition gets a cuDF id column; only weight/keys were read
+        return like_partition(finish_ids(host_columns(df, opts), opts, is_float, entry), df)
     ids, prep = batch_ids(df, opts, is_float, entry)
     if opts.invalid == "skip":
         values = np.zeros(prep.n_all, dtype=np.int64)

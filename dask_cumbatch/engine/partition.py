@@ -2,9 +2,16 @@
 
 Weights become int64 (ints and bools, exact) or float64, with an invalid mask; ``by`` keys
 become group-change flags; ``sort_window`` reorders rows into batching order.
+
+Data placement: the engine keeps host (NumPy) arrays and the backend moves them at the kernel
+call (``asarray``/``to_numpy``), so a pandas partition sends only its weight (and group flags)
+to the device and gets ids back. A cuDF partition (dask-cudf) keeps its frame on the device:
+only its weight and key columns are read (:func:`host_columns`) and the ids go back as a cuDF
+column (:func:`like_partition`). cuDF is recognised by module name and never imported here.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +79,43 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
         return values, ~np.isfinite(values) | (values < 0)
 
 
+def is_cudf(obj) -> bool:
+    """Whether ``obj`` is a cuDF object (a dask-cudf partition), without importing cuDF.
+
+    >>> is_cudf(pd.DataFrame()), is_cudf(type("DataFrame", (), {"__module__": "cudf.core.dataframe"})())
+    (False, True)
+    """
+    return type(obj).__module__.split(".")[0] == "cudf"
+
+
+def host_columns(df, opts: BatchOptions):
+    """The columns the kernels need (weight, ``by`` keys) as pandas; other columns stay put.
+
+    A pandas partition is returned as it is; a cuDF partition copies just those columns (and
+    its index) to the host.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> df = pd.DataFrame({"w": [1], "x": [2]})
+    >>> host_columns(df, BatchOptions.make("w", 5)) is df
+    True
+    """
+    if not is_cudf(df):
+        return df
+    return df[list(dict.fromkeys((opts.weight, *opts.by)))].to_pandas()
+
+
+def like_partition(ids: pd.Series, df):
+    """``ids`` (pandas) as a Series of ``df``'s kind: a cuDF column for a cuDF partition.
+
+    >>> ids = pd.Series([0, 0, 1], name="batch")
+    >>> like_partition(ids, pd.DataFrame({"w": [1, 2, 3]})) is ids
+    True
+    """
+    if not is_cudf(df):
+        return ids
+    return sys.modules["cudf"].Series.from_pandas(ids)  # cudf is imported: df is one of its frames
+
+
 def group_codes(df: pd.DataFrame, by: tuple) -> list[np.ndarray]:
     """One integer code array per key column (missing keys share a code).
 
@@ -126,6 +170,7 @@ def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend
     [False, True]
     """
     check = not (checked and opts.invalid == "raise")
+    n_all, df = len(df), host_columns(df, opts)
     values, invalid = weight_values(df[opts.weight], check=check, backend=backend)
     if invalid is _NO_INVALID:
         invalid = None
@@ -144,7 +189,7 @@ def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend
         last = tuple(df[k].iloc[last_row] for k in opts.by)
     else:
         first = last = ()
-    return PartitionArrays(w, newgrp, keep, len(df), invalid, plain_key(first), plain_key(last))
+    return PartitionArrays(w, newgrp, keep, n_all, invalid, plain_key(first), plain_key(last))
 
 
 def window_order(keep, values, codes, window):

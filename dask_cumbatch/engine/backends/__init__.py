@@ -15,7 +15,8 @@ The backend contract: a backend is a module in this package that exposes
   cannot run here; a no-op on the CPU.
 
 A GPU backend (``gpu.py``) additionally sets ``AUTO_MIN_ROWS``: ``device="auto"`` picks it for
-partitions of at least that many rows when it is importable and available.
+partitions of at least that many rows when CuPy and a CUDA device are usable (never the
+simulator, which ``simulated()`` reports; see docs/gpu.md).
 
 >>> backend_for("cpu").I64_MAX == 2**63 - 1
 True
@@ -24,30 +25,30 @@ from __future__ import annotations
 
 import importlib
 
-GPU_MISSING = (
-    "device='gpu': no GPU kernels in this release; use device='cpu' (or 'auto') -- see docs/gpu.md"
-)
+from ...options import hinted
 
 
 def backend_for(device: str = "cpu", n_rows: int | None = None):
     """The backend module for ``device`` ("cpu", "gpu" or "auto"), imported on first use.
 
-    "gpu" raises ``NotImplementedError`` when this release has no GPU backend, or the
-    backend's own error (naming the ``[gpu]`` extra) when it cannot run here. "auto" is the
-    GPU backend when it imports, runs here and ``n_rows >= AUTO_MIN_ROWS``; else the CPU.
+    "gpu" is :mod:`.gpu` after its ``check_available()``, which raises one line naming the
+    ``[gpu]`` extra when neither CuPy with a CUDA device nor numba-cuda's simulator
+    (``NUMBA_ENABLE_CUDASIM=1``) is usable; the Dask layer calls this before any data is read.
+    "auto" is the GPU backend when it runs here and ``n_rows >= AUTO_MIN_ROWS``; else the CPU.
 
     >>> backend_for("auto", n_rows=10).__name__
     'dask_cumbatch.engine.backends.cpu'
     """
     if device == "gpu":
-        gpu = _gpu_module(strict=True)
-        if gpu is None:
-            raise NotImplementedError(GPU_MISSING)
-        gpu.check_available()
+        gpu = importlib.import_module(".gpu", __name__)
+        try:
+            gpu.check_available()
+        except RuntimeError as exc:  # the CLI shows the setting as --device gpu
+            raise hinted(exc, ("device", "gpu"))
         return gpu
     if device == "auto" and n_rows is not None:
         gpu = _gpu_module()
-        if gpu is not None and n_rows >= gpu.AUTO_MIN_ROWS and _runs(gpu):
+        if gpu is not None and n_rows >= gpu.AUTO_MIN_ROWS and _on_device(gpu):
             return gpu
     elif device not in ("cpu", "auto"):
         raise ValueError(f"device={device!r} is not one of 'cpu', 'auto', 'gpu'")
@@ -64,17 +65,18 @@ def gpu_available() -> bool:
     return gpu is not None and _runs(gpu)
 
 
-def _gpu_module(strict: bool = False):
-    """The GPU backend module; None when this release has none (or, unless ``strict``, when
-    one of its own imports fails)."""
+def _gpu_module():
+    """The GPU backend module; None when it cannot be imported here."""
     try:
         return importlib.import_module(".gpu", __name__)
-    except ImportError as err:
-        if not strict or (err.name or "").endswith("backends.gpu"):
-            return None
-        raise ImportError(
-            f"device='gpu' needs the GPU libraries: pip install 'dask-cumbatch[gpu]' ({err})"
-        ) from err
+    except ImportError:
+        return None
+
+
+def _on_device(backend) -> bool:
+    """Whether ``backend`` runs on a real device: "auto" never picks the (slow) simulator."""
+    simulated = getattr(backend, "simulated", None)
+    return _runs(backend) and not (simulated and simulated())
 
 
 def _runs(backend) -> bool:

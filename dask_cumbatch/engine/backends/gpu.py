@@ -31,6 +31,8 @@ import threading
 
 import numpy as np
 
+from ...options import keyword
+
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62
@@ -48,6 +50,7 @@ FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
 
 _INSTALL_HINT = "pip install 'dask-cumbatch[gpu]'"
+_GPU = keyword("device", "gpu")
 # The simulator is not thread safe (a launch swaps a module-wide fake `cuda`, shared memory
 # included): under it, one backend call runs at a time (Dask's threads call concurrently).
 _SIM_LOCK = threading.RLock()
@@ -86,14 +89,14 @@ def check_available() -> None:
         import cupy
         from numba import cuda
     except ImportError as e:
-        raise RuntimeError(f"device='gpu' needs CuPy and numba-cuda ({e.name} is missing): "
+        raise RuntimeError(f"{_GPU} needs CuPy and numba-cuda ({e.name} is missing): "
                            f"{_INSTALL_HINT} on a machine with an NVIDIA GPU") from None
     try:
         found = cupy.cuda.runtime.getDeviceCount() > 0 and cuda.is_available()
     except Exception:  # no driver
         found = False
     if not found:
-        raise RuntimeError(f"device='gpu' found no CUDA device: {_INSTALL_HINT} on a machine "
+        raise RuntimeError(f"{_GPU} found no CUDA device: {_INSTALL_HINT} on a machine "
                            "with an NVIDIA GPU, or set NUMBA_ENABLE_CUDASIM=1 to simulate one")
 
 
@@ -214,7 +217,7 @@ def inclusive_scan(x, op="sum"):
 @_serialized
 def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
                  lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
-    """The greedy/fill walk of :func:`dask_cumbatch.kernels.walk_batches`, on the device.
+    """The greedy/fill walk of :func:`dask_cumbatch.engine.backends.cpu.walk_batches`, on the device.
 
     Without ``spec`` and ``multiple``, on inputs of ``SEQUENTIAL_BELOW`` rows or more, the
     tiled speculative pass and the hierarchy of segment summaries run; otherwise (and when an
@@ -340,7 +343,7 @@ def grid_cell(s, lim_f, lim_i):
 
 @_serialized
 def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
-    """The ``floor`` starts of :func:`dask_cumbatch.kernels.floor_walk`, on the device.
+    """The ``floor`` starts of :func:`dask_cumbatch.engine.backends.cpu.floor_walk`, on the device.
 
     Integer weights, and float weights that are all integer-valued with a total below 2**53,
     are summed by a device scan (exact in any order); other floats must reproduce the CPU's
@@ -435,7 +438,7 @@ def _s_out(incl, first, s_in, use_s_in, as_float):
 
 @_serialized
 def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
-    """The risky rows of :func:`dask_cumbatch.kernels.floor_risky` (one device thread: the
+    """The risky rows of :func:`dask_cumbatch.engine.backends.cpu.floor_risky` (one device thread: the
     running sum of float weights must be formed in row order).
 
     >>> p_out, w_out = np.zeros(3), np.zeros(3)
@@ -461,7 +464,7 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
 # --------------------------------------------------------------------------- array work
 @_serialized
 def cap_walk(flags, rows, max_rows, out):
-    """Row-cap starts of :func:`dask_cumbatch.kernels.cap_walk`: closed form from the last flag.
+    """Row-cap starts of :func:`dask_cumbatch.engine.backends.cpu.cap_walk`: closed form from the last flag.
 
     A row is a cap start when it lies a whole number of ``max_rows`` after the last flagged
     row (or the open batch's virtual start), so no walk is needed.
