@@ -244,7 +244,7 @@ def cmd_demo(args) -> int:
     inp, out = os.path.join(root, "input"), os.path.join(root, "batches")
     if not args.quiet:
         print(f"cumbatch demo: {args.rows:,} documents with token counts, cut into batches of "
-              f"at most {args.limit} tokens", flush=True)
+              f"at most {limit:,} tokens", flush=True)
     write_dataset(inp, rows=args.rows, parts=args.parts, progress=_progress(args))
     result = to_files(inp, out, "tokens", limit, progress=_progress(args), overwrite=True)
     seconds = time.perf_counter() - t0
@@ -255,7 +255,7 @@ def cmd_demo(args) -> int:
         totals = pd.Series([b["total"] for b in json.loads(open(os.path.join(out, "_manifest.json")).read())["batches"]])
         print(f"  input     {args.parts} Parquet files in {inp}")
         print(f"  batches   {result.batches:,} (tokens per batch: mean {totals.mean():,.0f}, "
-              f"max {totals.max():,}, limit {args.limit})")
+              f"max {totals.max():,}, limit {limit:,})")
         print(f"  rows      {result.rows:,}")
         print(f"  files     {result.files:,} Parquet files, {status['bytes'] / 1e6:,.1f} MB, + _manifest.json")
         print(f"  time      {seconds:.1f} s")
