@@ -9,6 +9,7 @@ import difflib
 import functools
 import inspect
 import math
+from decimal import Decimal
 import re
 import textwrap
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,9 @@ _UNITS = {
 _LIMIT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
+_HUGE = Decimal(2) ** 1023  # whole numbers beyond this stay floats (then inf: rejected)
+
+
 def parse_limit(value) -> float | int:
     """Turn a limit given as a number or a string with a byte unit into a number.
 
@@ -81,6 +85,8 @@ def parse_limit(value) -> float | int:
     1536
     >>> parse_limit(250)
     250
+    >>> parse_limit("9007199254740993")  # integer strings are exact (2**53 + 1)
+    9007199254740993
     """
     if isinstance(value, str):
         match = _LIMIT_RE.match(value)
@@ -89,8 +95,9 @@ def parse_limit(value) -> float | int:
                 f"cannot read limit {value!r}: use a number, optionally with a unit "
                 "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '5MB' or 4096"
             )
-        number = float(match.group(1)) * _UNITS[match.group(2).upper()]
-        value = int(number) if number.is_integer() else number
+        number = Decimal(match.group(1)) * _UNITS[match.group(2).upper()]  # exact: no float detour
+        whole = number == number.to_integral_value() and number < _HUGE
+        value = int(number) if whole else float(number)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"limit must be a number or a string like '5MB', not {type(value).__name__}")
     if not (math.isfinite(float(value)) and value > 0):

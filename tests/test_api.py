@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 
 import dask_cumbatch
 from dask_cumbatch.cli import build_parser
-from dask_cumbatch.options import OPTIONS, BatchOptions, for_cli
+from dask_cumbatch.options import OPTIONS, BatchOptions, for_cli, parse_limit
 
 METHODS = ["ids", "assign", "plan", "repartition", "iter_batches", "to_files"]
 
@@ -283,3 +284,24 @@ def test_padding_ratio_can_exceed_one_and_the_old_name_warns():
     with pytest.warns(FutureWarning, match="padding_ratio"):
         assert plan.padding_fraction == plan.padding_ratio
     assert plan.summary()["padding ratio"] == 2.0
+
+
+@pytest.mark.parametrize("text, exact", [
+    ("9007199254740993", 2**53 + 1),
+    ("9007199254740993B", 2**53 + 1),
+    ("9223372036854775807", 2**63 - 1),
+    ("1.5KiB", 1536),
+])
+def test_integer_limit_strings_parse_exactly(text, exact):
+    # issue 12 #6: integer strings were read through float (2**53 + 1 became 2**53)
+    assert parse_limit(text) == exact and isinstance(parse_limit(text), int)
+    w = pd.DataFrame({"w": [exact - 1, 1, 1, 1]})
+    assert w.cumbatch.ids("w", text).tolist() == w.cumbatch.ids("w", exact).tolist()
+
+
+def test_integer_limit_string_on_the_command_line(tmp_path):
+    pd.DataFrame({"w": [2**53, 1, 1, 1]}).to_parquet(tmp_path / "in.parquet")
+    out = subprocess.run(
+        [sys.executable, "-m", "dask_cumbatch", "plan", str(tmp_path / "in.parquet"), "-w", "w",
+         "-l", "9007199254740993", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["n_batches"] == 2  # [2**53, 1] then [1, 1]
