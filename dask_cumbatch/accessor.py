@@ -22,6 +22,25 @@ def _opts(weight, limit, kw) -> BatchOptions:
     return BatchOptions.make(weight, limit, **kw)
 
 
+
+# Docstring text every method shares (filled in by takes_options at the {name} lines).
+_SHARED_DOCS = {
+    "weight_and_limit": """weight : str, Series, array or list
+    The weight column's name, a Series aligned with the frame (a Dask Series for a
+    Dask frame), or for a pandas frame an array or list with one value per row.
+limit : int, float or str
+    The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.""",
+    "errors": """TypeError
+    An unknown keyword (with the closest one), a non-numeric weight, a weight of
+    another kind than those above.
+KeyError
+    A weight or ``by`` column the frame does not have (with the closest name).
+ValueError
+    An option value out of range; invalid weights with ``invalid='raise'``
+    (:class:`~dask_cumbatch.WeightError`); a row over the limit with
+    ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).""",
+}
+
 class _Batcher:
     """Shared implementation: works on a Dask frame; pandas input is one partition."""
 
@@ -102,7 +121,7 @@ class CumbatchDataFrameAccessor(_Batcher):
     [0, 0, 1, 1, 2]
     """
 
-    @takes_options()
+    @takes_options(docs=_SHARED_DOCS)
     def ids(self, weight, limit, **options):
         """Batch ids: an int64 Series aligned with the frame (``Int64``, <NA> for skipped rows).
 
@@ -112,11 +131,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Parameters
         ----------
-        weight : str, Series, array or list
-            The weight column's name, a Series aligned with the frame (a Dask Series for a
-            Dask frame), or for a pandas frame an array or list with one value per row.
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {weight_and_limit}
         {batching_options}
 
         Returns
@@ -126,15 +141,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Raises
         ------
-        TypeError
-            An unknown keyword (with the closest one), a non-numeric weight, a weight of
-            another kind than those above.
-        KeyError
-            A weight or ``by`` column the frame does not have (with the closest name).
-        ValueError
-            An option value out of range; invalid weights with ``invalid='raise'``
-            (:class:`~dask_cumbatch.WeightError`); a row over the limit with
-            ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).
+        {errors}
 
         Examples
         --------
@@ -151,7 +158,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             return engine.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
         return graph.ids_series(prep, plan)
 
-    @takes_options()
+    @takes_options(docs=_SHARED_DOCS)
     def assign(self, weight, limit, **options):
         """The frame with the batch id column ``name`` (default "batch") added.
 
@@ -160,11 +167,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Parameters
         ----------
-        weight : str, Series, array or list
-            The weight column's name, a Series aligned with the frame (a Dask Series for a
-            Dask frame), or for a pandas frame an array or list with one value per row.
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {weight_and_limit}
         {batching_options}
 
         Returns
@@ -174,15 +177,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Raises
         ------
-        TypeError
-            An unknown keyword (with the closest one), a non-numeric weight, a weight of
-            another kind than those above.
-        KeyError
-            A weight or ``by`` column the frame does not have (with the closest name).
-        ValueError
-            An option value out of range; invalid weights with ``invalid='raise'``
-            (:class:`~dask_cumbatch.WeightError`); a row over the limit with
-            ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).
+        {errors}
 
         Examples
         --------
@@ -193,7 +188,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         ids = self.ids(weight, limit, **options)
         return self._obj.assign(**{ids.name: ids})
 
-    @takes_options()
+    @takes_options(docs=_SHARED_DOCS)
     def plan(self, weight, limit, **options) -> BatchPlan:
         """Compute the batches: a :class:`~dask_cumbatch.result.BatchPlan` (one row per batch).
 
@@ -202,11 +197,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Parameters
         ----------
-        weight : str, Series, array or list
-            The weight column's name, a Series aligned with the frame (a Dask Series for a
-            Dask frame), or for a pandas frame an array or list with one value per row.
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {weight_and_limit}
         {batching_options}
 
         Returns
@@ -216,15 +207,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Raises
         ------
-        TypeError
-            An unknown keyword (with the closest one), a non-numeric weight, a weight of
-            another kind than those above.
-        KeyError
-            A weight or ``by`` column the frame does not have (with the closest name).
-        ValueError
-            An option value out of range; invalid weights with ``invalid='raise'``
-            (:class:`~dask_cumbatch.WeightError`); a row over the limit with
-            ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).
+        {errors}
 
         Examples
         --------
@@ -243,7 +226,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             stats = empty_batches()
         return BatchPlan(stats, prep.opts, skipped=parts.skipped, partitions=len(parts.entries))
 
-    @takes_options()
+    @takes_options(docs=_SHARED_DOCS)
     def repartition(self, weight, limit, batches_per_partition=None, index=False, *,
                     partition_size=None, **options):
         """A Dask frame whose partitions hold whole batches, rows in order, with the id column.
@@ -260,11 +243,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Parameters
         ----------
-        weight : str, Series, array or list
-            The weight column's name, a Series aligned with the frame (a Dask Series for a
-            Dask frame), or for a pandas frame an array or list with one value per row.
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {weight_and_limit}
         batches_per_partition : int, optional
             Consecutive batches per output partition (the last may hold fewer).
         index : bool, default False
@@ -284,15 +263,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Raises
         ------
-        TypeError
-            An unknown keyword (with the closest one), a non-numeric weight, a weight of
-            another kind than those above.
-        KeyError
-            A weight or ``by`` column the frame does not have (with the closest name).
-        ValueError
-            An option value out of range; invalid weights with ``invalid='raise'``
-            (:class:`~dask_cumbatch.WeightError`); a row over the limit with
-            ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).
+        {errors}
 
         Examples
         --------
@@ -318,7 +289,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             out = graph.repartition_ranges(prep, plan, ranges, index=index)
         return out.compute(scheduler="sync") if self._is_pandas else out
 
-    @takes_options()
+    @takes_options(docs=_SHARED_DOCS)
     def iter_batches(self, weight, limit, prefetch=1, batches_per_partition=None, *, shuffle=None,
                      seed=None, shuffle_buffer=None, epoch=0, rank=0, world_size=1, drop_last=False,
                      format="pandas", **options):
@@ -331,11 +302,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Parameters
         ----------
-        weight : str, Series, array or list
-            The weight column's name, a Series aligned with the frame (a Dask Series for a
-            Dask frame), or for a pandas frame an array or list with one value per row.
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {weight_and_limit}
         prefetch : int, default 1
             Output partitions computed ahead in background threads (0: no threads).
         batches_per_partition : int, optional
@@ -370,15 +337,7 @@ class CumbatchDataFrameAccessor(_Batcher):
 
         Raises
         ------
-        TypeError
-            An unknown keyword (with the closest one), a non-numeric weight, a weight of
-            another kind than those above.
-        KeyError
-            A weight or ``by`` column the frame does not have (with the closest name).
-        ValueError
-            An option value out of range; invalid weights with ``invalid='raise'``
-            (:class:`~dask_cumbatch.WeightError`); a row over the limit with
-            ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).
+        {errors}
         ImportError
             ``format='cupy'`` or ``'torch'`` without the library.
 
@@ -401,7 +360,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         prep = self._dask_prepare(weight, limit, options)
         return training.make_iterator(prep, graph.plan_partitions(prep), topts, sync=self._is_pandas)
 
-    @takes_options(extra=_export_parameters())
+    @takes_options(extra=_export_parameters(), docs=_SHARED_DOCS)
     def to_files(self, path, weight, limit, **kw):
         """Write one file per batch (or ``batches_per_file``) under ``path``; see docs/export.md.
 
@@ -454,7 +413,7 @@ class CumbatchSeriesAccessor:
     def __init__(self, obj):
         self._obj = obj
 
-    @takes_options()
+    @takes_options(docs=_SHARED_DOCS)
     def ids(self, limit, **options):
         """Batch ids of the Series' own values taken as weights (see ``DataFrame.cumbatch.ids``).
 

@@ -375,18 +375,36 @@ def options_doc(indent: str = "") -> str:
 OPTIONS_MARKER = "{batching_options}"
 
 
-def _fill_options_doc(doc: str | None) -> str | None:
-    """Replace the line holding :data:`OPTIONS_MARKER` with the options' entries, same indent."""
-    if not doc or OPTIONS_MARKER not in doc:
+def fill_doc(doc: str | None, blocks: dict) -> str | None:
+    r"""Replace each line that is only ``{name}`` by ``blocks[name]``, indented like that line.
+
+    A block is a text or a function of the indent (returning the indented text).
+
+    >>> doc = "Raises\n    {errors}"
+    >>> print(fill_doc(doc, {"errors": "KeyError\n    No such column."}))
+    Raises
+        KeyError
+            No such column.
+    """
+    if not doc:
         return doc
     lines = doc.splitlines()
     for i, line in enumerate(lines):
-        if OPTIONS_MARKER in line:
-            lines[i] = options_doc(line[: len(line) - len(line.lstrip())])
+        name = line.strip()[1:-1] if line.strip().startswith("{") else None
+        if name in blocks:
+            indent = line[: len(line) - len(line.lstrip())]
+            block = blocks[name]
+            lines[i] = block(indent) if callable(block) else textwrap.indent(block, indent)
     return "\n".join(lines)
 
 
-def takes_options(extra=()):
+def _fill_options_doc(doc: str | None, blocks=None) -> str | None:
+    """Replace the line holding :data:`OPTIONS_MARKER` with the options' entries, and the
+    lines naming a key of ``blocks`` with that block (see :func:`fill_doc`)."""
+    return fill_doc(doc, {OPTIONS_MARKER[1:-1]: options_doc, **(blocks or {})})
+
+
+def takes_options(extra=(), docs=None):
     """Decorate ``f(..., **options)`` so its signature and docstring show the batching options.
 
     The wrapper's ``__signature__`` holds ``f``'s own parameters, then ``extra`` (more
@@ -394,6 +412,7 @@ def takes_options(extra=()):
     ``inspect.signature``, ``help()``, IDEs and Sphinx show them with their defaults. The line
     ``{batching_options}`` of the docstring becomes their numpydoc entries. A keyword the
     signature does not have raises ``TypeError`` naming ``f`` and the closest parameter.
+    ``docs`` maps more ``{name}`` docstring lines to shared text blocks (see :func:`fill_doc`).
 
     >>> @takes_options()
     ... def ids(weight, limit, **options):
@@ -419,7 +438,7 @@ def takes_options(extra=()):
             return func(*args, **kwargs)
 
         wrapper.__signature__ = signature
-        wrapper.__doc__ = _fill_options_doc(func.__doc__)
+        wrapper.__doc__ = _fill_options_doc(func.__doc__, docs)
         # Tools that read the source for defaults (Sphinx's autodoc_preserve_defaults) would
         # pair the source's defaults with the signature's options: they see the wrapper instead.
         del wrapper.__wrapped__
