@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 
@@ -331,7 +330,6 @@ def cmd_status(args) -> int:
 
 
 def _message(exc: BaseException) -> str:
-    from .options import for_cli
 
     if isinstance(exc, KeyError) and exc.args:
         text = for_cli(exc)

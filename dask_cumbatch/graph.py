@@ -418,7 +418,7 @@ def repartition(prep: Prepared, plan: PartitionPlan, batches_per_partition=None,
     return repartition_ranges(prep, plan, output_ranges(plan, batches_per_partition), index=index)
 
 
-def repartition_ranges(prep: Prepared, plan: sc.PartitionPlan, ranges, index=False):
+def repartition_ranges(prep: Prepared, plan: PartitionPlan, ranges, index=False):
     """:func:`repartition` with the output partitions' id ranges ``[(lo, hi), ...]`` given."""
     frames = batch_frame(prep, plan).to_delayed(optimize_graph=True)
     sources = id_ranges(plan)
@@ -451,7 +451,7 @@ def _batch_bytes(df: pd.DataFrame, name: str) -> pd.DataFrame:
                          "bytes": counts.to_numpy(dtype=np.float64) * per_row})
 
 
-def batch_bytes(prep: Prepared, plan: sc.PartitionPlan) -> pd.Series:
+def batch_bytes(prep: Prepared, plan: PartitionPlan) -> pd.Series:
     """The in-memory size of every batch, by batch id in order (one pass over the data).
 
     Sizes are ``memory_usage(deep=True)`` spread evenly over a partition's rows, as

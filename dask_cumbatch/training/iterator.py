@@ -7,7 +7,6 @@ import operator
 import time
 from dataclasses import dataclass
 
-import numpy as np
 
 from .formats import FORMAT_TYPES, batch_bounds
 from .options import TrainingOptions
