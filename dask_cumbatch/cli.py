@@ -330,7 +330,6 @@ def cmd_status(args) -> int:
 
 
 def _message(exc: BaseException) -> str:
-
     if isinstance(exc, KeyError) and exc.args:
         text = for_cli(exc)
     elif isinstance(exc, FileNotFoundError) and exc.filename:
