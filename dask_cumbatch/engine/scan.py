@@ -112,7 +112,7 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     """
     skipped = check_summaries(summaries, opts)
     mode = mode_for(opts)
-    be = backend_for(opts.device)
+    be = backend_for(opts.device, sum(s.n for s in summaries))
     carry = replace(start) if start is not None else Carry()
     entries, walked = [], []
     offsets = []  # global position (batched rows) of each partition's first row

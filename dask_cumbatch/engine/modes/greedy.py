@@ -268,7 +268,7 @@ def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
 
     ``backend`` runs ``chain_table`` (default: the CPU backend).
     """
-    be = backend or backend_for("cpu")
+    be = backend or backend_for("cpu", len(w))
     n = len(w)
     idx = np.int32 if n < 2**31 - 1 else np.int64
     nxt, cnt = np.empty(n, dtype=idx), np.empty(n, dtype=idx)
