@@ -119,7 +119,8 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     all_offset = 0
     backdated_prior = 0
     for k, summ in enumerate(summaries):
-        entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total, partition=k))
+        entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total,
+                             partition=k, kept=summ.kept))
         offsets.append(carry.position)
         all_offset += summ.n_all
         if summ.n == 0:
