@@ -4,7 +4,7 @@
   (``backends/cpu.py``): the same source, the same ids;
 - the greedy/fill finish counts the summary's kept start flags after the paths meet (a hit) or
   walks every row (a miss: another process, evicted);
-- floor's quick summary (only a sum where no row skips a cell) and branch-free finish.
+- floor's branch-free finish (no ``by``) against its walk.
 """
 from __future__ import annotations
 
@@ -106,8 +106,7 @@ def test_kept_flags_are_bounded_and_dropped_oldest_first():
 def test_floor_quick_and_walked_paths_give_the_reference_ids(data):
     ddf, limit, kw, want = draw_case(data, mode="floor")
     quick = ids_of(ddf, limit, kw)
-    with mock.patch.object(floor_mode, "_quick_summary", lambda *a: False), \
-            mock.patch.object(floor_mode, "_quick_ids", lambda *a: None):
+    with mock.patch.object(floor_mode, "_quick_ids", lambda *a: None):
         walked = ids_of(ddf, limit, kw)
     assert quick == want
     assert walked == want
@@ -132,14 +131,6 @@ def test_floor_branch_free_kernel_equals_the_walk_bitwise(w, s_in, has_prev, lim
         quick = np.empty(len(w), np.int64)
         assert be.floor_ids_quick(w, s_in, np.int64(cell), has_prev, limit, 0, False, base, quick) == -1
         assert quick.tolist() == walked.tolist()
-
-
-def test_grid_quick_refuses_heavy_and_fractional_weights():
-    for be in (cpu, pure):
-        assert bool(be.grid_quick(np.array([1.0, 2.0, 3.0]), 3.0, True)[0])
-        assert not bool(be.grid_quick(np.array([1.0, 2.0, 4.0]), 3.0, True)[0])
-        assert not bool(be.grid_quick(np.array([1.0, 2.5]), 3.0, True)[0])
-        assert int(be.grid_quick(np.arange(7), 6, False)[1]) == 21
 
 
 @pytest.mark.parametrize("command", ["export", "status"])

@@ -31,7 +31,7 @@ CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries n
 HELPERS = ("_cuts", "grid_cell")  # called from other kernels: compiled inline by .cpu
 KERNELS = (
     "walk_batches", "chain_table", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
-    "starts_to_ids", "batch_stats", "flags_to_ids", "grid_quick", "floor_ids_quick",
+    "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick",
 )
 
 
@@ -402,44 +402,6 @@ def flags_to_ids(flags, start, acc, ids):
     for i in range(start, flags.shape[0]):
         acc += flags[i]
         ids[i] = acc
-
-
-def grid_quick(w, bound, is_float):
-    """Floor mode's quick summary: ``(ok, total)``, ``ok`` when every weight is at most
-    ``bound`` (no row can skip a grid cell) and, for floats, a whole number.
-
-    Whole-number float weights below 2**53 in all sum exactly in any order, so four
-    independent running sums (no wait on one long chain of additions) give the exact total.
-    The caller checks that range (and int64 overflow for integers) on ``total``.
-
-    >>> import numpy as np
-    >>> ok, total = grid_quick(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 5.0, True)
-    >>> bool(ok), float(total)
-    (True, 15.0)
-    >>> bool(grid_quick(np.array([1.5, 2.0]), 5.0, True)[0])
-    False
-    """
-    n = w.shape[0]
-    zero = w[0] - w[0] if n else bound - bound
-    a0 = a1 = a2 = a3 = zero
-    ok = True
-    m = n - n % 4
-    for i in range(0, m, 4):
-        x0, x1, x2, x3 = w[i], w[i + 1], w[i + 2], w[i + 3]
-        a0 += x0
-        a1 += x1
-        a2 += x2
-        a3 += x3
-        ok &= (x0 <= bound) & (x1 <= bound) & (x2 <= bound) & (x3 <= bound)
-        if is_float:
-            ok &= (x0 == np.floor(x0)) & (x1 == np.floor(x1)) & (x2 == np.floor(x2)) & (x3 == np.floor(x3))
-    for i in range(m, n):
-        x = w[i]
-        a0 += x
-        ok &= x <= bound
-        if is_float:
-            ok &= x == np.floor(x)
-    return ok, (a0 + a1) + (a2 + a3)
 
 
 def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, ids):

@@ -25,7 +25,6 @@ from .kernels import (  # noqa: F401
     floor_risky,
     floor_ids_quick,
     floor_walk,
-    grid_quick,
     grid_cell,
     starts_to_ids,
     walk_batches,

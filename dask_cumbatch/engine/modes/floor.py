@@ -143,9 +143,6 @@ def _cell(s, opts, is_float):
     return min(q, CELL_MAX)
 
 
-EXACT_FLOAT = 2.0**53  # whole-number float sums below this are exact in any order
-
-
 def _threshold(opts, is_float):
     """The heaviest weight that cannot make the grid skip a cell."""
     lim_f, lim_i = floor_limits(opts, is_float)
@@ -153,31 +150,9 @@ def _threshold(opts, is_float):
     return threshold if is_float else min(threshold, I64_MAX)
 
 
-def _sum_fits(start, most) -> bool:
-    """Whether running sums from ``start`` growing by at most ``most`` stay below 2**53
-    (exact as float64 in any order, and as float64 cells of integer sums)."""
-    return float(start) + float(most) < EXACT_FLOAT * (1.0 - 2.0**-20)
-
-
-def _quick_summary(summ, prep, opts, is_float, be, threshold) -> bool:
-    """The summary of a partition whose grid is only a sum (no groups, no heavy row, exact sums)."""
-    w, n = prep.w, len(prep.w)
-    if opts.by or not hasattr(be, "grid_quick"):
-        return False
-    bound = w.dtype.type(threshold)
-    ok, total = be.grid_quick(be.asarray(w), bound, is_float)
-    if not ok or not _sum_fits(0, threshold * n if not is_float else total):
-        return False
-    summ.g_first, summ.risky_p, summ.risky_w = n, w[:0].copy(), w[:0].copy()
-    summ.t_first, summ.p_last = _py(total), _py(total - w[n - 1])
-    return True
-
-
 def _summarize_floor(summ, prep, opts, is_float, be):
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     threshold = _threshold(opts, is_float)
-    if _quick_summary(summ, prep, opts, is_float, be, threshold):
-        return
     changes = np.flatnonzero(newgrp)
     g = int(changes[0]) if len(changes) else n
     p_out = be.asarray(np.empty(g, dtype=w.dtype))
