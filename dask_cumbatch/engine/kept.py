@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-KEPT_BYTES = 1 << 28  # flags kept per process, oldest dropped first (256 MiB: 2.7e8 rows)
+KEPT_BYTES = 1 << 27  # flags kept per process, least recently used dropped first (128 MiB: 1.3e8 rows)
 KEEP_MIN_ROWS = 1 << 15  # smaller partitions walk again: cheaper than the bookkeeping
 
 _store: OrderedDict = OrderedDict()
