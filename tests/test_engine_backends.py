@@ -22,15 +22,18 @@ def run_python(code):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
-def test_import_loads_no_numba_until_ids_are_computed():
+def test_import_loads_no_numba_until_ids_of_a_large_input_are_computed():
+    # tiny inputs run the kernels as plain Python (issue 14): numba loads for the large one only
     done = run_python(
         "import sys, pandas as pd, dask_cumbatch\n"
         "assert 'numba' not in sys.modules, 'numba imported by import dask_cumbatch'\n"
         "print(pd.DataFrame({'w': [3, 3, 3]}).cumbatch.ids('w', 6).tolist())\n"
+        "assert 'numba' not in sys.modules, 'numba imported for 3 rows'\n"
+        "print(pd.DataFrame({'w': [3] * 100_000}).cumbatch.ids('w', 6).max())\n"
         "assert 'numba' in sys.modules\n"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[0, 0, 1]"
+    assert done.stdout.split() == ["[0,", "0,", "1]", "49999"]
 
 
 def test_cpu_backend_has_the_whole_contract():

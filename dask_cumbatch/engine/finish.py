@@ -123,6 +123,6 @@ def batch_stats(ids, w, positions, backend=None) -> tuple:
     >>> total.tolist(), last.tolist()
     ([5, 4], [1, 2])
     """
-    be = backend or backend_for("cpu")
+    be = backend or backend_for("cpu", len(ids))
     arrays = be.batch_stats(be.asarray(ids), be.asarray(w), be.asarray(positions))
     return tuple(be.to_numpy(a) for a in arrays)

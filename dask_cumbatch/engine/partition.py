@@ -49,7 +49,7 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
         if dtype.kind == "f":
             values = col.to_numpy(dtype=np.float64)
-            be = backend or backend_for("cpu")
+            be = backend or backend_for("cpu", len(values))
             if not check or be.count_invalid(be.asarray(values)) == 0:
                 return values, _NO_INVALID
             with np.errstate(invalid="ignore"):

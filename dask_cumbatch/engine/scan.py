@@ -112,14 +112,15 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     """
     skipped = check_summaries(summaries, opts)
     mode = mode_for(opts)
-    be = backend_for(opts.device)
+    be = backend_for(opts.device, sum(s.n for s in summaries))
     carry = replace(start) if start is not None else Carry()
     entries, walked = [], []
     offsets = []  # global position (batched rows) of each partition's first row
     all_offset = 0
     backdated_prior = 0
     for k, summ in enumerate(summaries):
-        entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total, partition=k))
+        entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total,
+                             partition=k, kept=summ.kept))
         offsets.append(carry.position)
         all_offset += summ.n_all
         if summ.n == 0:

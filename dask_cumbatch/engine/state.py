@@ -203,6 +203,7 @@ class Summary:
     first_oversize: object = None
     first_key: tuple = ()
     last_key: tuple = ()
+    kept: str | None = None  # key of start flags kept in the summarising process (engine.kept)
 
 
 @dataclass
@@ -220,6 +221,7 @@ class Entry:
     n_all: int | None = None  # rows the summary pass saw (None: not checked)
     total: object = None  # exact total of the valid weights the summary pass saw (None: not checked)
     partition: int | None = None  # the partition's number, for error messages
+    kept: str | None = None  # the summary's kept start flags (engine.kept), if any
 
 
 @dataclass

@@ -14,6 +14,11 @@ The backend contract: a backend is a module in this package that exposes
 - ``check_available()``: raises a clear error (naming the extra to install) when the backend
   cannot run here; a no-op on the CPU.
 
+Tiny inputs (``n_rows`` < ``TINY_ROWS``) in a process that has not loaded numba get
+:mod:`.python`: the same kernels (:mod:`.kernels`) run uncompiled, so a 10-row export pays
+no numba import or cache load. A process walks at most ``TINY_ROWS`` rows in all that way;
+after that (or once numba is loaded by anything) every call gets the compiled :mod:`.cpu`.
+
 A GPU backend (``gpu.py``) additionally sets ``AUTO_MIN_ROWS``: ``device="auto"`` picks it for
 partitions of at least that many rows when CuPy and a CUDA device are usable (never the
 simulator, which ``simulated()`` reports; see docs/gpu.md).
@@ -24,6 +29,12 @@ True
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
+
+TINY_ROWS = 20_000  # rows a process walks in plain Python before it loads numba (about 0.1 s)
+_tiny = {"left": TINY_ROWS}
+_tiny_lock = threading.Lock()
 
 from ...options import hinted
 
@@ -36,7 +47,9 @@ def backend_for(device: str = "cpu", n_rows: int | None = None):
     (``NUMBA_ENABLE_CUDASIM=1``) is usable; the Dask layer calls this before any data is read.
     "auto" is the GPU backend when it runs here and ``n_rows >= AUTO_MIN_ROWS``; else the CPU.
 
-    >>> backend_for("auto", n_rows=10).__name__
+    ``n_rows`` below ``TINY_ROWS`` may get :mod:`.python` (see the module docstring).
+
+    >>> backend_for("auto", n_rows=10**6).__name__
     'dask_cumbatch.engine.backends.cpu'
     """
     if device == "gpu":
@@ -52,7 +65,21 @@ def backend_for(device: str = "cpu", n_rows: int | None = None):
             return gpu
     elif device not in ("cpu", "auto"):
         raise ValueError(f"device={device!r} is not one of 'cpu', 'auto', 'gpu'")
+    if n_rows is not None and _take_tiny(n_rows):
+        return importlib.import_module(".python", __name__)
     return importlib.import_module(".cpu", __name__)
+
+
+def _take_tiny(n_rows: int) -> bool:
+    """Whether ``n_rows`` rows still fit the process's plain-Python budget (numba not loaded)."""
+    if "numba" in sys.modules or n_rows >= TINY_ROWS:
+        return False
+    with _tiny_lock:
+        if n_rows > _tiny["left"]:
+            _tiny["left"] = 0  # from now on compiled: a long run of small inputs pays numba once
+            return False
+        _tiny["left"] -= n_rows
+        return True
 
 
 def gpu_available() -> bool:

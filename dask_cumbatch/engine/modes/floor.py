@@ -63,6 +63,9 @@ class FloorMode:
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
         carry = entry.carry
         if not opts.max_rows:
+            ids = _quick_ids(arrays, opts, is_float, backend, carry)
+            if ids is not None:
+                return ids
             return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches)
         flags = _floor_partition_flags(arrays, opts, is_float, backend, carry)
         starts = backend.asarray(np.zeros(len(flags), dtype=bool))
@@ -140,14 +143,18 @@ def _cell(s, opts, is_float):
     return min(q, CELL_MAX)
 
 
-def _summarize_floor(summ, prep, opts, is_float, be):
-    w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
-    changes = np.flatnonzero(newgrp)
-    g = int(changes[0]) if len(changes) else n
+def _threshold(opts, is_float):
+    """The heaviest weight that cannot make the grid skip a cell."""
     lim_f, lim_i = floor_limits(opts, is_float)
     threshold = lim_i if lim_i else lim_f * RISKY_FRACTION
-    if not is_float:
-        threshold = min(threshold, I64_MAX)
+    return threshold if is_float else min(threshold, I64_MAX)
+
+
+def _summarize_floor(summ, prep, opts, is_float, be):
+    w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
+    threshold = _threshold(opts, is_float)
+    changes = np.flatnonzero(newgrp)
+    g = int(changes[0]) if len(changes) else n
     p_out = be.asarray(np.empty(g, dtype=w.dtype))
     w_out = be.asarray(np.empty(g, dtype=w.dtype))
     k, p_last, total, overflow = be.floor_risky(be.asarray(w), g, w.dtype.type(threshold), not is_float, p_out, w_out)
@@ -238,6 +245,21 @@ def _scan_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
             rows = (rows + cap.n - 1) % R + 1
     end = replace(plan.end_state, batches=plan.end_state.batches + extra, rows=rows)
     return replace(plan, end_state=end, n_batches=plan.n_batches + extra)
+
+
+def _quick_ids(prep, opts, is_float, be, carry):
+    """Ids of a partition without ``by`` from the branch-free kernel; None where it does not apply."""
+    if opts.by or not hasattr(be, "floor_ids_quick"):
+        return None
+    lim_f, lim_i = floor_limits(opts, is_float)
+    ids = be.asarray(np.empty(len(prep.w), dtype=np.int64))
+    s_in = carry.s if carry.has_prev else 0
+    s_in = np.float64(s_in) if is_float else np.int64(s_in)
+    overflow = be.floor_ids_quick(be.asarray(prep.w), s_in, np.int64(carry.cell), carry.has_prev, lim_f,
+                                  lim_i, not is_float, carry.batches, ids)
+    if overflow >= 0:
+        raise overflow_error(opts)
+    return be.to_numpy(ids)
 
 
 def _floor_partition_flags(prep, opts, is_float, be, carry, base=None):

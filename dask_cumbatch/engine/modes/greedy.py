@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import kept as kept_flags
 from ..backends import backend_for
 from ..partition import true_groups, row0_group_change
 from ..state import Carry, Summary, overflow_error, py_scalar as _py
@@ -75,14 +76,29 @@ class GreedyMode:
         """Final ids: the walk from the true entry state, plus starts later cut-backs placed here."""
         carry = entry.carry
         grp = true_groups(arrays, carry, opts)
-        res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, base=carry.batches)
+        spec = _kept_spec(entry, arrays, opts, is_float, backend)
+        res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, spec=spec, base=carry.batches)
         if res[7] >= 0:
             raise overflow_error(opts)
+        met = int(res[6])
+        if met >= 0:  # the paths met: the kept flags give every id from here on
+            backend.flags_to_ids(backend.asarray(spec), met, carry.batches + int(res[0]) - 2, backend.asarray(ids))
         if limit_beyond_int64(opts, is_float):
             _refuse_limit_cuts(backend, arrays.w, grp, carry, opts, ids)
         for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
             ids[p:] += 1
         return ids
+
+
+def _kept_spec(entry, arrays, opts, is_float, backend):
+    """The speculative start flags this process kept for the partition (None: walk every row).
+
+    Only for the arrays the summary walked: same row count, no overflow (else none were kept).
+    """
+    if limit_beyond_int64(opts, is_float) or not hasattr(backend, "flags_to_ids"):
+        return None
+    spec = kept_flags.kept(entry.kept)
+    return spec if spec is not None and len(spec) == len(arrays.w) else None
 
 
 def limit_beyond_int64(opts, is_float) -> bool:
@@ -169,6 +185,8 @@ def _summarize_walk(summ, prep, opts, is_float, be, head_bytes, prefer_whole):
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
+        if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids"):
+            summ.kept = kept_flags.keep(be.to_numpy(spec))
         if n > HEAD_ROWS:
             h = _long_head(summ, prep, opts, is_float, be, spec, head_bytes // dtype.itemsize, prefer_whole)
     summ.w_head = w[:h].astype(dtype)  # a copy, whatever the dtype
@@ -268,7 +286,7 @@ def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
 
     ``backend`` runs ``chain_table`` (default: the CPU backend).
     """
-    be = backend or backend_for("cpu")
+    be = backend or backend_for("cpu", len(w))
     n = len(w)
     idx = np.int32 if n < 2**31 - 1 else np.int64
     nxt, cnt = np.empty(n, dtype=idx), np.empty(n, dtype=idx)

@@ -1,0 +1,433 @@
+"""The CPU kernels' source as plain Python functions: no numba import here.
+
+:mod:`.cpu` compiles every function of this module with numba (``njit``); :mod:`.python` runs
+them as they are, for inputs so small that importing numba and loading its cache would cost
+more than the work (a 10-row export). Both run the very same code, so their results are
+identical: float64 arithmetic is IEEE double in both, and the integer kernels check for
+int64 overflow before every addition, so Python's unbounded ints never see a wider value.
+
+Kernels call each other only through the names in :data:`HELPERS` (``_cuts``, ``grid_cell``),
+which :mod:`.cpu` rebinds to their compiled versions.
+
+Two walks cover every mode:
+
+* :func:`walk_batches` follows the greedy/fill rule row by row from a carried batch state.
+  It serves the speculative pass (empty start), the fix-up of a partition head (stops where
+  the true path meets the speculative one) and the finish (records every start).
+* :func:`floor_walk` marks the fixed grid of the running sum (``floor`` mode) from a carried
+  running sum; :func:`cap_walk` adds the row-cap starts on top of any start flags.
+
+Weights arrive as int64 (ints and bools: exact, overflow detected) or float64 (summed in row
+order from each batch's first row, as a sequential pass would).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+I64_MAX = np.iinfo(np.int64).max
+NO_POSITION = np.iinfo(np.int64).min
+CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
+
+HELPERS = ("_cuts", "grid_cell")  # called from other kernels: compiled inline by .cpu
+KERNELS = (
+    "walk_batches", "chain_table", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
+    "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick",
+)
+
+
+def _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
+    """Whether row i (weight ``wi``) starts a new batch after a batch of ``rows`` >= 1 rows."""
+    if max_rows > 0 and rows >= max_rows:
+        return True
+    if greedy:
+        if padded:
+            m = mx if mx > wi else wi
+            if is_float:
+                return m * (rows + 1) > lim_gt
+            return m > lim_gt // (rows + 1)
+        if is_float:
+            return tot + wi > lim_gt
+        return wi > lim_gt - tot
+    if padded:
+        if is_float:
+            return mx * rows >= lim_ge
+        return mx >= -((-lim_ge) // rows)
+    return tot >= lim_ge
+
+
+def walk_batches(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
+                 lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
+    """Walk the greedy/fill rule over one partition from a carried batch state.
+
+    ``rows, tot, mx`` describe the open batch before row 0 (``rows == 0``: none, so row 0
+    starts one); ``start`` is its first row's position relative to row 0 (<= 0) and ``tail``
+    its last ``min(rows, multiple - 1)`` weights (only read by a ``multiple`` cut-back).
+    ``newgrp[i]`` forces a start at row i (group change). If ``spec`` is non-empty the walk
+    stops at the first start it shares with ``spec`` (the paths have met). Starts in
+    the first ``len(out)`` rows are written to ``out``, and batch ids (``base`` - 1 + starts so far) to
+    ``ids`` when it is non-empty.
+
+    Returns ``(n_starts, backdated, rows, tot, mx, start, met, overflow)``: ``backdated`` is
+    the (negative) position of a start a cut-back placed before row 0, ``met`` the row where
+    the paths met, ``overflow`` the row whose int64 sum overflowed (``NO_POSITION``/-1 when none).
+
+    >>> import numpy as np
+    >>> w = np.array([3.0, 3.0, 3.0, 3.0]); out = np.zeros(4, np.bool_)
+    >>> ids = np.zeros(4, np.int64)
+    >>> r = walk_batches(w, np.zeros(4, np.bool_), w[:0], 0, 0.0, 0.0, 0, True, False, True,
+    ...                  6.0, 6.0, 0, 0, np.zeros(0, np.bool_), out, ids, 0)
+    >>> int(r[0]), out.tolist(), ids.tolist()
+    (2, [True, False, True, False], [0, 0, 1, 1])
+    """
+    n = w.shape[0]
+    nt = tail.shape[0]
+    check_spec = spec.shape[0] > 0
+    n_record = out.shape[0]
+    write = ids.shape[0] > 0
+    zero = tot - tot
+    n_starts = 0
+    backdated = NO_POSITION
+    met = -1
+    for i in range(n):
+        wi = w[i]
+        cut = rows == 0 or newgrp[i]
+        if not cut:
+            cut = _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+            if cut and multiple > 1 and rows >= multiple and rows % multiple != 0:
+                # Cut back to the last whole multiple; the rest opens the next batch.
+                p = start + multiple * (rows // multiple)
+                rows = i - p
+                tot = zero
+                mx = zero
+                for j in range(p, i):
+                    wj = w[j] if j >= 0 else tail[nt + j]
+                    tot += wj
+                    if wj > mx:
+                        mx = wj
+                start = p
+                if p >= 0:
+                    n_starts += 1
+                    if p < n_record:
+                        out[p] = True
+                    if write:
+                        for j in range(p, i):
+                            ids[j] += 1
+                    if check_spec and spec[p]:
+                        return n_starts, backdated, rows, tot, mx, start, p, -1
+                else:
+                    backdated = p
+                cut = _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
+        if cut:
+            start = i
+            rows = 0
+            tot = zero
+            mx = zero
+            n_starts += 1
+            if i < n_record:
+                out[i] = True
+            if check_spec and spec[i]:
+                return n_starts, backdated, rows, tot, mx, start, i, -1
+        if write:
+            ids[i] = base + n_starts - 1
+        if not is_float and wi > I64_MAX - tot:
+            return n_starts, backdated, rows, tot, mx, start, met, i
+        tot += wi
+        rows += 1
+        if wi > mx:
+            mx = wi
+    return n_starts, backdated, rows, tot, mx, start, met, -1
+
+
+def chain_table(w, newgrp, greedy, padded, lim_gt, lim_ge, max_rows, nxt, cnt, dq):
+    """Where every fresh start leads, for integer weights (the summary's chain table).
+
+    For each row s, the batch that starts fresh at s ends before ``nxt[s]`` (the rule of
+    :func:`walk_batches`, ``multiple`` aside). Non-negative weights make ``nxt``
+    non-decreasing, so one two-pointer sweep with an exact int64 window sum (and a
+    monotone deque for the window maximum when ``padded``) finds all of them in O(n).
+    A backward pass then replaces ``nxt[s]`` by the last start of the path from s
+    and sets ``cnt[s]`` to the number of starts on it. ``dq`` is scratch of n ints.
+    Returns False when a window sum would overflow int64 (``nxt``/``cnt`` are then invalid).
+
+    >>> import numpy as np
+    >>> w = np.array([2, 2, 2, 1, 3]); n = len(w)
+    >>> nxt, cnt, dq = (np.zeros(n, np.int64) for _ in range(3))
+    >>> chain_table(w, np.zeros(n, np.bool_), True, False, 4, 4, 0, nxt, cnt, dq)
+    True
+    >>> nxt.tolist(), cnt.tolist()  # from 0: [2 2][2 1][3]; from 1: [2 2][1 3]
+    ([4, 3, 4, 3, 4], [3, 2, 2, 1, 1])
+    """
+    n = w.shape[0]
+    zero = w[0] - w[0] if n else 0
+    e = 0
+    tot = zero
+    head = 0
+    tail = 0
+    for s in range(n):
+        if e <= s:
+            e = s + 1
+            tot = w[s]
+            head = 0
+            tail = 0
+            if padded:
+                dq[0] = s
+                tail = 1
+        while e < n and not newgrp[e]:
+            we = w[e]
+            mx = w[dq[head]] if padded else zero
+            if _cuts(tot, e - s, mx, we, greedy, padded, False, lim_gt, lim_ge, max_rows):
+                break
+            if we > I64_MAX - tot:
+                return False
+            tot += we
+            if padded:
+                while tail > head and w[dq[tail - 1]] <= we:
+                    tail -= 1
+                dq[tail] = e
+                tail += 1
+            e += 1
+        nxt[s] = e
+        tot -= w[s]
+        if padded and dq[head] == s:
+            head += 1
+    for s in range(n - 1, -1, -1):
+        t = nxt[s]
+        if t >= n:
+            nxt[s] = s
+            cnt[s] = 1
+        else:
+            nxt[s] = nxt[t]
+            cnt[s] = cnt[t] + 1
+    return True
+
+
+def grid_cell(s, lim_f, lim_i):
+    """``floor(s / limit)`` as int64: exact integer division when ``lim_i`` > 0."""
+    if lim_i > 0:
+        return np.int64(s // lim_i)
+    q = np.floor(s / lim_f)
+    if q >= CELL_MAX:
+        return np.int64(CELL_MAX)
+    return np.int64(q)
+
+
+def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
+    """Mark the starts of ``floor`` mode: group changes and changes of ``floor(S / limit)``.
+
+    ``S`` is the exclusive running sum within the group: before the partition's first group
+    change it is ``s_in + P`` (``P`` the partition's own running sum from row 0), after it
+    the group's own running sum. ``cell_prev`` is the previous row's cell (ignored when
+    ``has_prev`` is false: row 0 then starts a batch). Integer sums against an integer limit
+    use exact integer cells (``lim_i`` > 0); ``is_int`` turns on the int64 overflow check.
+    Start flags go to ``out`` and ids (``base`` - 1 + starts so far) to ``ids`` when non-empty.
+
+    Returns ``(n_starts, s_out, cell_last, overflow)``: S for the row after the partition,
+    the last row's cell, and the row whose int64 sum overflowed or -1.
+
+    >>> import numpy as np
+    >>> out = np.zeros(4, np.bool_)
+    >>> ids = np.zeros(4, np.int64)
+    >>> r = floor_walk(np.array([3, 3, 3, 3]), np.zeros(4, np.bool_), 0, 0, False, 6.0, 6, True, out, ids, 0)
+    >>> int(r[0]), out.tolist(), ids.tolist()
+    (2, [True, False, True, False], [0, 0, 1, 1])
+    """
+    n = w.shape[0]
+    record = out.shape[0] > 0
+    write = ids.shape[0] > 0
+    zero = s_in - s_in
+    s_base = s_in
+    p = zero
+    c = cell_prev
+    n_starts = 0
+    below_next = -np.inf  # recomputed at each start
+    for i in range(n):
+        if newgrp[i] or not has_prev:
+            s_base = zero
+            p = zero
+            c_new = grid_cell(zero, lim_f, lim_i)
+            start = True
+            has_prev = True
+        elif lim_i == 0 and s_base + p < below_next:
+            c_new = c  # safely inside the current cell: no division needed
+            start = False
+        else:
+            c_new = grid_cell(s_base + p, lim_f, lim_i)
+            start = c_new != c
+        if start:
+            n_starts += 1
+            if record:
+                out[i] = True
+            if lim_i == 0:
+                # Below this sum, fl(S / limit) < cell + 1 whatever the rounding.
+                below_next = (c_new + 1) * lim_f * (1.0 - 4.0 * 2.0**-52) if c_new < CELL_MAX else -np.inf
+        if write:
+            ids[i] = base + n_starts - 1
+        c = c_new
+        wi = w[i]
+        if is_int and wi > I64_MAX - (s_base + p):
+            return n_starts, s_base + p, c, i
+        p += wi
+    return n_starts, s_base + p, c, -1
+
+
+def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
+    """Record the rows of the first segment whose weight may skip a whole grid cell.
+
+    Within a group segment a row of weight <= ``threshold`` (a safe fraction of the limit)
+    moves the cell by at most one, so the number of cell changes follows from the first and
+    last cells alone; heavier rows are kept (the running sum before them, and their weight)
+    so the scan can count their changes exactly. ``seg_len`` is the segment's length (rows
+    before the first group change).
+
+    Returns ``(count, p_last, total, overflow)``: how many rows were recorded, the running
+    sum before the segment's last row, the segment's total, and the row whose int64 sum
+    overflowed (or -1).
+    """
+    p = w[0] - w[0]
+    k = 0
+    p_last = p
+    for i in range(seg_len):
+        wi = w[i]
+        p_last = p
+        if i < seg_len - 1 and wi > threshold:
+            p_out[k] = p
+            w_out[k] = wi
+            k += 1
+        if is_int and wi > I64_MAX - p:
+            return k, p_last, p, i
+        p += wi
+    return k, p_last, p, -1
+
+
+def cap_walk(flags, rows, max_rows, out):
+    """Add row-cap starts: a start wherever the open batch already holds ``max_rows`` rows.
+
+    ``flags`` are the mode's own starts, ``rows`` the open batch's rows before row 0 (0: row 0
+    starts). Writes the union into ``out`` and returns ``(n_starts, rows, first_flag)``, where
+    ``first_flag`` is the first row flagged by ``flags`` (``len(flags)`` when none).
+
+    >>> import numpy as np
+    >>> out = np.zeros(5, np.bool_)
+    >>> r = cap_walk(np.array([True, False, False, False, False]), 0, 2, out)
+    >>> int(r[0]), out.tolist()
+    (3, [True, False, True, False, True])
+    """
+    n = flags.shape[0]
+    first = n
+    n_starts = 0
+    for i in range(n):
+        if flags[i] and first == n:
+            first = i
+        if flags[i] or rows == 0 or rows >= max_rows:
+            n_starts += 1
+            out[i] = True
+            rows = 0
+        rows += 1
+    return n_starts, rows, first
+
+
+def count_invalid(w):
+    """How many weights are NaN, infinite or negative (branch-free, so it vectorises).
+
+    >>> import numpy as np
+    >>> int(count_invalid(np.array([1.0, -1.0, np.nan, 2.0])))
+    2
+    """
+    count = 0
+    for i in range(w.shape[0]):
+        x = w[i]
+        count += 1 - ((x >= 0.0) & (x < np.inf))
+    return count
+
+
+def starts_to_ids(starts, base):
+    """Dense ids from start flags: ``base - 1 + cumsum(starts)``.
+
+    >>> import numpy as np
+    >>> starts_to_ids(np.array([False, True, False, True]), 5).tolist()
+    [4, 5, 5, 6]
+    """
+    n = starts.shape[0]
+    ids = np.empty(n, np.int64)
+    acc = base - 1
+    for i in range(n):
+        acc += starts[i]
+        ids[i] = acc
+    return ids
+
+
+def batch_stats(ids, w, positions):
+    """Per-batch rows, total, max, lowest and highest position, for sorted ``ids``.
+
+    Returns arrays ``(batch, rows, total, max, first, last)``, one entry per distinct id.
+    """
+    n = ids.shape[0]
+    k = 0
+    for i in range(n):
+        if i == 0 or ids[i] != ids[i - 1]:
+            k += 1
+    batch = np.empty(k, np.int64)
+    rows = np.zeros(k, np.int64)
+    total = np.zeros(k, w.dtype)
+    mx = np.zeros(k, w.dtype)
+    first = np.empty(k, np.int64)
+    last = np.empty(k, np.int64)
+    j = -1
+    for i in range(n):
+        if i == 0 or ids[i] != ids[i - 1]:
+            j += 1
+            batch[j] = ids[i]
+            first[j] = positions[i]
+            last[j] = positions[i]
+        rows[j] += 1
+        total[j] += w[i]
+        if w[i] > mx[j]:
+            mx[j] = w[i]
+        first[j] = min(first[j], positions[i])
+        last[j] = max(last[j], positions[i])
+    return batch, rows, total, mx, first, last
+
+
+def flags_to_ids(flags, start, acc, ids):
+    """Ids from row ``start`` on: ``acc`` plus the start flags counted from ``start`` to each row.
+
+    The finish of a partition whose speculative start flags were kept: the true path's ids
+    up to where it met the speculative one, then the flags' running count from there.
+
+    >>> import numpy as np
+    >>> ids = np.array([7, 7, 0, 0, 0])
+    >>> flags_to_ids(np.array([True, False, True, False, True]), 2, 7, ids); ids.tolist()
+    [7, 7, 8, 8, 9]
+    """
+    for i in range(start, flags.shape[0]):
+        acc += flags[i]
+        ids[i] = acc
+
+
+def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, ids):
+    """:func:`floor_walk`'s ids for a partition without group changes, branch-free.
+
+    The cells of ``S = s_in + P`` (``P`` the partition's running sum from row 0, as in
+    :func:`floor_walk`) never decrease, so a row starts a batch exactly when its cell
+    exceeds the previous row's: ``ids[i] = base - 1 + starts so far``, with no per-row
+    branch to mispredict. Without ``has_prev`` (``s_in`` is then 0) row 0 starts a batch.
+    Returns the row whose int64 sum overflowed, or -1.
+
+    >>> import numpy as np
+    >>> ids = np.zeros(4, np.int64)
+    >>> floor_ids_quick(np.array([3.0, 3.0, 9.0, 3.0]), 0.0, 0, False, 6.0, 0, False, 0, ids), ids.tolist()
+    (-1, [0, 0, 1, 2])
+    """
+    p = s_in - s_in
+    c_prev = grid_cell(s_in, lim_f, lim_i) if not has_prev else cell_prev
+    count = base if not has_prev else base - 1
+    for i in range(w.shape[0]):
+        c = grid_cell(s_in + p, lim_f, lim_i)
+        count += c > c_prev
+        c_prev = c
+        ids[i] = count
+        x = w[i]
+        if is_int and x > I64_MAX - (s_in + p):
+            return i
+        p += x
+    return -1

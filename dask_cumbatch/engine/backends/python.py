@@ -1,0 +1,56 @@
+"""The tiny-input backend: the CPU kernels of :mod:`.kernels` run as plain Python (no numba).
+
+Importing numba and loading its cache of compiled kernels costs about half a second per
+process; a walk over a few thousand rows in plain Python costs less. ``backend_for`` picks
+this module for such inputs while numba is not loaded yet (see ``TINY_ROWS`` there). The
+functions are the very ones :mod:`.cpu` compiles, so the results are identical.
+
+>>> import numpy as np
+>>> starts_to_ids(np.array([True, False, True]), 0).tolist()
+[0, 0, 1]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import (  # noqa: F401
+    CELL_MAX,
+    I64_MAX,
+    NO_POSITION,
+    batch_stats,
+    cap_walk,
+    chain_table,
+    count_invalid,
+    flags_to_ids,
+    floor_risky,
+    floor_ids_quick,
+    floor_walk,
+    grid_cell,
+    starts_to_ids,
+    walk_batches,
+)
+
+
+def asarray(array: np.ndarray) -> np.ndarray:
+    """Host array -> backend array: the same array (NumPy on the CPU).
+
+    >>> a = np.arange(3); asarray(a) is a
+    True
+    """
+    return array
+
+
+def to_numpy(array) -> np.ndarray:
+    """Backend array -> host array: the same array.
+
+    >>> a = np.arange(3); to_numpy(a) is a
+    True
+    """
+    return array
+
+
+def check_available() -> None:
+    """Plain Python always runs.
+
+    >>> check_available()
+    """

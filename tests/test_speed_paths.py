@@ -1,0 +1,151 @@
+"""The fast paths of issue 14 give the very ids of the slow ones, and of the reference.
+
+- tiny inputs run the kernels as plain Python (``backends/python.py``), larger ones compiled
+  (``backends/cpu.py``): the same source, the same ids;
+- the greedy/fill finish counts the summary's kept start flags after the paths meet (a hit) or
+  walks every row (a miss: another process, evicted);
+- floor's branch-free finish (no ``by``) against its walk.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from unittest import mock
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference import reference_ids
+from test_core_properties import SETTINGS, call_opts, examples, frames, keys_for, options, weights_and_limit
+
+import dask_cumbatch  # noqa: F401
+from dask_cumbatch.engine import backends, kept
+from dask_cumbatch.engine.backends import cpu, python as pure
+from dask_cumbatch.engine.modes import floor as floor_mode
+
+
+def draw_case(data, mode=None):
+    opts, use_by = data.draw(options(mode=mode))
+    w, dtype, limit = data.draw(weights_and_limit(mode=opts["mode"]))
+    keys = data.draw(keys_for(len(w))) if use_by else None
+    want = reference_ids(w, limit, keys=keys, **opts)
+    pdf, ddf, _, _ = data.draw(frames(w, dtype, keys))
+    return ddf, limit, call_opts(opts, use_by), want
+
+
+def ids_of(ddf, limit, kw) -> list:
+    with dask.config.set(scheduler="sync"):
+        return ddf.cumbatch.ids("w", limit, **kw).compute().tolist()
+
+
+@settings(max_examples=examples(80), **SETTINGS)
+@given(data=st.data())
+def test_plain_python_and_compiled_kernels_give_the_reference_ids(data):
+    ddf, limit, kw, want = draw_case(data)
+    with mock.patch.object(backends, "_take_tiny", lambda n_rows: True):
+        in_python = ids_of(ddf, limit, kw)
+    with mock.patch.object(backends, "_take_tiny", lambda n_rows: False):
+        compiled = ids_of(ddf, limit, kw)
+    assert in_python == want
+    assert compiled == want
+
+
+def test_backend_choice_keeps_to_the_tiny_budget():
+    assert backends.backend_for("cpu", n_rows=backends.TINY_ROWS).__name__.endswith(".cpu")
+    with mock.patch.dict(backends._tiny, {"left": 10}), mock.patch.dict(sys.modules, {"numba": None}):
+        del sys.modules["numba"]  # as if numba were not loaded yet
+        assert backends.backend_for("cpu", n_rows=6) is pure
+        assert backends.backend_for("cpu", n_rows=6).__name__.endswith(".cpu")  # budget spent
+        assert backends.backend_for("cpu", n_rows=1).__name__.endswith(".cpu")  # and stays spent
+
+
+class Hits:
+    """Counts the finishes that found kept flags."""
+
+    def __init__(self):
+        self.hits = 0
+        self.real = kept.kept
+
+    def __call__(self, key):
+        flags = self.real(key)
+        self.hits += flags is not None
+        return flags
+
+
+@settings(max_examples=examples(80), **SETTINGS)
+@given(data=st.data())
+def test_kept_flags_hit_and_miss_give_the_reference_ids(data):
+    mode = data.draw(st.sampled_from(["greedy", "fill"]))
+    ddf, limit, kw, want = draw_case(data, mode=mode)
+    hits = Hits()
+    with mock.patch.object(kept, "KEEP_MIN_ROWS", 1), mock.patch.object(kept, "kept", hits):
+        hit = ids_of(ddf, limit, kw)
+    with mock.patch.object(kept, "KEEP_MIN_ROWS", 1), mock.patch.object(kept, "kept", lambda key: None):
+        miss = ids_of(ddf, limit, kw)
+    assert hit == want
+    assert miss == want
+    assert hits.hits > 0  # the sync scheduler finishes in the summarising process
+
+
+def test_kept_flags_are_bounded_and_dropped_oldest_first():
+    kept.forget_all()
+    with mock.patch.object(kept, "KEPT_BYTES", 10):
+        first = kept.keep(np.zeros(6, dtype=bool))
+        second = kept.keep(np.zeros(6, dtype=bool))
+        assert kept.kept(first) is None and kept.kept(second) is not None
+        assert kept.kept_bytes() == 6
+    kept.forget_all()
+
+
+@settings(max_examples=examples(80), **SETTINGS)
+@given(data=st.data())
+def test_floor_quick_and_walked_paths_give_the_reference_ids(data):
+    ddf, limit, kw, want = draw_case(data, mode="floor")
+    quick = ids_of(ddf, limit, kw)
+    with mock.patch.object(floor_mode, "_quick_ids", lambda *a: None):
+        walked = ids_of(ddf, limit, kw)
+    assert quick == want
+    assert walked == want
+
+
+finite = st.floats(0, 50, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=examples(150), **SETTINGS)
+@given(w=st.lists(st.one_of(finite, st.sampled_from([0.1, 0.2, 1 / 3, 7.0])), min_size=1, max_size=80),
+       s_in=st.one_of(st.just(0.0), finite), has_prev=st.booleans(),
+       limit=st.sampled_from([0.3, 1.0, 2.5, 7.0, 1e-3]), base=st.integers(0, 9))
+def test_floor_branch_free_kernel_equals_the_walk_bitwise(w, s_in, has_prev, limit, base):
+    """Any float weights (rounding sums too): the same ids as ``floor_walk``, in both backends."""
+    w = np.array(w)
+    s_in = s_in if has_prev else 0.0
+    cell = int(np.floor(max(s_in - 1.0, 0.0) / limit)) if has_prev else 0
+    walked = np.empty(len(w), np.int64)
+    cpu.floor_walk(w, np.zeros(len(w), bool), s_in, cell, has_prev, limit, 0, False,
+                   np.zeros(0, bool), walked, base)
+    for be in (cpu, pure):
+        quick = np.empty(len(w), np.int64)
+        assert be.floor_ids_quick(w, s_in, np.int64(cell), has_prev, limit, 0, False, base, quick) == -1
+        assert quick.tolist() == walked.tolist()
+
+
+@pytest.mark.parametrize("command", ["export", "status"])
+def test_tiny_export_and_status_load_no_numba(tmp_path, command):
+    src, out = tmp_path / "in.parquet", tmp_path / "out"
+    pd.DataFrame({"w": np.arange(10, dtype=np.int64) % 4}).to_parquet(src)
+    code = (
+        "import sys\n"
+        "from dask_cumbatch.cli import main\n"
+        f"rc = main(['export', {str(src)!r}, {str(out)!r}, '--weight', 'w', '--limit', '5'])\n"
+        f"rc2 = main(['status', {str(out)!r}]) if {command!r} == 'status' else 0\n"
+        "assert 'numba' not in sys.modules, 'numba loaded'\n"
+        "print(rc, rc2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["0", "0"]
+    assert len(list(out.glob("**/*.parquet"))) >= 2
