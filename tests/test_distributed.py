@@ -153,3 +153,17 @@ def _wait_until_forgotten(client, timeout=30.0):
     deadline = time.monotonic() + timeout
     while client.run_on_scheduler(_scheduler_task_count) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _keep_two_flags():
+    import numpy as np
+
+    from dask_cumbatch.engine import kept
+
+    return kept.keep(np.zeros(2, dtype=bool))
+
+
+def test_workers_keep_no_start_flags(client):
+    # a worker's memory is the cluster's: the summary's start flags are kept only outside workers
+    assert client.submit(_keep_two_flags, pure=False).result() is None
+    assert _keep_two_flags() is not None

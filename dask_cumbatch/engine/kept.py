@@ -15,6 +15,7 @@ ids are the same either way. The finish checks row count and exact weight total 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
 
@@ -28,14 +29,18 @@ _lock = threading.Lock()
 _size = [0]
 
 
-def keep(flags: np.ndarray) -> str:
+def keep(flags: np.ndarray) -> str | None:
     """Keep ``flags`` (not copied: the caller hands them over) and return their key.
 
-    The key is unique across processes, so a finish elsewhere simply misses.
+    The key is unique across processes, so a finish elsewhere simply misses. Inside a
+    ``dask.distributed`` worker nothing is kept (None): a worker's memory is the cluster's to
+    manage (small workers pause near their limit), and the finish often runs elsewhere.
 
     >>> len(keep(np.zeros(2, dtype=bool)))
     32
     """
+    if _in_cluster_worker():
+        return None
     key = os.urandom(16).hex()
     with _lock:
         _store[key] = flags
@@ -43,6 +48,17 @@ def keep(flags: np.ndarray) -> str:
         while _size[0] > KEPT_BYTES and _store:
             _size[0] -= _store.popitem(last=False)[1].nbytes
     return key
+
+
+def _in_cluster_worker() -> bool:
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def kept(key: str | None):
