@@ -469,7 +469,7 @@ class BatchOptions:
     multiple: int | None = None
     sort_window: int | None = None
     device: str = "cpu"
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
+    extra: dict = field(default_factory=dict, compare=False, repr=False)  # engine hints that change no result ("keep_flags")
 
     @classmethod
     @takes_options()

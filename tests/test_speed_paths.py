@@ -149,3 +149,19 @@ def test_tiny_export_and_status_load_no_numba(tmp_path, command):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["0", "0"]
     assert len(list(out.glob("**/*.parquet"))) >= 2
+
+
+def test_an_export_keeps_no_start_flags(tmp_path):
+    # an export promises O(partition) memory per worker: its summary pass keeps no flags,
+    # while ids on the same frame do (and both give the same batches)
+    import dask.dataframe as dd
+
+    w = np.random.default_rng(3).integers(1, 500, 2 * kept.KEEP_MIN_ROWS)
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=2)
+    kept.forget_all()
+    result = ddf.cumbatch.to_files(str(tmp_path / "out"), "w", 5000)
+    assert kept.kept_bytes() == 0
+    ids = ddf.cumbatch.ids("w", 5000).compute()
+    assert kept.kept_bytes() > 0
+    assert result.batches == int(ids.max()) + 1
+    kept.forget_all()

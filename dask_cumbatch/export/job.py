@@ -252,7 +252,9 @@ class Run:
     def plan(self) -> None:
         """Read the new inputs' schema, check it, and run the summary pass and the scan."""
         new_entries = self.run["inputs"][self.run["first_new"]:]
-        self.prep = graph.prepare_frame(self.job.source.ddf(new_entries), self.opts.weight, self.opts)
+        # no start flags kept between the passes: an export holds O(partition) memory per worker
+        opts = self.opts.with_(extra={**self.opts.extra, "keep_flags": False})
+        self.prep = graph.prepare_frame(self.job.source.ddf(new_entries), self.opts.weight, opts)
         meta = self.prep.ddf._meta
         self.keep_index = any(n is not None for n in meta.index.names)
         self.schema = output_schema(meta, self.opts.name, self.keep_index)

@@ -185,7 +185,7 @@ def _summarize_walk(summ, prep, opts, is_float, be, head_bytes, prefer_whole):
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
-        if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids"):
+        if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids") and opts.extra.get("keep_flags", True):
             summ.kept = kept_flags.keep(be.to_numpy(spec))
         if n > HEAD_ROWS:
             h = _long_head(summ, prep, opts, is_float, be, spec, head_bytes // dtype.itemsize, prefer_whole)
