@@ -223,10 +223,21 @@ def write_text_table(folder, files, rows, seed=0):
                        os.path.join(folder, f"part-{f:03d}.parquet"))
 
 
+def _warm_kernel_cache(folder):
+    """Compile the export's kernels into numba's on-disk cache, which the workers share.
+
+    On a cold cache each worker compiles them on first use, and LLVM's memory alone can take a
+    500 MiB worker over Dask's pause threshold (CI starts with an empty cache)."""
+    rows = 4 * 2**15  # above the plain-Python threshold for tiny inputs
+    weights = np.random.default_rng(0).integers(40, 121, rows)
+    pd.DataFrame({"nbytes": weights}).cumbatch.to_files(str(folder), "nbytes", "4MB", progress=False)
+
+
 @pytest.fixture(scope="module")
-def small_cluster():
+def small_cluster(tmp_path_factory):
     # Arrow's default memory pool (mimalloc), as a user's cluster has it
     distributed = pytest.importorskip("distributed")
+    _warm_kernel_cache(tmp_path_factory.mktemp("warm") / "out")
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, memory_limit=SMALL_WORKER, processes=True,
         dashboard_address=None, silence_logs=50,
@@ -307,9 +318,12 @@ def test_no_stall_line_while_tasks_finish(small_cluster):
 
     from dask_cumbatch.export.progress import watch_for_stall
 
+    from distributed import wait
+
     client = small_cluster[1]
+    _wait_for(lambda: _statuses(client) == {"running"}, seconds=30.0)
     futures = client.compute([dask.delayed(time.sleep, pure=False)(0.4) for _ in range(6)])
     out = io.StringIO()
     with watch_for_stall(futures, client, after=1.5, stream=out):
-        client.gather(futures)
+        wait(futures, timeout=60)  # fails rather than hangs should the workers stay paused
     assert out.getvalue() == ""
