@@ -400,7 +400,7 @@ def fill_doc(doc: str | None, blocks: dict) -> str | None:
 
 def _fill_options_doc(doc: str | None, blocks=None) -> str | None:
     """Replace the line holding :data:`OPTIONS_MARKER` with the options' entries, and the
-    lines naming a key of ``blocks`` with that block (see :func:`fill_doc`)."""
+    lines naming a key of ``blocks`` with that block (see ``fill_doc`` in this module)."""
     return fill_doc(doc, {OPTIONS_MARKER[1:-1]: options_doc, **(blocks or {})})
 
 
@@ -412,7 +412,7 @@ def takes_options(extra=(), docs=None):
     ``inspect.signature``, ``help()``, IDEs and Sphinx show them with their defaults. The line
     ``{batching_options}`` of the docstring becomes their numpydoc entries. A keyword the
     signature does not have raises ``TypeError`` naming ``f`` and the closest parameter.
-    ``docs`` maps more ``{name}`` docstring lines to shared text blocks (see :func:`fill_doc`).
+    ``docs`` maps more ``{name}`` docstring lines to shared text blocks (see ``fill_doc`` in this module).
 
     >>> @takes_options()
     ... def ids(weight, limit, **options):
