@@ -11,7 +11,9 @@ Measures, in one run on the same device-resident float64 weights (``--rows``, de
 
 plus, end to end, batch ids of a pandas-backed Dask frame (``--e2e-rows``, host memory) with
 ``device="gpu"`` against ``device="cpu"``; printing rows/s and the ratios (targets on an H100/H200: floor >= 0.5x the copy and >= 2x the
-idiom, greedy >= 0.25x the copy). ``--sim`` runs a tiny size under numba-cuda's simulator
+idiom, greedy >= 0.25x the copy). ``--crossover`` also times ``device="gpu"`` against ``"cpu"`` end to end at partition sizes
+from 2**16 to 2**24 rows: the measurement behind ``AUTO_MIN_ROWS``. ``--sim`` runs a tiny
+size under numba-cuda's simulator
 (``NUMBA_ENABLE_CUDASIM=1``, NumPy arrays, tiny tiles) and checks the ids against the CPU
 kernels, to prove the script and the kernels work without a device.
 
@@ -34,6 +36,12 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=float, default=4096.0, help="batch limit (weights average 50)")
     p.add_argument("--e2e-rows", type=float, default=1e8, help="rows of the end-to-end Dask frame")
     p.add_argument("--partitions", type=int, default=10, help="partitions of the end-to-end frame")
+    p.add_argument("--repeat", type=int, default=3, help="best of this many runs of each timing")
+    p.add_argument("--crossover", action="store_true",
+                   help="also time device='gpu' against 'cpu' at partition sizes 2**16..2**24 "
+                        "(the measurement behind AUTO_MIN_ROWS)")
+    p.add_argument("--stages", action="store_true",
+                   help="also time the stages of the greedy walk (tiles, each level, top walk, scan)")
     p.add_argument("--sim", action="store_true", help="tiny run under numba-cuda's simulator")
     return p.parse_args(argv)
 
@@ -52,12 +60,17 @@ def setup(sim: bool):
     return gpu, cupy, cupy.cuda.Device().synchronize
 
 
-def timed(fn, sync):
-    sync()
-    t0 = time.perf_counter()
-    result = fn()
-    sync()
-    return time.perf_counter() - t0, result
+def timed(fn, sync, repeat=1):
+    """Best wall time of ``repeat`` runs of ``fn`` (device synchronised), and its last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        result = None  # free the last run's output before the next
+        sync()
+        t0 = time.perf_counter()
+        result = fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
 
 
 def make_weights(xp, n, seed=0):
@@ -88,7 +101,7 @@ def cupy_idiom(xp, w, limit):
 
 
 def check_against_cpu(gpu, w, limit, floor_ids, greedy_ids):
-    """Under the simulator: the ids must equal the CPU kernels' (the script's own proof)."""
+    """The ids must equal the CPU kernels' (the script's own proof; at full size on a device)."""
     from dask_cumbatch.engine import backend_for
     kernels = backend_for("cpu")
     w = gpu.to_numpy(w)
@@ -113,18 +126,60 @@ def main(argv=None):
         ours_greedy(gpu, xp, small, limit)
     w = make_weights(xp, n)
     results = {}
-    results["device copy (bandwidth floor)"] = timed(lambda: w.copy(), sync)
-    results["CuPy idiom floor((cumsum(w)-w)/limit)"] = timed(lambda: cupy_idiom(xp, w, limit), sync)
-    results["ours floor (ids)"] = timed(lambda: ours_floor(gpu, xp, w, limit), sync)
-    results["ours greedy (ids)"] = timed(lambda: ours_greedy(gpu, xp, w, limit), sync)
-    if args.sim:
-        check_against_cpu(gpu, w, limit, results["ours floor (ids)"][1], results["ours greedy (ids)"][1])
-    report(n, limit, args.sim, {k: v[0] for k, v in results.items()})
-    end_to_end(600 if args.sim else int(args.e2e_rows), 3 if args.sim else args.partitions, limit)
+    r = 1 if args.sim else args.repeat
+    results["device copy (bandwidth floor)"] = timed(lambda: w.copy(), sync, r)
+    results["CuPy idiom floor((cumsum(w)-w)/limit)"] = timed(lambda: cupy_idiom(xp, w, limit), sync, r)
+    results["ours floor (ids)"] = timed(lambda: ours_floor(gpu, xp, w, limit), sync, r)
+    results["ours greedy (ids)"] = timed(lambda: ours_greedy(gpu, xp, w, limit), sync, r)
+    check_against_cpu(gpu, w, limit, results["ours floor (ids)"][1], results["ours greedy (ids)"][1])
+    results = {k: v[0] for k, v in results.items()}
+    report(n, limit, args.sim, results)
+    if args.stages:
+        greedy_stages(gpu, xp, w, limit, sync)
+    w = None  # free the device copy before the end-to-end runs
+    end_to_end(600 if args.sim else int(args.e2e_rows), 3 if args.sim else args.partitions, limit,
+               1 if args.sim else args.repeat)
+    if args.crossover:
+        for mode in ("floor", "greedy"):
+            crossover([1 << 8, 1 << 10] if args.sim else [1 << k for k in range(16, 25, 2)], limit,
+                      1 if args.sim else args.repeat, mode)
 
 
-def end_to_end(n, partitions, limit):
-    """``ddf.cumbatch.ids`` on a pandas-backed Dask frame, device="gpu" against device="cpu"."""
+def greedy_stages(gpu, xp, w, limit, sync):
+    """Seconds of each stage of the tiled greedy walk, as ``gpu._walk_tiled`` runs them."""
+    k = gpu._k()
+    n = w.shape[0]
+    rule = (True, False, True, limit, limit, 0)
+    g = xp.zeros(n, dtype=np.bool_)
+    tile = gpu.THREADS_PER_BLOCK * gpu.ROWS_PER_THREAD
+    nseg = (n + tile - 1) // tile
+    flags = xp.empty(n, dtype=np.bool_)
+    seg_i, seg_w = xp.empty((nseg, 2), dtype=np.int64), xp.empty((nseg, 2), dtype=w.dtype)
+    ovf = xp.zeros(1, dtype=np.int64)
+    walk_tiles = gpu._tile_kernel(gpu.THREADS_PER_BLOCK, gpu.ROWS_PER_THREAD, w.dtype.str)
+    stages = [("tiles", timed(lambda: walk_tiles[nseg, gpu.THREADS_PER_BLOCK](
+        w, g, flags, *rule, seg_i, seg_w, ovf), sync)[0])]
+    seg_len, level = tile, 1
+    while nseg > 1:
+        ngroups = (nseg + gpu.GROUP - 1) // gpu.GROUP
+        out_i, out_w = xp.empty((ngroups, 2), dtype=np.int64), xp.empty((ngroups, 2), dtype=w.dtype)
+        stages.append((f"level {level}: {nseg:,} segments of {seg_len:,} rows", timed(
+            lambda: gpu._launch(k.combine_segments, ngroups, w, g, flags, seg_len, gpu.GROUP, *rule,
+                                seg_i, seg_w, out_i, out_w, ovf), sync)[0]))
+        seg_i, seg_w, nseg, seg_len, level = out_i, out_w, ngroups, seg_len * gpu.GROUP, level + 1
+    state_i, state_w = gpu._state_arrays(w, (0, 0.0, 0.0, 0))
+    res_i, res_w = xp.zeros(3, dtype=np.int64), xp.zeros(2, dtype=w.dtype)
+    stages.append(("top walk (one thread)", timed(lambda: gpu._one(
+        k.walk_top, w, g, flags, state_i, state_w, seg_i, seg_w, *rule, res_i, res_w, ovf), sync)[0]))
+    stages.append(("scan of the flags", timed(lambda: gpu.inclusive_scan(flags), sync)[0]))
+    print(f"greedy stages, {n:,} rows (tile {tile:,} rows, group {gpu.GROUP}); overflow flag "
+          f"{int(gpu.to_numpy(ovf)[0])}:")
+    for name, sec in stages:
+        print(f"  {name:48s} {sec:9.4f} s")
+
+
+def time_both_devices(n, partitions, limit, repeat, mode="greedy"):
+    """Seconds of ``ddf.cumbatch.ids(...).compute()`` per device on one pandas-backed frame."""
     import dask
     import dask.dataframe as dd
     import pandas as pd
@@ -134,18 +189,39 @@ def end_to_end(n, partitions, limit):
     seconds, ids = {}, {}
     with dask.config.set(scheduler="threads"):
         for device in ("cpu", "gpu"):
-            try:
-                t0 = time.perf_counter()
-                ids[device] = ddf.cumbatch.ids("w", limit, device=device).compute()
-                seconds[device] = time.perf_counter() - t0
-            except (NotImplementedError, RuntimeError) as e:
-                print(f"end to end, device={device!r}: not run ({e})")
-                return
-    assert ids["gpu"].tolist() == ids["cpu"].tolist(), "device='gpu' ids differ from the CPU's"
-    print(f"end to end, {n:,} rows in {partitions} pandas partitions (greedy, ids equal):")
-    for device, s in seconds.items():
-        print(f"  device={device!r}: {s:8.3f} s {n / s:12.3e} rows/s")
-    print(f"  gpu / cpu speed: {seconds['cpu'] / seconds['gpu']:.2f}x")
+            run = lambda: ddf.cumbatch.ids("w", limit, mode=mode, device=device).compute()  # noqa: E731
+            run()  # kernels compiled or loaded outside the timing
+            seconds[device], ids[device] = timed(run, lambda: None, repeat)
+    assert (ids["gpu"].to_numpy() == ids["cpu"].to_numpy()).all(), "device='gpu' ids differ from the CPU's"
+    return seconds
+
+
+def end_to_end(n, partitions, limit, repeat):
+    """``ddf.cumbatch.ids`` on a pandas-backed Dask frame, device="gpu" against device="cpu"."""
+    for mode in ("floor", "greedy"):
+        try:
+            seconds = time_both_devices(n, partitions, limit, repeat, mode)
+        except (NotImplementedError, RuntimeError) as e:
+            print(f"end to end: not run ({e})")
+            return
+        print(f"end to end, {n:,} rows in {partitions} pandas partitions ({mode}, ids equal):")
+        for device, s in seconds.items():
+            print(f"  device={device!r}: {s:8.3f} s {n / s:12.3e} rows/s")
+        print(f"  gpu / cpu speed: {seconds['cpu'] / seconds['gpu']:.2f}x")
+
+
+def crossover(sizes, limit, repeat, mode, partitions=8):
+    """Per-partition size at which device="gpu" overtakes "cpu" end to end (AUTO_MIN_ROWS)."""
+    print(f"crossover: {partitions} pandas partitions of n rows each, {mode}, threaded scheduler")
+    print(f"{'rows/partition':>14s} {'cpu s':>9s} {'gpu s':>9s} {'gpu/cpu speed':>14s}")
+    first_win = None
+    for n in sizes:
+        seconds = time_both_devices(n * partitions, partitions, limit, repeat, mode)
+        speed = seconds["cpu"] / seconds["gpu"]
+        print(f"{n:14,d} {seconds['cpu']:9.4f} {seconds['gpu']:9.4f} {speed:14.2f}")
+        if speed > 1 and first_win is None:
+            first_win = n
+    print(f"smallest partition where the GPU wins: {first_win if first_win else 'none measured'}")
 
 
 def report(n, limit, sim, seconds):

@@ -86,6 +86,14 @@ def test_auto_picks_an_available_gpu_backend_for_large_partitions(monkeypatch):
     assert backend_for("gpu") is gpu
 
 
+def test_auto_never_picks_a_gpu_backend_without_a_threshold(monkeypatch):
+    gpu = fake_gpu(available=True)
+    gpu.AUTO_MIN_ROWS = None  # as gpu.py sets it: measured slower than the CPU at every size
+    monkeypatch.setitem(sys.modules, GPU_MODULE, gpu)
+    assert backend_for("auto", n_rows=10**12).__name__.endswith(".cpu")
+    assert backend_for("gpu") is gpu  # asking for it by name still gets it
+
+
 def test_unavailable_gpu_backend_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, GPU_MODULE, fake_gpu(available=False))
     with pytest.raises(RuntimeError, match=r"\[gpu\]"):

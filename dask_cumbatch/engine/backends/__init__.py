@@ -21,7 +21,8 @@ after that (or once numba is loaded by anything) every call gets the compiled :m
 
 A GPU backend (``gpu.py``) additionally sets ``AUTO_MIN_ROWS``: ``device="auto"`` picks it for
 partitions of at least that many rows when CuPy and a CUDA device are usable (never the
-simulator, which ``simulated()`` reports; see docs/gpu.md).
+simulator, which ``simulated()`` reports); ``None``, as ``gpu.py`` sets it after measuring on
+an H200, means never (see docs/gpu.md).
 
 >>> backend_for("cpu").I64_MAX == 2**63 - 1
 True
@@ -61,7 +62,8 @@ def backend_for(device: str = "cpu", n_rows: int | None = None):
         return gpu
     if device == "auto" and n_rows is not None:
         gpu = _gpu_module()
-        if gpu is not None and n_rows >= gpu.AUTO_MIN_ROWS and _on_device(gpu):
+        threshold = getattr(gpu, "AUTO_MIN_ROWS", None)  # None: auto never picks this backend
+        if gpu is not None and threshold is not None and n_rows >= threshold and _on_device(gpu):
             return gpu
     elif device not in ("cpu", "auto"):
         raise ValueError(f"device={device!r} is not one of 'cpu', 'auto', 'gpu'")

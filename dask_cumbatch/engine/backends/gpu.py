@@ -41,10 +41,11 @@ THREADS_PER_BLOCK = 256
 ROWS_PER_THREAD = 16
 GROUP = 32
 SEQUENTIAL_BELOW = 1 << 14
-# A partition from which device="auto" picks the GPU. Estimate (pending: no device was lent):
-# moving 8-byte weights over PCIe (~25 GB/s) and ids back costs about what the CPU kernels
-# take per row (~1-2 ns) once launches (~10 us each, ~20 per call) are amortised.
-AUTO_MIN_ROWS = 1 << 21
+# The partition size from which device="auto" picks the GPU; None: auto never does. Measured
+# on an NVIDIA H200 against its 16-core host (docs/gpu.md, benchmarks/bench_gpu.py --crossover):
+# end to end on pandas partitions of 2**16 to 2**24 rows the GPU backend was slower at every
+# size (floor 0.25-0.47x, greedy 0.02-0.06x the CPU's speed), so auto stays on the CPU.
+AUTO_MIN_ROWS = None
 FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in any order
 
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
@@ -438,8 +439,12 @@ def _s_out(incl, first, s_in, use_s_in, as_float):
 
 @_serialized
 def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
-    """The risky rows of :func:`dask_cumbatch.engine.backends.cpu.floor_risky` (one device thread: the
-    running sum of float weights must be formed in row order).
+    """The risky rows of :func:`dask_cumbatch.engine.backends.cpu.floor_risky`.
+
+    Integer weights, and float weights that are all integer-valued with a total below 2**53,
+    take a device scan (their running sums are exact in any order); other floats must form
+    the running sum in row order, so one device thread walks them, as do int64 sums that may
+    overflow (to report the CPU's row).
 
     >>> p_out, w_out = np.zeros(3), np.zeros(3)
     >>> floor_risky(np.array([1.0, 5.0, 1.0]), 3, 2.0, False, p_out, w_out)  # doctest: +SKIP
@@ -451,6 +456,10 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
     zero = w.dtype.type(0)
     if w.shape[0] == 0:
         return 0, _py(zero), _py(zero), -1
+    if int(seg_len) >= max(SEQUENTIAL_BELOW, 1):
+        res = _floor_risky_scan(w[:int(seg_len)], threshold, p_out, w_out)
+        if res is not None:
+            return res
     res_i = asarray(np.zeros(2, dtype=np.int64))
     res_s = asarray(np.zeros(2, dtype=w.dtype))
     po, wo = _Out(p_out), _Out(w_out)
@@ -459,6 +468,29 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
     wo.done()
     r, s = to_numpy(res_i).tolist(), to_numpy(res_s).tolist()
     return r[0], s[0], s[1], r[1]
+
+
+def _floor_risky_scan(seg, threshold, p_out, w_out):
+    """:func:`floor_risky` of one group segment from a device scan; None when not exact."""
+    xp = _xp()
+    as_float = seg.dtype.kind == "f"
+    if as_float and not _exact_in_any_order(seg):
+        return None
+    incl = inclusive_scan(seg.astype(np.int64, copy=False))
+    total = int(to_numpy(incl[-1:])[0])
+    if total >= I64_MAX:
+        return None  # an int64 sum may overflow: the one-thread walk reports where, as the CPU
+    m = seg.shape[0]
+    risky = xp.flatnonzero(seg[:m - 1] > threshold)
+    k = int(risky.shape[0])
+    po, wo = _Out(p_out), _Out(w_out)
+    po.dev[:k] = (incl[risky] - seg[risky].astype(np.int64)).astype(seg.dtype)
+    wo.dev[:k] = seg[risky]
+    po.done()
+    wo.done()
+    last = int(to_numpy(seg[-1:].astype(np.int64))[0])
+    cast = float if as_float else int
+    return k, cast(total - last), cast(total), -1
 
 
 # --------------------------------------------------------------------------- array work
