@@ -165,3 +165,52 @@ def test_an_export_keeps_no_start_flags(tmp_path):
     assert kept.kept_bytes() > 0
     assert result.batches == int(ids.max()) + 1
     kept.forget_all()
+
+
+@st.composite
+def greedy_walk_case(draw):
+    """Weights (int or float, rare huge ints for the overflow row), group changes, a carried state."""
+    is_float = draw(st.booleans())
+    n = draw(st.integers(0, 60))
+    if is_float:
+        w = np.array(draw(st.lists(st.one_of(finite, st.sampled_from([0.0, -0.0, 0.1, 1 / 3])),
+                                   min_size=n, max_size=n)), dtype=np.float64)
+    else:
+        small = st.integers(0, 9)
+        huge = st.integers(2**61, 2**62)
+        w = np.array(draw(st.lists(st.one_of(small, small, small, huge), min_size=n, max_size=n)),
+                      dtype=np.int64)
+    newgrp = np.array(draw(st.lists(st.booleans().map(lambda b: b and draw(st.booleans())),
+                                    min_size=n, max_size=n)), dtype=bool)
+    rows = draw(st.integers(0, 5))
+    if rows:
+        tot = draw(finite) if is_float else draw(st.integers(0, 40))
+        mx = draw(finite) if is_float else draw(st.integers(0, 9))
+    else:
+        tot = mx = 0
+    limit = draw(st.sampled_from([0.5, 1.0, 7.0, 30.0, 1e300])) if is_float else draw(
+        st.sampled_from([1, 7, 30, 2**62, 2**63 - 1]))
+    record = draw(st.integers(0, n))
+    dtype = np.float64 if is_float else np.int64
+    return w, newgrp, rows, dtype(tot), dtype(mx), -rows, is_float, limit, record, draw(st.integers(0, 9))
+
+
+def exact(v):
+    """A value as compared bitwise: floats by their hex form (the sign of zero too)."""
+    return float(v).hex() if isinstance(v, (float, np.floating)) else int(v)
+
+
+@settings(max_examples=examples(300), **SETTINGS)
+@given(case=greedy_walk_case(), write_ids=st.booleans())
+def test_greedy_walk_equals_the_general_walk_bitwise(case, write_ids):
+    """Plain greedy: the branch-free walk's starts, ids and end state are the general walk's."""
+    w, newgrp, rows, tot, mx, start, is_float, limit, record, base = case
+    n = len(w)
+    want_out, want_ids = np.zeros(record, bool), np.zeros(n if write_ids else 0, np.int64)
+    want = cpu.walk_batches(w, newgrp, w[:0], rows, tot, mx, start, True, False, is_float, limit, limit,
+                            0, 0, np.zeros(0, bool), want_out, want_ids, base)
+    for be in (cpu, pure):
+        out, ids = np.zeros(record, bool), np.zeros(n if write_ids else 0, np.int64)
+        got = be.greedy_walk(w, newgrp, rows, tot, mx, start, is_float, limit, out, ids, base)
+        assert [exact(v) for v in got] == [exact(v) for v in want], (be.__name__, got, want)
+        assert out.tolist() == want_out.tolist() and ids.tolist() == want_ids.tolist()

@@ -152,12 +152,22 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     out = be.asarray(np.zeros(min(record, len(w)), dtype=bool))
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     spec = spec if spec is not None else np.zeros(0, dtype=bool)
+    if _plain_greedy(be, opts) and not len(spec):
+        res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
+                             is_float, gt, out, ids, base or 0)
+        return res, be.to_numpy(ids if base is not None else out)
     res = be.walk_batches(
         be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
         dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
         gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
     )
     return res, be.to_numpy(ids if base is not None else out)
+
+
+def _plain_greedy(be, opts) -> bool:
+    """Whether the backend's branch-free ``greedy_walk`` applies (greedy by the sum alone)."""
+    return (opts.mode == "greedy" and opts.cost != "padded" and not opts.max_rows
+            and (opts.multiple or 0) <= 1 and hasattr(be, "greedy_walk"))
 
 
 def _tail(prev_tail, w, rows, multiple) -> tuple:
