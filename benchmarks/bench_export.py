@@ -22,9 +22,10 @@ LocalCluster with one thread per worker; it is compared with one partition's in-
     python benchmarks/bench_export.py --rows 2000000 --markdown docs/_bench_export.md
     python benchmarks/bench_export.py --rows 2000000 --fsync-cost   # also: export with fsync disabled
 
-``--fsync-cost`` adds a third command, the same export with ``os.fsync`` replaced by a no-op in
-its process, so that the cost of the durability the export pays (every file fsynced before its
-rename, the folder before the manifest and ``_SUCCESS``) is measured in the same run.
+``--fsync-cost`` adds a third command, the same export with ``os.fsync`` and ``syncfs`` replaced
+by no-ops in its process, so that the cost of the durability the export pays (each task's files
+made durable before its record, control files fsynced before their rename, the folder before the
+manifest and ``_SUCCESS``) is measured in the same run.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 _NO_FSYNC = r"""
 import os, sys
 os.fsync = lambda fd: None  # the benchmark's no-durability comparison only
+import dask_cumbatch.export.folder as folder
+folder._syncfs = lambda path: True  # likewise: the task's one syncfs is skipped too
 from dask_cumbatch.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """

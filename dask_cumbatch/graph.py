@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import uuid
 
 import dask
 import dask.dataframe as dd
@@ -273,7 +274,7 @@ def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan
     summaries = _gather(source, _summarize_one, spec, head_bytes_for(prep.ddf.npartitions), prefer_whole)
     plan = scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
     if needs_extra_pass(prep.opts):
-        extra = _gather(source, _extra_summary_one, spec, delayed(EntryTable(plan.entries), pure=True))
+        extra = _gather(source, _extra_summary_one, spec, _entry_table(plan))
         plan = scan_extra(extra, plan, prep.opts)
     return plan
 
@@ -292,8 +293,14 @@ _finish_frame = _finish(finish_frame)
 _finish_stats = _finish(finish_stats)
 
 
+def _entry_table(plan: PartitionPlan) -> Delayed:
+    """The plan's entries as one Delayed key; named, not tokenized (hashing 10,000 entries
+    took 0.3 s), and a plan is a new object each time anyway."""
+    return delayed(EntryTable(plan.entries), name=f"cumbatch-entries-{uuid.uuid4().hex}")
+
+
 def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
-    table = delayed(EntryTable(plan.entries), pure=True)
+    table = _entry_table(plan)
     mapped = prep.ddf.map_partitions(
         task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
     )
@@ -326,7 +333,8 @@ def source_partitions(expr) -> list:
     while True:
         picked = expr.partitions if isinstance(expr, Partitions) else getattr(expr, "_partitions", None)
         if isinstance(expr, (Partitions, PartitionsFiltered)) and picked:
-            chosen = [list(picked)[i] for i in chosen]
+            picked = list(picked)
+            chosen = [picked[i] for i in chosen]
         if isinstance(expr, Partitions):
             expr = expr.frame
             continue

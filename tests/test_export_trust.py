@@ -174,22 +174,54 @@ def test_resume_after_kill9_never_certifies_an_empty_file(tmp_path):
         assert cli("status", out, "--verify").returncode == 0
 
 
-def test_files_and_folder_are_fsynced_before_success(tmp_path, monkeypatch):
+def durability_log(out, monkeypatch):
+    """Record every fsync (the path) and syncfs, each with whether ``_SUCCESS`` and the first data
+    file existed at that moment."""
+    events = []
+    real_fsync, real_syncfs = os.fsync, folder._syncfs
+
+    def state():
+        return (out / "_SUCCESS").exists(), (out / "part-00000000.parquet").exists()
+
+    def fsync(fd):
+        events.append((os.readlink(f"/proc/self/fd/{fd}"), *state()))
+        return real_fsync(fd)
+
+    def syncfs(path):
+        done = real_syncfs(path)
+        events.append(("syncfs" if done else "no syncfs", *state()))
+        return done
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(folder, "_syncfs", syncfs)
+    return events
+
+
+@pytest.mark.parametrize("has_syncfs", [True, False])
+def test_files_are_durable_before_their_record_and_success(tmp_path, monkeypatch, has_syncfs):
     out = tmp_path / "out"
-    synced = []
-    real = os.fsync
-
-    def spy(fd):
-        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (out / "_SUCCESS").exists()))
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
-    to_files(pd.DataFrame({"w": [3, 3, 3, 3, 5]}), str(out), "w", 6, progress=False)
-    before_success = [path for path, done in synced if not done]
-    assert str(out) in before_success  # the folder, after the renames and before _SUCCESS
-    assert any("part-00000000.parquet" in p for p in before_success)  # a file, before its rename
-    assert any("_manifest.json" in p for p in before_success)
-    assert synced[-1] == (str(out), True)  # and once more after _SUCCESS
+    if not has_syncfs:  # another OS: each file and folder is fsynced instead
+        monkeypatch.setattr(folder, "_libc_syncfs", lambda: None)
+    events = durability_log(out, monkeypatch)
+    with dask.config.set(scheduler="sync"):  # one task at a time: each record follows its own files
+        to_files(pd.DataFrame({"w": [3, 3, 3, 3, 5]}), str(out), "w", 6, progress=False)
+    before_success = [(path, file_there) for path, done, file_there in events if not done]
+    if has_syncfs:  # one syncfs once the task's files are in place, before its record
+        assert ("syncfs", True) in before_success
+    else:
+        assert any(p == str(out / "part-00000000.parquet") for p, _ in before_success), events
+    # each task record (partition p..., joined group g...) comes after its files were made durable
+    records = [i for i, (p, _, _) in enumerate(events) if "/_cumbatch/tmp/" in p and ".json." in p
+               and os.path.basename(p)[:1] in "pg" and os.path.basename(p)[1:2].isdigit()]
+    assert len(records) >= 2, events  # the partition's and the joined group's
+    for prev, at in zip([-1] + records, records):
+        window = [p for p, _, _ in events[prev + 1:at]]
+        made_durable = ("syncfs" in window) if has_syncfs else any(
+            "/_cumbatch/tmp/" not in p and not os.path.isdir(p) for p in window)
+        assert made_durable, (events[at], window)
+    assert str(out) in [p for p, _ in before_success]  # the folder, before _SUCCESS
+    assert any("_manifest.json" in p for p, _ in before_success)
+    assert events[-1][:2] == (str(out), True)  # and once more after _SUCCESS
 
 
 # ------------------------------------------------------------------ 3. no links followed

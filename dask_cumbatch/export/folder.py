@@ -7,17 +7,23 @@ the writer's lock and the work folder of a run in progress.
 
 On a local filesystem no control file, work file or fragment is opened through a symbolic
 link: every path below the folder is checked with ``lstat`` and opened with ``O_NOFOLLOW``;
-a link is refused with an :class:`ExportError`. Files are fsynced before they are renamed
-into place, and :meth:`Folder.sync` fsyncs a directory (before the manifest and ``_SUCCESS``).
+a link is refused with an :class:`ExportError`. Control files are fsynced before they are
+renamed into place; a task's data and work files are written without, then made durable
+together by :meth:`Folder.make_durable` (one ``syncfs`` of the file system on Linux, else an
+fsync of each) before the task's record is written; :meth:`Folder.sync` fsyncs a directory
+(before the manifest and ``_SUCCESS``).
 """
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import hashlib
 import json
 import os
 import posixpath
 import stat
+import sys
 import uuid
 
 from ..options import hinted, keyword
@@ -239,9 +245,10 @@ class Folder:
             self.check_no_link(name)
             self.fs.makedirs(self.p(name), exist_ok=True)
 
-    def write_atomic(self, name: str, data: bytes) -> None:
+    def write_atomic(self, name: str, data: bytes, durable: bool = True) -> None:
         """Write ``data`` to ``name``: a temporary file in the work folder, fsynced, then renamed
-        over ``name`` (a link at ``name`` is refused, never followed)."""
+        over ``name`` (a link at ``name`` is refused, never followed). With ``durable=False``
+        the fsync is left to a later :meth:`make_durable` of many files at once."""
         tmp = f"{TMP}/{posixpath.basename(name)}.{uuid.uuid4().hex}.tmp"
         if not self.local:
             self.fs.makedirs(self.p(TMP), exist_ok=True)
@@ -257,12 +264,39 @@ class Folder:
             fd = os.open(self.p(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             try:
                 write_all(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(self.p(tmp), self.p(name))
         except OSError as exc:
             raise self.os_error(exc, name) from exc
+
+    def make_durable(self, names) -> None:
+        """Make files written with ``durable=False`` durable, renames included: one ``syncfs``
+        of the folder's file system where the OS offers it (Linux), else an fsync of each file
+        and of the folders holding them. One call per task instead of one fsync per file
+        (0.7 to 1.9 ms each on a shared disk: most of the time of an export of small files).
+
+        >>> import tempfile
+        >>> folder = Folder(tempfile.mkdtemp())
+        >>> folder.write_atomic("part-0.csv", b"w\\n1\\n", durable=False)
+        >>> folder.make_durable(["part-0.csv"])
+        """
+        names = list(names)
+        if not self.local or not names:
+            return
+        if _syncfs(self.root):
+            return
+        for name in names:
+            self.check_no_link(name)
+            fd = os.open(self.p(name), os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for parent in sorted({posixpath.dirname(name) for name in names}):
+            self.sync(parent)
 
     def os_error(self, exc: OSError, name: str) -> Exception:
         """A disk-full or file-too-large error as an :class:`ExportError` naming the file."""
@@ -305,6 +339,32 @@ class Folder:
             self.fs.rm(self.p(name), recursive=True)
         except FileNotFoundError:
             pass
+
+
+@functools.cache
+def _libc_syncfs():
+    """libc's ``syncfs`` (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+def _syncfs(path: str) -> bool:
+    """Flush the file system holding ``path`` to disk; False when the OS offers no syncfs."""
+    syncfs = _libc_syncfs()
+    if syncfs is None:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+    finally:
+        os.close(fd)
+    return True
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -310,7 +310,8 @@ class Run:
         # the partitions the summary pass saw (Dask may fuse projected reads: use the same
         # expression); the write is mapped over them so that each task reads its own partition
         entries = self.plan_.entries
-        shared = delayed(tasks.PartitionWork(self.ctx, entries), pure=True)
+        # named, not tokenized: hashing thousands of entries costs more than the graph
+        shared = delayed(tasks.PartitionWork(self.ctx, entries), name=f"cumbatch-work-{uuid.uuid4().hex}")
         parts = graph.as_mapped(self.prep.ddf).map_partitions(
             tasks.export_mapped, shared, meta=pd.Series([], dtype=object), enforce_metadata=False,
             align_dataframes=False).to_delayed(optimize_graph=True)

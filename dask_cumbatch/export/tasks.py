@@ -64,8 +64,9 @@ def frag_name(group: int, part: int) -> str:
 
 
 def write_checked(folder: Folder, name: str, data: bytes, files: dict) -> None:
-    """Write ``data`` to ``name`` and note its size and checksum in ``files`` (a task record's)."""
-    folder.write_atomic(name, data)
+    """Write ``data`` to ``name`` and note its size and checksum in ``files`` (a task record's);
+    the task makes its files durable together before it writes its record."""
+    folder.write_atomic(name, data, durable=False)
     files[name] = [len(data), sha256(data)]
 
 
@@ -107,10 +108,11 @@ def write_group(ctx: TaskContext, group: int, table, may_exist: bool, stats=None
     data = encode(table, ctx.fmt, (ctx.opts.name,))
     kept = may_exist and ctx.resuming and ctx.folder.size(name) == len(data) and ctx.folder.read(name) == data
     if not kept:
-        ctx.folder.write_atomic(name, data)
+        ctx.folder.write_atomic(name, data, durable=False)  # made durable with the task's other files
+    digest = sha256(data)
     if files is not None:
-        files[name] = [len(data), sha256(data)]
-    return {"group": int(group), "file": name, "bytes": len(data), "sha256": sha256(data),
+        files[name] = [len(data), digest]
+    return {"group": int(group), "file": name, "bytes": len(data), "sha256": digest,
             "batches": stats if stats is not None else _group_stats(table, ctx), "kept": kept}
 
 
@@ -153,6 +155,7 @@ def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
         whole = to_table(rows, ids, ctx.opts.name, ctx.schema, ctx.keep_index)  # then zero-copy slices
         del rows
         _write_slices(whole, ids, stats_of(ids, prep.w, ctx.is_float), k, ctx, out)
+    ctx.folder.make_durable(out["files"])  # before the record that vouches for them
     ctx.folder.write_atomic(part_record_name(k), dumps(out))
     return out
 
@@ -242,6 +245,7 @@ def combine_group(group: int, parts: list, ctx: TaskContext, is_last: bool) -> d
         write_checked(ctx.folder, OPEN, data, files)
         rec["open"] = {"file": OPEN, "rows": int(table.num_rows), "bytes": len(data), "sha256": sha256(data)}
     rec["files"] = files
+    ctx.folder.make_durable(files)  # before the record that vouches for them
     ctx.folder.write_atomic(group_record_name(group), dumps(rec))
     return rec
 
