@@ -172,22 +172,25 @@ class Folder:
         return posixpath.join(self.root, name)
 
     # ---------------------------------------------------------------- links
-    def check_no_link(self, name: str) -> None:
-        """Raise if ``name`` or a folder on its way (below the root) is a symbolic link.
+    def check_no_link(self, name: str) -> bool:
+        """Raise if ``name`` or a folder on its way (below the root) is a symbolic link; return
+        whether ``name`` exists.
 
-        Local folders only (fsspec gives no such guarantee for remote stores)."""
+        Local folders only (fsspec gives no such guarantee for remote stores, where nothing is
+        checked and True is returned)."""
         if not self.local:
-            return
+            return True
         path = self.root
         for part in name.split("/"):
             path = os.path.join(path, part)
             try:
                 mode = os.lstat(path).st_mode
             except FileNotFoundError:
-                return
+                return False
             if stat.S_ISLNK(mode):
                 raise ExportError(f"{posixpath.relpath(path, self.root)} in {self.url} is a symbolic link; "
                                   "an export never follows links in its folder: remove it")
+        return True
 
     def _open_read(self, name: str) -> int:
         self.check_no_link(name)
@@ -256,10 +259,11 @@ class Folder:
                 f.write(data)
             self.fs.mv(self.p(tmp), self.p(name))
             return
-        self.check_no_link(tmp)
-        self.check_no_link(name)
-        if not os.path.isdir(self.p(TMP)):
+        # the folders on the way to the temporary file; the file itself is new (a random name)
+        # and opened with O_EXCL | O_NOFOLLOW, so it needs no lstat of its own
+        if not self.check_no_link(TMP):
             self.makedirs(TMP)
+        self.check_no_link(name)
         try:
             fd = os.open(self.p(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             try:
