@@ -347,7 +347,8 @@ _SPEC = (
            "Reduces padding with cost='padded'; the rows of a batch are then not contiguous in the input.",
            metavar="N"),
     Option("device", "cpu", "choice", "where the kernels run: cpu (default), auto or gpu",
-           "'auto' uses the GPU when one is usable, else the CPU.", choices=DEVICES),
+           "'auto' uses the GPU only for partitions where it was measured faster than the CPU "
+           "(for now none: see the GPU guide), else the CPU.", choices=DEVICES),
 )
 
 OPTIONS = {o.name: o for o in _SPEC}
