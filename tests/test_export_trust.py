@@ -197,6 +197,32 @@ def durability_log(out, monkeypatch):
     return events
 
 
+def failing_syncfs(err):
+    """A stand-in for libc's syncfs that fails with ``err`` (as ctypes reports errno)."""
+    import ctypes
+
+    def syncfs(fd):
+        ctypes.set_errno(err)
+        return -1
+    return syncfs
+
+
+def test_a_file_system_without_syncfs_gets_an_fsync_per_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder, "_libc_syncfs", lambda: failing_syncfs(errno.EINVAL))
+    out = tmp_path / "out"
+    events = durability_log(out, monkeypatch)
+    to_files(pd.DataFrame({"w": [3, 3, 3, 3, 5]}), str(out), "w", 6, progress=False)
+    assert ("no syncfs", False, True) in events  # tried, refused by the file system
+    assert any(p == str(out / "part-00000000.parquet") for p, _, _ in events)  # then fsynced
+
+
+def test_a_write_error_from_syncfs_fails_the_export(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder, "_libc_syncfs", lambda: failing_syncfs(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
+        to_files(pd.DataFrame({"w": [3, 3, 3, 3, 5]}), str(tmp_path / "out"), "w", 6, progress=False)
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
 @pytest.mark.parametrize("has_syncfs", [True, False])
 def test_files_are_durable_before_their_record_and_success(tmp_path, monkeypatch, has_syncfs):
     out = tmp_path / "out"

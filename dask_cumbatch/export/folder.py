@@ -356,8 +356,12 @@ def _libc_syncfs():
         return None
 
 
+_SYNCFS_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
 def _syncfs(path: str) -> bool:
-    """Flush the file system holding ``path`` to disk; False when the OS offers no syncfs."""
+    """Flush the file system holding ``path`` to disk; False when the OS or the file system
+    offers no syncfs (the caller then fsyncs file by file). A write error raises."""
     syncfs = _libc_syncfs()
     if syncfs is None:
         return False
@@ -365,6 +369,8 @@ def _syncfs(path: str) -> bool:
     try:
         if syncfs(fd) != 0:
             err = ctypes.get_errno()
+            if err in _SYNCFS_UNSUPPORTED:
+                return False
             raise OSError(err, os.strerror(err), path)
     finally:
         os.close(fd)
