@@ -294,11 +294,7 @@ class Folder:
             return
         for name in names:
             self.check_no_link(name)
-            fd = os.open(self.p(name), os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(self.p(name), os.O_RDONLY | os.O_NOFOLLOW)
         for parent in sorted({posixpath.dirname(name) for name in names}):
             self.sync(parent)
 
@@ -318,11 +314,7 @@ class Folder:
         if not self.local:
             return
         self.check_no_link(name) if name else None
-        fd = os.open(self.p(name) if name else self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(self.p(name) if name else self.root, os.O_RDONLY | os.O_DIRECTORY)
 
     def rename(self, old: str, new: str) -> None:
         """Rename ``old`` to ``new`` inside the folder (no links on either side)."""
@@ -343,6 +335,15 @@ class Folder:
             self.fs.rm(self.p(name), recursive=True)
         except FileNotFoundError:
             pass
+
+
+def _fsync_path(path: str, flags: int) -> None:
+    """Open ``path`` with ``flags``, fsync it and close it."""
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @functools.cache

@@ -243,7 +243,7 @@ def combine_group(group: int, parts: list, ctx: TaskContext, is_last: bool) -> d
     if is_last and ctx.fmt != "parquet":
         data = encode(table, "parquet", (ctx.opts.name,))
         write_checked(ctx.folder, OPEN, data, files)
-        rec["open"] = {"file": OPEN, "rows": int(table.num_rows), "bytes": len(data), "sha256": sha256(data)}
+        rec["open"] = {"file": OPEN, "rows": int(table.num_rows), "bytes": len(data), "sha256": files[OPEN][1]}
     rec["files"] = files
     ctx.folder.make_durable(files)  # before the record that vouches for them
     ctx.folder.write_atomic(group_record_name(group), dumps(rec))

@@ -175,9 +175,10 @@ def greedy_walk(w, newgrp, rows, tot, mx, start, is_float, lim_gt, out, ids, bas
             out[i] = cut
         if write:
             ids[i] = base + n_starts - 1
-        if not is_float and wi > I64_MAX - (zero if cut else tot):  # as the general walk (a limit in int64 cuts first)
+        held = zero if cut else tot  # the open batch's total before row i
+        if not is_float and wi > I64_MAX - held:  # as the general walk (a limit in int64 cuts first)
             rows = i - start if n_starts else rows_in + i
-            return n_starts, NO_POSITION, rows, zero if cut else tot, _open_max(w, start, i, mx, n_starts > 0, zero), start, -1, i
+            return n_starts, NO_POSITION, rows, held, _open_max(w, start, i, mx, n_starts > 0, zero), start, -1, i
         tot = (zero + wi) if cut else s  # one add on the dependency, as in a plain sum
     rows = n - start if n_starts else rows_in + n
     return n_starts, NO_POSITION, rows, tot, _open_max(w, start, n, mx, n_starts > 0, zero), start, -1, -1

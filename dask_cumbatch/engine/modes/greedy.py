@@ -155,12 +155,12 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     if _plain_greedy(be, opts) and not len(spec):
         res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
                              is_float, gt, out, ids, base or 0)
-        return res, be.to_numpy(ids if base is not None else out)
-    res = be.walk_batches(
-        be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
-        dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
-        gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
-    )
+    else:
+        res = be.walk_batches(
+            be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
+            dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
+            gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
+        )
     return res, be.to_numpy(ids if base is not None else out)
 
 
