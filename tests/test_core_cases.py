@@ -788,3 +788,12 @@ def test_selected_partitions_of_a_parquet_read_keep_their_ids(tmp_path):
     assert ddf.cumbatch.ids("tokens", 2).partitions[3].compute().tolist() == whole[15:]
     sub = ddf.partitions[1:].cumbatch.ids("tokens", 2)  # a selection before batching is the input
     assert sub.partitions[1].compute().tolist() == reference_ids([1] * 15, 2)[5:10]
+
+
+def test_floor_grid_saturates_where_sum_over_limit_overflows():
+    """A limit so small that S / limit overflows to infinity: cells saturate at 2**62, as the
+    kernels' grid_cell does (the scan used to raise OverflowError on the second partition)."""
+    df = pd.DataFrame({"w": np.full(40, 1e8)})
+    ddf = dd.from_pandas(df, npartitions=4)
+    whole = df.cumbatch.ids("w", 1e-300, mode="floor").tolist()
+    assert ddf.cumbatch.ids("w", 1e-300, mode="floor").compute().tolist() == whole

@@ -135,12 +135,15 @@ def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, recor
 
 
 def _cell(s, opts, is_float):
-    """The grid cell of running sum ``s``, computed exactly as the kernels' ``grid_cell`` does."""
-    lim_f, lim_i = floor_limits(opts, is_float)
-    if lim_i:
-        return int(s) // lim_i
-    q = math.floor(float(np.float64(s) / np.float64(lim_f)))
-    return min(q, CELL_MAX)
+    """The grid cell of running sum ``s``, computed exactly as the kernels' ``grid_cell`` does
+    (saturating at ``CELL_MAX``, also where ``s / limit`` overflows to infinity).
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> _cell(7, BatchOptions.make("w", 2), False), _cell(1e9, BatchOptions.make("w", 1e-300), True) == CELL_MAX
+    (3, True)
+    """
+    sums = np.array([s], dtype=np.float64 if is_float else np.int64)
+    return int(_cells(sums, opts, is_float)[0])
 
 
 def _threshold(opts, is_float):
