@@ -26,7 +26,8 @@ from dask import delayed
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from dask._task_spec import Task
+from dask._task_spec import GraphNode, Task, TaskRef
+from dask.dataframe.dask_expr._collection import new_collection
 from dask.dataframe.dask_expr._expr import MapPartitions
 
 from .engine import (
@@ -107,7 +108,7 @@ def _spec(prep: Prepared) -> Prepared:
     return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
 
 
-def _summarize_one(df, spec, head_bytes, prefer_whole):
+def _summarize_one(df, spec, head_bytes, prefer_whole, partition_info=None):
     try:
         return summarize(df, spec.opts, spec.is_float, head_bytes, prefer_whole)
     finally:
@@ -173,6 +174,8 @@ class SummarySource:
 
     def __init__(self, ddf: dd.DataFrame, opts: BatchOptions):
         full = as_mapped(ddf)
+        if isinstance(full.expr, MapPartitions) and full.expr.func is _same:  # its tasks only copy
+            full = new_collection(full.expr.frame)
         self.frame, self.tune = full, None  # None: Dask's tuning as configured, as the finish
         columns = list(dict.fromkeys([opts.weight, *opts.by]))
         if len(columns) < len(ddf.columns):
@@ -180,10 +183,40 @@ class SummarySource:
                 projected = ddf[columns].optimize()
             if projected.npartitions == full.npartitions:
                 self.frame, self.tune = projected, False
+        self.frame = without_idle_string_conversion(self.frame)
 
     def config(self):
         """Dask settings to build and compute the summary pass's graphs under."""
         return _settings(self.tune)
+
+
+def without_idle_string_conversion(ddf: dd.DataFrame) -> dd.DataFrame:
+    """``ddf`` with Dask's string conversion turned off in its in-memory reads where it would
+    convert nothing (no object column or index among the columns read).
+
+    ``from_pandas`` converts each partition as its task is built: about 0.5 ms a partition
+    (5 s at 10,000 partitions) even for numeric columns, which it then leaves as they are.
+
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1.0, 2.0]}), npartitions=1)
+    >>> from dask.dataframe.dask_expr.io.io import FromPandas
+    >>> [n.operand("pyarrow_strings_enabled") for n in without_idle_string_conversion(ddf).expr.find_operations(FromPandas)]
+    [False]
+    """
+    from dask.dataframe.dask_expr.io.io import FromPandas
+
+    expr = ddf.expr
+    for read in list(expr.find_operations(FromPandas)):
+        if not read.operand("pyarrow_strings_enabled"):
+            continue
+        plain = read.substitute_parameters({"pyarrow_strings_enabled": False})
+        if _same_schema(read._meta, plain._meta):
+            expr = expr.substitute(read, plain)
+    return ddf if expr is ddf.expr else new_collection(expr)
+
+
+def _same_schema(a, b) -> bool:
+    dtypes = (lambda m: list(m.dtypes)) if isinstance(a, pd.DataFrame) else (lambda m: [m.dtype])
+    return type(a) is type(b) and dtypes(a) == dtypes(b) and a.index.dtype == b.index.dtype
 
 
 def _settings(tune: bool | None):
@@ -195,17 +228,24 @@ def _settings(tune: bool | None):
 
 
 def _gather(source: SummarySource, func, *args) -> list:
-    """``func(partition, *args)`` mapped over the partitions, the results gathered into one place.
+    """``func(partition, *args, partition_info=...)`` over the partitions, gathered into one place.
 
-    The function is mapped with ``map_partitions`` so that Dask fuses it with the partition's
-    read: a task holds one partition at a time and keeps only its small summary, whatever the
-    partition size. The summaries are collected by at most ``FAT_TASKS`` small tasks, then one
-    gather: the graph stays flat at 10,000+ partitions.
+    A task holds one partition at a time and keeps only its small summary, whatever the
+    partition size. Where every partition is computed by a task of its own (a read, an
+    in-memory slice, blockwise work fused onto them), at most about ``FAT_TASKS`` tasks run
+    the partitions' tasks one after the other (:func:`_run_each`), so that 10,000 partitions
+    cost the scheduler a few hundred tasks. Otherwise ``func`` is mapped with
+    ``map_partitions``, fused with the partition's read, and the summaries are collected by
+    at most ``FAT_TASKS`` small tasks. Either way the graph is flat: then one gather.
     """
     with source.config():
-        mapped = source.frame.map_partitions(func, *args, meta=pd.Series([], dtype=object),
-                                             enforce_metadata=False, align_dataframes=False).optimize()
-        if mapped.npartitions != source.frame.npartitions:  # pragma: no cover - a change in Dask
+        frame = source.frame
+        parts = _own_tasks(frame)
+        if parts is not None:
+            return _gather_fat(parts, func, args)
+        mapped = frame.map_partitions(func, *args, meta=pd.Series([], dtype=object),
+                                      enforce_metadata=False, align_dataframes=False).optimize()
+        if mapped.npartitions != frame.npartitions:  # pragma: no cover - a change in Dask
             raise RuntimeError("internal error: the summary pass sees other partitions than the finish")
         keys = mapped.__dask_keys__()
         size = max(1, -(-len(keys) // FAT_TASKS))
@@ -214,6 +254,82 @@ def _gather(source: SummarySource, func, *args) -> list:
         layer[name] = (_flatten, list(layer))
         graph = HighLevelGraph.from_collections(name, layer, dependencies=[mapped])
         return Delayed(name, graph).compute()
+
+
+def _own_tasks(frame: dd.DataFrame) -> list | None:
+    """For each partition of ``frame``, the tasks that compute it (a small graph and its output
+    key); None unless no task serves two partitions (then each partition can run alone)."""
+    graph = frame.__dask_graph__()
+    if not all(isinstance(node, GraphNode) for node in graph.values()):
+        return None
+    owner, parts = {}, []
+    for k, key in enumerate(frame.__dask_keys__()):
+        own, todo = {}, [key]
+        while todo:
+            dep = todo.pop()
+            if dep in own:
+                continue
+            if owner.setdefault(dep, k) != k:
+                return None
+            own[dep] = graph[dep]
+            todo.extend(own[dep].dependencies)
+        parts.append(_Deferred(own, key))
+    return parts
+
+
+class _Deferred:
+    """The tasks of one partition, run by a fat task itself (Dask does not run them first).
+
+    >>> from dask._task_spec import DataNode
+    >>> _Deferred({"a": DataNode("a", 3), "b": Task("b", abs, TaskRef("a"))}, "b").run()
+    3
+    """
+
+    __slots__ = ("graph", "key")
+
+    def __init__(self, graph: dict, key):
+        self.graph, self.key = graph, key
+
+    def run(self):
+        done = {}
+
+        def value(key):
+            if key not in done:
+                node = self.graph[key]
+                done[key] = node({d: value(d) for d in node.dependencies})
+            return done[key]
+
+        return value(self.key)
+
+
+class _Parts:
+    """Partitions' tasks as a task argument Dask passes on as it is (it looks into lists)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items):
+        self.items = items
+
+
+def _run_each(parts, first, func, *args):
+    return [func(part.run(), *args, partition_info={"number": first + i}) for i, part in enumerate(parts.items)]
+
+
+def _gather_fat(parts: list, func, args) -> list:
+    graph, refs = {}, []
+    for a in args:  # a Delayed argument (the entry table) is one key that every task reads
+        if isinstance(a, Delayed):
+            graph.update(a.__dask_graph__())
+            a = TaskRef(a.key)
+        refs.append(a)
+    size = max(1, -(-len(parts) // FAT_TASKS))
+    name = f"cumbatch-{func.__name__.strip('_')}-{uuid.uuid4().hex}"
+    keys = []
+    for g, i in enumerate(range(0, len(parts), size)):
+        keys.append((name, g))
+        graph[keys[-1]] = Task(keys[-1], _run_each, _Parts(parts[i:i + size]), i, func, *refs)
+    graph[name] = (_flatten, keys)
+    return Delayed(name, graph).compute()
 
 
 class _ReadAhead:
@@ -309,8 +425,6 @@ def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
 
 def _numbered(mapped, planned: list):
     """``mapped`` as a :class:`_FinishPartitions`: tasks numbered as the plan numbers them."""
-    from dask.dataframe.dask_expr._collection import new_collection
-
     expr = mapped.expr
     kwargs = dict(expr.kwargs or {}, _planned=tuple(planned))
     operands = [kwargs if name == "kwargs" else expr.operand(name) for name in expr._parameters]
@@ -331,7 +445,10 @@ def source_partitions(expr) -> list:
 
     chosen = list(range(expr.npartitions))
     while True:
-        picked = expr.partitions if isinstance(expr, Partitions) else getattr(expr, "_partitions", None)
+        if isinstance(expr, Partitions):
+            picked = expr.partitions
+        else:  # an operand, not getattr: an expression without a _meta (from_delayed's) raises there
+            picked = expr.operand("_partitions") if "_partitions" in expr._parameters else None
         if isinstance(expr, (Partitions, PartitionsFiltered)) and picked:
             picked = list(picked)
             chosen = [picked[i] for i in chosen]

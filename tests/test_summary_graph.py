@@ -1,0 +1,83 @@
+"""The summary pass's graph: few fat tasks, Dask's string conversion only where it converts.
+
+Each case checks the ids against the sequential reference (tests/reference.py) as well as the
+shape of the work, so a faster graph can never pass with a different result.
+"""
+from __future__ import annotations
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from dask.callbacks import Callback
+from dask.dataframe.dask_expr.io.io import FromPandas
+
+from conftest import ids_list
+from reference import reference_ids
+
+import dask_cumbatch  # noqa: F401  (registers the accessors)
+from dask_cumbatch import graph
+from dask_cumbatch.options import BatchOptions
+
+pytestmark = pytest.mark.usefixtures("threaded")
+
+
+class _CountTasks(Callback):
+    def __init__(self):
+        super().__init__()
+        self.tasks = 0
+
+    def _pretask(self, key, dsk, state):
+        self.tasks += 1
+
+
+def _weights(n, seed=3):
+    return np.random.default_rng(seed).integers(0, 9, n)
+
+
+@pytest.mark.parametrize("mode", ["greedy", "floor"])
+def test_many_partitions_are_summarised_in_few_tasks(mode):
+    w = _weights(6000)
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=3000)
+    with _CountTasks() as counted:
+        ids = ddf.cumbatch.ids("w", 20, mode=mode)  # the plan (summary pass) runs here
+    assert counted.tasks <= graph.FAT_TASKS + 2, counted.tasks  # 3,000 partitions, not 3,000 tasks
+    assert ids_list(ids) == reference_ids(w.tolist(), 20, mode=mode)
+
+
+def test_partitions_sharing_tasks_are_summarised_one_task_each():
+    # repartition: an output partition is cut from two input partitions, which two outputs share
+    w = _weights(500)
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=7).repartition(npartitions=3)
+    frame = graph.SummarySource(ddf, BatchOptions.make("w", 20)).frame
+    assert graph._own_tasks(frame) is None
+    for mode in ("greedy", "fill", "floor"):
+        assert ids_list(ddf.cumbatch.ids("w", 20, mode=mode)) == reference_ids(w.tolist(), 20, mode=mode)
+
+
+def test_string_keys_keep_their_conversion_and_numeric_reads_skip_it():
+    w = _weights(400)
+    keys = np.repeat(np.array(["a", "b", "c", "d"], dtype=object), 100)
+    pdf = pd.DataFrame({"w": w, "k": keys.astype(object), "x": np.arange(400.0)})
+    with dask.config.set({"dataframe.convert-string": True}):
+        ddf = dd.from_pandas(pdf, npartitions=9)
+
+    def conversion(opts):
+        frame = graph.SummarySource(ddf, opts).frame
+        return [r.operand("pyarrow_strings_enabled") for r in frame.expr.find_operations(FromPandas)]
+
+    assert conversion(BatchOptions.make("w", 20)) == [False]  # weights only: nothing to convert
+    assert conversion(BatchOptions.make("w", 20, by="k")) == [True]  # a string key is read as Dask reads it
+    got = ids_list(ddf.cumbatch.ids("w", 20, by="k"))
+    assert got == reference_ids(w.tolist(), 20, keys=keys.tolist())
+
+
+def test_a_partition_of_several_tasks_runs_inside_one_fat_task():
+    w = _weights(2400)
+    pieces = [pd.DataFrame({"w": w[i:i + 200]}, index=range(i, i + 200)) for i in range(0, 2400, 200)]
+    ddf = dd.from_delayed([dask.delayed(lambda p: p)(p) for p in pieces], meta=pieces[0].iloc[:0])
+    frame = graph.SummarySource(ddf, BatchOptions.make("w", 20)).frame
+    parts = graph._own_tasks(frame)
+    assert parts is not None and all(len(p.graph) >= 2 for p in parts)  # the piece, then the call
+    assert ids_list(ddf.cumbatch.ids("w", 20)) == reference_ids(w.tolist(), 20)
