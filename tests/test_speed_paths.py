@@ -214,3 +214,23 @@ def test_greedy_walk_equals_the_general_walk_bitwise(case, write_ids):
         got = be.greedy_walk(w, newgrp, rows, tot, mx, start, is_float, limit, out, ids, base)
         assert [exact(v) for v in got] == [exact(v) for v in want], (be.__name__, got, want)
         assert out.tolist() == want_out.tolist() and ids.tolist() == want_ids.tolist()
+
+
+@settings(max_examples=examples(300), **SETTINGS)
+@given(case=greedy_walk_case(), stretch=st.sampled_from([1, 3, 17]))
+def test_greedy_starts_equal_the_walk_bitwise(case, stretch):
+    """The summary's four-stretch walk: the starts and end state of the walk from an empty batch.
+
+    ``stretch`` repeats the weights so the stretches are long enough to meet (or not) inside.
+    """
+    w, newgrp, _, _, _, _, is_float, limit, _, _ = case
+    w, newgrp = np.tile(w, stretch), np.tile(newgrp, stretch)
+    n = len(w)
+    zero = w.dtype.type(0)
+    want_out = np.zeros(n, bool)
+    want = cpu.greedy_walk(w, newgrp, 0, zero, zero, 0, is_float, limit, want_out, np.zeros(0, np.int64), 0)
+    for be in (cpu, pure):
+        out = np.zeros(n, bool)
+        got = be.greedy_starts(w, newgrp, is_float, limit, out)
+        assert [exact(v) for v in got] == [exact(v) for v in want], (be.__name__, got, want)
+        assert out.tolist() == want_out.tolist()

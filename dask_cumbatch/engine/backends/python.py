@@ -25,6 +25,7 @@ from .kernels import (  # noqa: F401
     floor_risky,
     floor_ids_quick,
     floor_walk,
+    greedy_starts,
     greedy_walk,
     grid_cell,
     starts_to_ids,
