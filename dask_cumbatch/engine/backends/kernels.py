@@ -213,7 +213,7 @@ def greedy_starts(w, newgrp, is_float, lim_gt, out):
     >>> w = np.array([3.0, 3.0, 3.0, 3.0, 5.0, 1.0, 2.0, 4.0, 4.0]); out = np.zeros(9, np.bool_)
     >>> r = greedy_starts(w, np.zeros(9, np.bool_), True, 6.0, out)
     >>> int(r[0]), out.astype(int).tolist()
-    (5, [1, 0, 1, 0, 1, 1, 0, 1, 1])
+    (5, [1, 0, 1, 0, 1, 0, 1, 0, 1])
     """
     n = w.shape[0]
     zero = w[0] - w[0] if n else lim_gt - lim_gt
