@@ -118,18 +118,34 @@ finite = st.floats(0, 50, allow_nan=False, allow_infinity=False)
 @settings(max_examples=examples(150), **SETTINGS)
 @given(w=st.lists(st.one_of(finite, st.sampled_from([0.1, 0.2, 1 / 3, 7.0])), min_size=1, max_size=80),
        s_in=st.one_of(st.just(0.0), finite), has_prev=st.booleans(),
-       limit=st.sampled_from([0.3, 1.0, 2.5, 7.0, 1e-3]), base=st.integers(0, 9))
+       limit=st.sampled_from([0.3, 1.0, 2.5, 7.0, 1e-3, 0.5, 4.0, 2.0**-30, 2.0**-1000, 2.0**-1074, 2.0**1000]),
+       base=st.integers(0, 9))
 def test_floor_branch_free_kernel_equals_the_walk_bitwise(w, s_in, has_prev, limit, base):
-    """Any float weights (rounding sums too): the same ids as ``floor_walk``, in both backends."""
+    """Any float weights (rounding sums too): the same ids as ``floor_walk``, in both backends;
+    powers of two (multiplied by their reciprocal, which overflows for 2**-1074) among the limits."""
     w = np.array(w)
     s_in = s_in if has_prev else 0.0
-    cell = int(np.floor(max(s_in - 1.0, 0.0) / limit)) if has_prev else 0
+    cell = int(cpu.grid_cell(max(s_in - 1.0, 0.0), limit, 0)) if has_prev else 0
     walked = np.empty(len(w), np.int64)
     cpu.floor_walk(w, np.zeros(len(w), bool), s_in, cell, has_prev, limit, 0, False,
                    np.zeros(0, bool), walked, base)
     for be in (cpu, pure):
         quick = np.empty(len(w), np.int64)
         assert be.floor_ids_quick(w, s_in, np.int64(cell), has_prev, limit, 0, False, base, quick) == -1
+        assert quick.tolist() == walked.tolist()
+
+
+@pytest.mark.parametrize("limit", [0.1, 0.7])
+def test_floor_kernel_divides_where_a_reciprocal_would_round_otherwise(limit):
+    """Running sums of ``limit`` itself: at 0.6 (limit 0.1) and 9.8 (limit 0.7) the product with
+    ``1 / limit`` floors to another cell than the quotient; only powers of two may multiply."""
+    w = np.full(20, limit)
+    walked, quick = np.empty(20, np.int64), np.empty(20, np.int64)
+    cpu.floor_walk(w, np.zeros(20, bool), 0.0, 0, False, limit, 0, False, np.zeros(0, bool), walked, 0)
+    s = np.cumsum(np.r_[0.0, w[:-1]])
+    assert (np.floor(s / limit) != np.floor(s * (1 / limit))).any()  # the case is a real one
+    for be in (cpu, pure):
+        assert be.floor_ids_quick(w, 0.0, np.int64(0), False, limit, 0, False, 0, quick) == -1
         assert quick.tolist() == walked.tolist()
 
 

@@ -22,6 +22,8 @@ order from each batch's first row, as a sequential pass would).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 I64_MAX = np.iinfo(np.int64).max
@@ -555,8 +557,17 @@ def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, id
     p = s_in - s_in
     c_prev = grid_cell(s_in, lim_f, lim_i) if not has_prev else cell_prev
     count = base if not has_prev else base - 1
+    # A power-of-two float limit: s / limit is the same real number as s * (1 / limit),
+    # rounded once either way, so the multiplication gives the division's bits (and costs
+    # a fraction of a division).
+    inv = 1.0 / lim_f if lim_i == 0 else 0.0
+    by_inv = lim_i == 0 and math.frexp(lim_f)[0] == 0.5 and inv < np.inf
     for i in range(w.shape[0]):
-        c = grid_cell(s_in + p, lim_f, lim_i)
+        if by_inv:
+            q = np.floor((s_in + p) * inv)
+            c = np.int64(CELL_MAX) if q >= CELL_MAX else np.int64(q)
+        else:
+            c = grid_cell(s_in + p, lim_f, lim_i)
         count += c > c_prev
         c_prev = c
         ids[i] = count
