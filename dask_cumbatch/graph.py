@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import sys
 import uuid
+from collections import Counter
 
 import dask
 import dask.dataframe as dd
@@ -291,12 +292,18 @@ class _Deferred:
         self.graph, self.key = graph, key
 
     def run(self):
+        """The partition: each task run once, its result dropped once its last user ran."""
+        users = Counter(d for node in self.graph.values() for d in node.dependencies)
         done = {}
 
         def value(key):
             if key not in done:
                 node = self.graph[key]
                 done[key] = node({d: value(d) for d in node.dependencies})
+                for d in node.dependencies:
+                    users[d] -= 1
+                    if not users[d]:
+                        del done[d]
             return done[key]
 
         return value(self.key)

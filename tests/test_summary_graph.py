@@ -81,3 +81,32 @@ def test_a_partition_of_several_tasks_runs_inside_one_fat_task():
     parts = graph._own_tasks(frame)
     assert parts is not None and all(len(p.graph) >= 2 for p in parts)  # the piece, then the call
     assert ids_list(ddf.cumbatch.ids("w", 20)) == reference_ids(w.tolist(), 20)
+
+
+def test_a_partition_s_own_tasks_run_once_and_let_go_of_what_is_used():
+    import weakref
+
+    from dask._task_spec import Task, TaskRef
+
+    class Piece:
+        pass
+
+    made, calls = [], []
+
+    def make():
+        piece = Piece()
+        made.append(weakref.ref(piece))
+        return piece
+
+    def step(x):
+        calls.append("piece" if isinstance(x, Piece) else x)
+        return 1 if isinstance(x, Piece) else x + 1
+
+    def last(b, c):
+        assert made[0]() is None  # the read's result was dropped once its only user ran
+        return b + c
+
+    own = {"a": Task("a", make), "b": Task("b", step, TaskRef("a")), "c": Task("c", step, TaskRef("b")),
+           "d": Task("d", last, TaskRef("b"), TaskRef("c"))}
+    assert graph._Deferred(own, "d").run() == 3  # b = 1, c = 2
+    assert len(made) == 1 and calls == ["piece", 1]  # each task ran once, b although c and d use it
