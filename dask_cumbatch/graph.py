@@ -249,12 +249,21 @@ def _gather(source: SummarySource, func, *args) -> list:
         if mapped.npartitions != frame.npartitions:  # pragma: no cover - a change in Dask
             raise RuntimeError("internal error: the summary pass sees other partitions than the finish")
         keys = mapped.__dask_keys__()
-        size = max(1, -(-len(keys) // FAT_TASKS))
         name = f"cumbatch-{func.__name__.strip('_')}-{tokenize(mapped._name)}"
-        layer = {(name, g): (_collect, *keys[i:i + size]) for g, i in enumerate(range(0, len(keys), size))}
+        layer = {(name, g): (_collect, *keys[part]) for g, part in enumerate(_fat_slices(len(keys)))}
         layer[name] = (_flatten, list(layer))
         graph = HighLevelGraph.from_collections(name, layer, dependencies=[mapped])
         return Delayed(name, graph).compute()
+
+
+def _fat_slices(n: int) -> list[slice]:
+    """``n`` partitions cut into at most about ``FAT_TASKS`` runs of consecutive ones.
+
+    >>> _fat_slices(3), len(_fat_slices(10_000))
+    ([slice(0, 1, None), slice(1, 2, None), slice(2, 3, None)], 500)
+    """
+    size = max(1, -(-n // FAT_TASKS))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def _own_tasks(frame: dd.DataFrame) -> list | None:
@@ -329,12 +338,11 @@ def _gather_fat(parts: list, func, args) -> list:
             graph.update(a.__dask_graph__())
             a = TaskRef(a.key)
         refs.append(a)
-    size = max(1, -(-len(parts) // FAT_TASKS))
     name = f"cumbatch-{func.__name__.strip('_')}-{uuid.uuid4().hex}"
     keys = []
-    for g, i in enumerate(range(0, len(parts), size)):
+    for g, part in enumerate(_fat_slices(len(parts))):
         keys.append((name, g))
-        graph[keys[-1]] = Task(keys[-1], _run_each, _Parts(parts[i:i + size]), i, func, *refs)
+        graph[keys[-1]] = Task(keys[-1], _run_each, _Parts(parts[part]), part.start, func, *refs)
     graph[name] = (_flatten, keys)
     return Delayed(name, graph).compute()
 

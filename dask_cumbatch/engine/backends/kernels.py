@@ -164,13 +164,7 @@ def greedy_walk(w, newgrp, rows, tot, mx, start, is_float, lim_gt, out, ids, bas
     opens = rows == 0  # no batch is carried in: row 0 starts one
     for i in range(n):
         wi = w[i]
-        if is_float:
-            s = tot + wi
-            over = s > lim_gt
-        else:
-            over = wi > lim_gt - tot
-            s = wi if over else tot + wi  # tot + wi <= lim_gt when not over: no overflow
-        cut = over | newgrp[i] | (opens & (i == 0))
+        cut, after = _greedy_step(tot, wi, newgrp[i] | (opens & (i == 0)), is_float, lim_gt, zero)
         start = i if cut else start
         n_starts += cut
         if i < n_record:
@@ -181,19 +175,20 @@ def greedy_walk(w, newgrp, rows, tot, mx, start, is_float, lim_gt, out, ids, bas
         if not is_float and wi > I64_MAX - held:  # as the general walk (a limit in int64 cuts first)
             rows = i - start if n_starts else rows_in + i
             return n_starts, NO_POSITION, rows, held, _open_max(w, start, i, mx, n_starts > 0, zero), start, -1, i
-        tot = (zero + wi) if cut else s  # one add on the dependency, as in a plain sum
+        tot = after
     rows = n - start if n_starts else rows_in + n
     return n_starts, NO_POSITION, rows, tot, _open_max(w, start, n, mx, n_starts > 0, zero), start, -1, -1
 
 
 def _greedy_step(tot, wi, cut_anyway, is_float, lim_gt, zero):
-    """One row of :func:`greedy_walk`: (whether the row starts a batch, the open total after it)."""
+    """One row of plain greedy batching: (whether the row starts a batch, the open total after
+    it). A select, not a reset: one add on the running total's dependency, as in a plain sum."""
     if is_float:
         s = tot + wi
         over = s > lim_gt
     else:
         over = wi > lim_gt - tot
-        s = wi if over else tot + wi
+        s = wi if over else tot + wi  # tot + wi <= lim_gt when not over: no overflow
     cut = over | cut_anyway
     return cut, (zero + wi) if cut else s
 

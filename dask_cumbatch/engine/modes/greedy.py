@@ -152,12 +152,12 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     out = be.asarray(np.zeros(min(record, len(w)), dtype=bool))
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     spec = spec if spec is not None else np.zeros(0, dtype=bool)
-    if _plain_greedy(be, opts) and not len(spec) and rows == 0 and record == len(w) and base is None \
-            and hasattr(be, "greedy_starts"):  # the summary's speculative walk
-        res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), is_float, gt, out)
-    elif _plain_greedy(be, opts) and not len(spec):
-        res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
-                             is_float, gt, out, ids, base or 0)
+    if _plain_greedy(be, opts) and not len(spec):
+        if rows == 0 and record == len(w) and base is None and hasattr(be, "greedy_starts"):
+            res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), is_float, gt, out)  # the summary's walk
+        else:
+            res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
+                                 is_float, gt, out, ids, base or 0)
     else:
         res = be.walk_batches(
             be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
