@@ -149,6 +149,54 @@ def test_floor_kernel_divides_where_a_reciprocal_would_round_otherwise(limit):
         assert quick.tolist() == walked.tolist()
 
 
+@settings(max_examples=examples(150), **SETTINGS)
+@given(data=st.data(), is_float=st.booleans(),
+       limit=st.sampled_from([0.3, 1.0, 2.5, 7, 4096, 1e-3, 2.0**-1000, 2.0**1000, 1e19]))
+def test_floor_scan_counts_skipped_cells_alike_in_python_and_numpy(data, is_float, limit):
+    """The scan's per-partition count of the grid cells risky rows skip: Python numbers for a
+    few rows, NumPy for many; the same count (float sums rounding, cells saturating, int64
+    sums near overflow), and the same overflow error."""
+    from dask_cumbatch.options import BatchOptions
+
+    opts = BatchOptions.make("w", limit)
+    if is_float:
+        values = st.floats(0, 1e6, allow_nan=False) | st.sampled_from([0.1, 1 / 3, 2.0**-30, 1e300])
+        base = data.draw(st.floats(0, 1e12, allow_nan=False) | st.sampled_from([0.0, 1e300]))
+    else:
+        values = st.integers(0, 10**6) | st.sampled_from([2**62, 2**63 - 1])
+        base = data.draw(st.integers(0, 10**12) | st.sampled_from([0, 2**62]))
+    w = data.draw(st.lists(values, min_size=1, max_size=40))
+    dtype = np.float64 if is_float else np.int64
+    p = np.cumsum(np.r_[0, w[:-1]]).astype(dtype) if is_float else np.array(np.cumsum([0, *w[:-1]], dtype=object), dtype=object)
+    if not is_float:
+        if max(p) + max(w) > 2**63 - 1:
+            return  # a segment's sums fit int64 (the summary raised otherwise)
+        p = p.astype(np.int64)
+    w = np.array(w, dtype=dtype)
+
+    def count(threshold):
+        with mock.patch.object(floor_mode, "SCALAR_RISKY", threshold):
+            try:
+                return floor_mode._skipped_cells(p, w, base, opts, is_float)
+            except OverflowError as exc:
+                return type(exc)
+
+    assert count(len(p)) == count(0)
+
+
+def test_floor_scan_adds_a_risky_row_to_its_prefix_before_the_carried_sum():
+    """``base + (p + w)``, not ``(base + p) + w``: here the two round to cells 16 and 15 apart."""
+    from dask_cumbatch.options import BatchOptions
+
+    opts, p, w = BatchOptions.make("w", 0.3), np.array([0.0, 3.5]), np.array([3.5, 4.7])
+    assert floor_mode._cell(0.2 + (3.5 + 4.7), opts, True) != floor_mode._cell((0.2 + 3.5) + 4.7, opts, True)
+    want = sum(max(floor_mode._cell(0.2 + (a + b), opts, True) - floor_mode._cell(0.2 + a, opts, True) - 1, 0)
+               for a, b in zip(p, w))
+    for threshold in (0, 2):
+        with mock.patch.object(floor_mode, "SCALAR_RISKY", threshold):
+            assert floor_mode._skipped_cells(p, w, 0.2, opts, True) == want
+
+
 @pytest.mark.parametrize("command", ["export", "status"])
 def test_tiny_export_and_status_load_no_numba(tmp_path, command):
     src, out = tmp_path / "in.parquet", tmp_path / "out"
