@@ -44,6 +44,7 @@ from .engine import (
     scan,
     scan_extra,
     summarize,
+    summarize_weights,
 )
 from .options import BatchOptions, weight_kind
 
@@ -347,6 +348,60 @@ def _gather_fat(parts: list, func, args) -> list:
     return Delayed(name, graph).compute()
 
 
+def in_memory_column(frame: dd.DataFrame, opts: BatchOptions):
+    """``(values, index, bounds)`` where ``frame`` is read straight from one pandas frame
+    (``from_pandas``) and batched without keys: its weight column's float64 or int64 values, its
+    index, and each partition's ``(start, stop)`` rows there, in order; else None.
+
+    The summary pass then slices one NumPy column (:func:`_gather_column`) instead of making a
+    pandas frame per partition (about 35 us a partition: 0.35 s at 10,000 partitions). The
+    finish still reads its partitions through Dask and checks each against its summary.
+
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1.0, 2.0, 3.0]}), npartitions=2)
+    >>> in_memory_column(ddf, BatchOptions.make("w", 5))[2]
+    [(0, 2), (2, 3)]
+    """
+    from dask.dataframe.dask_expr.io.io import FromPandas
+
+    expr = frame.expr
+    if opts.by or not isinstance(expr, FromPandas):
+        return None
+    data = expr.frame  # sorted by the index as the partitions are
+    data = getattr(data, "_data", data)
+    if not isinstance(data, pd.DataFrame) or list(data.columns).count(opts.weight) != 1:
+        return None
+    col = data[opts.weight]
+    if not (isinstance(col.dtype, np.dtype) and col.dtype.kind in "fi" and col.dtype.itemsize == 8):
+        return None
+    locations = list(expr._locations())
+    chosen = list(expr._partitions) if expr._filtered else range(len(locations) - 1)
+    bounds = [(locations[p], locations[p + 1]) for p in chosen]
+    contiguous = all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    if len(bounds) != frame.npartitions or not contiguous:
+        return None
+    return col.to_numpy(), data.index, bounds
+
+
+def _summarize_slices(values, index, bounds, spec, head_bytes, prefer_whole):
+    return [summarize_weights(values[a:b], index[a:b], spec.opts, spec.is_float, head_bytes, prefer_whole)
+            for a, b in bounds]
+
+
+def _gather_column(column, spec: Prepared, head_bytes: int, prefer_whole: bool) -> list:
+    """The summaries of :func:`in_memory_column`'s partitions, in at most ``FAT_TASKS`` tasks
+    each holding its stretch of the column."""
+    values, index, bounds = column
+    name = f"cumbatch-summarize-{uuid.uuid4().hex}"
+    graph, keys = {}, []
+    for g, part in enumerate(_fat_slices(len(bounds))):
+        lo, hi = bounds[part.start][0], bounds[part.stop - 1][1]
+        keys.append((name, g))
+        graph[keys[-1]] = Task(keys[-1], _summarize_slices, values[lo:hi], index[lo:hi],
+                               [(a - lo, b - lo) for a, b in bounds[part]], spec, head_bytes, prefer_whole)
+    graph[name] = (_flatten, keys)
+    return Delayed(name, graph).compute()
+
+
 class _ReadAhead:
     """Loads partitions for the scan's fallback walk, reading ahead on consecutive requests.
 
@@ -402,7 +457,12 @@ def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan
     # Locally, whole partitions in the summaries cost no transfer and save the chain tables'
     # CPU; on a cluster they would travel to the gather task and the client.
     prefer_whole = active_client() is None
-    summaries = _gather(source, _summarize_one, spec, head_bytes_for(prep.ddf.npartitions), prefer_whole)
+    head_bytes = head_bytes_for(prep.ddf.npartitions)
+    column = in_memory_column(source.frame, prep.opts)
+    if column is not None:
+        summaries = _gather_column(column, spec, head_bytes, prefer_whole)
+    else:
+        summaries = _gather(source, _summarize_one, spec, head_bytes, prefer_whole)
     plan = scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
     if needs_extra_pass(prep.opts):
         extra = _gather(source, _extra_summary_one, spec, _entry_table(plan))

@@ -170,13 +170,16 @@ def test_workers_keep_no_start_flags(client):
 
 
 def test_distributed_fat_summary_tasks_and_persisted_frames(client):
-    # 600 partitions: the summary pass runs them two to a task on the workers; a frame
+    # 600 partitions: the summary pass runs them two to a task on the workers (slices of the
+    # in-memory column, or each partition's own tasks where the column is computed); a frame
     # persisted on the cluster (its partitions are results held there) is read as it is
     import dask.dataframe as dd
 
     w = np.random.default_rng(9).integers(0, 9, 1800).tolist()
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=600)
+    computed = ddf.assign(w=ddf.w + 0)  # not one in-memory column: each partition's own tasks
     for mode in ("greedy", "floor"):
         assert _run(ddf, 20, dict(mode=mode), client) == reference_ids(w, 20, mode=mode)
+        assert _run(computed, 20, dict(mode=mode), client) == reference_ids(w, 20, mode=mode)
     persisted = client.persist(dd.from_pandas(pd.DataFrame({"w": w}), npartitions=12))
     assert _run(persisted, 20, {}, client) == reference_ids(w, 20)

@@ -36,10 +36,15 @@ def _weights(n, seed=3):
     return np.random.default_rng(seed).integers(0, 9, n)
 
 
+@pytest.mark.parametrize("source", ["in-memory column", "computed column"])
 @pytest.mark.parametrize("mode", ["greedy", "floor"])
-def test_many_partitions_are_summarised_in_few_tasks(mode):
+def test_many_partitions_are_summarised_in_few_tasks(mode, source):
     w = _weights(6000)
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=3000)
+    if source == "computed column":  # each partition's own tasks, run inside the fat tasks
+        ddf = ddf.assign(w=ddf.w + 0)
+        assert graph.in_memory_column(graph.SummarySource(ddf, BatchOptions.make("w", 20)).frame,
+                                      BatchOptions.make("w", 20)) is None
     with _CountTasks() as counted:
         ids = ddf.cumbatch.ids("w", 20, mode=mode)  # the plan (summary pass) runs here
     assert counted.tasks <= graph.FAT_TASKS + 2, counted.tasks  # 3,000 partitions, not 3,000 tasks
@@ -110,3 +115,39 @@ def test_a_partition_s_own_tasks_run_once_and_let_go_of_what_is_used():
            "d": Task("d", last, TaskRef("b"), TaskRef("c"))}
     assert graph._Deferred(own, "d").run() == 3  # b = 1, c = 2
     assert len(made) == 1 and calls == ["piece", 1]  # each task ran once, b although c and d use it
+
+
+def _sliced(ddf, opts) -> bool:
+    return graph.in_memory_column(graph.SummarySource(ddf, opts).frame, opts) is not None
+
+
+def test_an_in_memory_frame_is_summarised_from_slices_of_its_column():
+    w = _weights(400, seed=8).astype("float64")
+    pdf = pd.DataFrame({"w": w, "x": np.arange(400)}, index=np.arange(400)[::-1] * 3)  # sorted by from_pandas
+    ddf = dd.from_pandas(pdf, npartitions=9)
+    want = reference_ids(pdf.sort_index()["w"].tolist(), 20)
+    opts = BatchOptions.make("w", 20)
+    assert _sliced(ddf, opts)
+    assert ids_list(ddf.cumbatch.ids("w", 20)) == want
+    part = ddf.partitions[2:5]  # contiguous partitions: still one stretch of the column
+    assert _sliced(part, opts)
+    assert ids_list(part.cumbatch.ids("w", 20)) == reference_ids(part.compute()["w"].tolist(), 20)
+    reordered = ddf.partitions[[4, 1]]  # not one stretch: each partition summarised on its own
+    assert not _sliced(reordered, opts)
+    rows = pd.concat([ddf.partitions[4].compute(), ddf.partitions[1].compute()])["w"]
+    assert ids_list(reordered.cumbatch.ids("w", 20)) == reference_ids(rows.tolist(), 20)
+    assert not _sliced(ddf, BatchOptions.make("w", 20, by="x"))  # keys: per partition
+    assert not _sliced(ddf.astype({"w": "float32"}), opts)
+
+
+def test_sliced_summaries_name_the_first_invalid_and_oversize_rows():
+    pdf = pd.DataFrame({"w": [1.0, 2.0, 3.0, -1.0, 5.0, 50.0]}, index=list("abcdef"))
+    ddf = dd.from_pandas(pdf, npartitions=3)
+    assert _sliced(ddf, BatchOptions.make("w", 20))
+    with pytest.raises(ValueError, match="1 invalid value.*index 'd'"):
+        ddf.cumbatch.ids("w", 20)
+    with pytest.raises(ValueError, match="index 'f' has weight 50.0"):
+        ddf.cumbatch.ids("w", 20, invalid="skip", oversize="raise")
+    got = ids_list(ddf.cumbatch.ids("w", 20, invalid="skip", oversize="allow"))
+    assert got == [0, 0, 0, None, 0, 1]
+

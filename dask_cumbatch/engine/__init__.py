@@ -28,6 +28,7 @@ from .scan import (
     scan,
     scan_extra,
     summarize,
+    summarize_weights,
     weight_total,
 )
 from .state import (
@@ -48,6 +49,6 @@ __all__ = [
     "batch_ids", "batch_stats", "check_summaries", "check_unchanged", "extra_summary",
     "finish_frame", "finish_ids", "finish_stats", "gpu_available", "head_bytes_for",
     "invalid_mask", "mode_for", "needs_extra_pass", "overflow_error", "plan_frame", "prepare",
-    "register_mode", "registered_modes", "same_key", "scan", "scan_extra", "summarize",
+    "register_mode", "registered_modes", "same_key", "scan", "scan_extra", "summarize", "summarize_weights",
     "unregister_mode", "weight_total", "weight_values",
 ]

@@ -47,21 +47,12 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
     """
     dtype = col.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
-        if dtype.kind == "f":
-            values = col.to_numpy(dtype=np.float64)
-            be = backend or backend_for("cpu", len(values))
-            if not check or be.count_invalid(be.asarray(values)) == 0:
-                return values, _NO_INVALID
-            with np.errstate(invalid="ignore"):
-                return values, ~((values >= 0) & (values < np.inf))
         if dtype.kind == "u" and dtype.itemsize == 8 and len(col) and col.to_numpy().max() > I64_MAX:
             raise OverflowError(
                 f"weight column {col.name!r} holds values above 2**63-1; weights are summed in int64"
             )
-        values = col.to_numpy(dtype=np.int64)
-        if not check or dtype.kind in "ub" or values.min(initial=0) >= 0:
-            return values, _NO_INVALID
-        return values, values < 0
+        values = col.to_numpy(dtype=np.float64 if dtype.kind == "f" else np.int64)
+        return array_weight_values(values, check and dtype.kind in "fi", backend)
     na = col.isna().to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(dtype):
         return col.to_numpy(dtype=np.int64, na_value=0), na
@@ -77,6 +68,23 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
     values = col.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         return values, ~np.isfinite(values) | (values < 0)
+
+
+def array_weight_values(values: np.ndarray, check: bool = True, backend=None):
+    """:func:`weight_values` of a float64 or int64 NumPy array (no missing values there).
+
+    >>> array_weight_values(np.array([1.0, -1.0]))[1].tolist()
+    [False, True]
+    """
+    if values.dtype.kind == "f":
+        be = backend or backend_for("cpu", len(values))
+        if not check or be.count_invalid(be.asarray(values)) == 0:
+            return values, _NO_INVALID
+        with np.errstate(invalid="ignore"):
+            return values, ~((values >= 0) & (values < np.inf))
+    if not check or values.min(initial=0) >= 0:
+        return values, _NO_INVALID
+    return values, values < 0
 
 
 def is_cudf(obj) -> bool:
@@ -172,10 +180,28 @@ def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend
     check = not (checked and opts.invalid == "raise")
     n_all, df = len(df), host_columns(df, opts)
     values, invalid = weight_values(df[opts.weight], check=check, backend=backend)
+    codes = group_codes(df, opts.by) if opts.by else []
+    return _arrays(values, invalid, codes, df, opts, n_all)
+
+
+def prepare_weights(values: np.ndarray, opts: BatchOptions, backend=None) -> PartitionArrays:
+    """:func:`prepare` of a partition given as its weight column alone: a float64 or int64
+    NumPy array (no ``by`` keys), for partitions sliced from one in-memory column.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> prepare_weights(np.array([1.0, -1.0, 2.0]), BatchOptions.make("w", 5, invalid="skip")).w.tolist()
+    [1.0, 2.0]
+    """
+    if opts.by:
+        raise ValueError("prepare_weights: a partition batched by keys needs its key columns (prepare)")
+    values, invalid = array_weight_values(values, check=True, backend=backend)
+    return _arrays(values, invalid, [], None, opts, len(values))
+
+
+def _arrays(values, invalid, codes, df, opts, n_all) -> PartitionArrays:
     if invalid is _NO_INVALID:
         invalid = None
     keep = np.flatnonzero(~invalid) if invalid is not None and invalid.any() else None
-    codes = group_codes(df, opts.by) if opts.by else []
     if opts.sort_window:
         keep = window_order(np.arange(len(values)) if keep is None else keep, values, codes, opts.sort_window)
     w = values if keep is None else values[keep]

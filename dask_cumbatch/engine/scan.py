@@ -18,7 +18,7 @@ import pandas as pd
 from ..options import BatchOptions, hinted
 from .backends import backend_for
 from .modes import mode_for, needs_extra_pass
-from .partition import prepare
+from .partition import prepare, prepare_weights
 from .state import Carry, Entry, OversizeError, PartitionPlan, Summary, WeightError, py_scalar
 
 HEAD_BUDGET = 1 << 27  # bytes of weights kept over all partitions together (128 MiB)
@@ -59,19 +59,36 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: 
     9
     """
     be = backend_for(opts.device, len(df))
-    arrays = prepare(df, opts, backend=be)
+    return summarize_arrays(prepare(df, opts, backend=be), df.index, opts, is_float, be, head_bytes, prefer_whole)
+
+
+def summarize_weights(values: np.ndarray, index: pd.Index, opts: BatchOptions, is_float: bool,
+                      head_bytes: int = 0, prefer_whole: bool = False) -> Summary:
+    """:func:`summarize` of a partition given as its weight values (float64 or int64 NumPy, no
+    ``by`` keys) and its index: partitions sliced from one in-memory column, no pandas each.
+
+    >>> summarize_weights(np.array([3, 3, 3]), pd.RangeIndex(3), BatchOptions.make("w", 6), False).total
+    9
+    """
+    be = backend_for(opts.device, len(values))
+    return summarize_arrays(prepare_weights(values, opts, backend=be), index, opts, is_float, be,
+                            head_bytes, prefer_whole)
+
+
+def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole) -> Summary:
+    """The summary of a prepared partition (``index``: its row labels, for error messages)."""
     n = len(arrays.w)
     summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
     summ.n_all, summ.n, summ.total = arrays.n_all, n, weight_total(arrays.w)
     summ.first_key, summ.last_key = arrays.first_key, arrays.last_key
     if arrays.invalid is not None and arrays.invalid.any():
         summ.n_invalid = int(arrays.invalid.sum())
-        summ.first_invalid = df.index[int(np.argmax(arrays.invalid))]
+        summ.first_invalid = index[int(np.argmax(arrays.invalid))]
     if opts.oversize == "raise" and n:
         heavy = arrays.w > opts.limit
         if heavy.any():
             row = int(np.argmax(heavy))
-            summ.first_oversize = (df.index[arrays.position(row)], arrays.w[row])
+            summ.first_oversize = (index[arrays.position(row)], arrays.w[row])
     return summ
 
 
