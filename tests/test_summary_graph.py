@@ -151,3 +151,26 @@ def test_sliced_summaries_name_the_first_invalid_and_oversize_rows():
     got = ids_list(ddf.cumbatch.ids("w", 20, invalid="skip", oversize="allow"))
     assert got == [0, 0, 0, None, 0, 1]
 
+
+
+def test_small_in_memory_partitions_are_summarised_in_the_calling_thread(monkeypatch):
+    """Tiny summaries are GIL-bound: Dask's synchronous scheduler runs them in the caller's
+    thread; partitions above ``GIL_BOUND_ROWS`` rows on average keep the configured scheduler."""
+    import threading
+
+    seen = set()
+    summarize = graph._summarize_slices
+
+    def spy(*args):
+        seen.add(threading.get_ident())
+        return summarize(*args)
+
+    monkeypatch.setattr(graph, "_summarize_slices", spy)
+    w = _weights(4000, seed=4)
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=40)
+    for bound, in_caller in ((1 << 16, True), (1, False)):
+        monkeypatch.setattr(graph, "GIL_BOUND_ROWS", bound)
+        seen.clear()
+        ids = ddf.cumbatch.ids("w", 20)  # the plan's summary pass runs here
+        assert seen and (seen == {threading.get_ident()}) == in_caller, seen
+        assert ids_list(ids) == reference_ids(w.tolist(), 20)
