@@ -790,10 +790,18 @@ def test_selected_partitions_of_a_parquet_read_keep_their_ids(tmp_path):
     assert sub.partitions[1].compute().tolist() == reference_ids([1] * 15, 2)[5:10]
 
 
-def test_floor_grid_saturates_where_sum_over_limit_overflows():
-    """A limit so small that S / limit overflows to infinity: cells saturate at 2**62, as the
-    kernels' grid_cell does (the scan used to raise OverflowError on the second partition)."""
+def test_floor_grid_too_fine_for_its_cells_raises_before_any_output():
+    """A limit so small that S / limit passes 2**62 (or overflows to infinity): the kernels'
+    int64 cells would saturate and stop starting batches where DESIGN.md's rule starts them,
+    so planning raises (pandas and Dask alike) instead of returning other ids."""
     df = pd.DataFrame({"w": np.full(40, 1e8)})
     ddf = dd.from_pandas(df, npartitions=4)
-    whole = df.cumbatch.ids("w", 1e-300, mode="floor").tolist()
-    assert ddf.cumbatch.ids("w", 1e-300, mode="floor").compute().tolist() == whole
+    for frame in (df, ddf):
+        for limit in (1e-300, 1e-10):
+            with pytest.raises(ValueError, match="2\\*\\*62 grid cells.*larger limit or mode='greedy'"):
+                frame.cumbatch.ids("w", limit, mode="floor")
+    assert ddf.cumbatch.ids("w", 1e-300).compute().tolist() == list(range(40))  # greedy: fine
+    fine = pd.DataFrame({"w": np.ones(10)})  # S / limit up to 9e17: within the cells
+    assert fine.cumbatch.ids("w", 1e-17, mode="floor").tolist() == reference_ids([1.0] * 10, 1e-17, mode="floor")
+    with pytest.raises(ValueError, match="2\\*\\*62"):
+        fine.cumbatch.ids("w", 1e-18, mode="floor")

@@ -184,6 +184,7 @@ def _summarize_floor(summ, prep, opts, is_float, be):
 def _scan_floor(summ, carry, opts, is_float, be, load):
     row0_new = not carry.has_prev or row0_group_change(summ, carry, opts)
     base = 0 if row0_new else carry.s
+    _check_grid(base, summ, opts, is_float)
     c0 = _cell(base, opts, is_float)
     count = 1 if row0_new or c0 != carry.cell else 0
     if is_float and max(abs(float(base)), abs(float(base) + float(summ.t_first))) / float(opts.limit) > FLOAT_GRID_SAFE:
@@ -201,6 +202,32 @@ def _scan_floor(summ, carry, opts, is_float, be, load):
         batches=carry.batches + int(count), s=s_out, cell=cell, has_prev=True,
         key=summ.last_key, position=carry.position + summ.n,
     )
+
+
+def _check_grid(base, summ, opts, is_float) -> None:
+    """Raise where a running sum of this partition may reach ``CELL_MAX`` grid cells.
+
+    Cells that far out no longer fit the kernels' int64 cells (they saturate), so the grid
+    would stop starting batches where DESIGN.md's rule starts them: an error, never a
+    silently different result. ``base + total`` bounds every running sum of the partition
+    (weights are >= 0); the margin covers the rounding of the float sums. Integer cells (an
+    integer limit with integer weights) never saturate.
+
+    >>> from dask_cumbatch.options import BatchOptions
+    >>> _check_grid(0.0, Summary(total=1e8), BatchOptions.make("w", 1e-300), True)
+    Traceback (most recent call last):
+    ValueError: mode='floor' cannot cut weight column 'w' at limit 1e-300: its running sums may reach 1e+08, 1e+308 times the limit, and floor tells at most 2**62 grid cells apart; use a larger limit or mode='greedy'
+    """
+    lim_f, lim_i = floor_limits(opts, is_float)
+    if lim_i:
+        return
+    reach = max(float(base), 0.0) + float(summ.total)
+    if reach / lim_f >= CELL_MAX * (1.0 - 2.0**-20):
+        raise ValueError(
+            f"mode='floor' cannot cut weight column {opts.weight!r} at limit {opts.limit}: its "
+            f"running sums may reach {reach:.6g}, {reach / lim_f:.3g} times the limit, and floor tells "
+            f"at most 2**62 grid cells apart; use a larger limit or mode='greedy'"
+        )
 
 
 def _skipped_cells(p, w, base, opts, is_float) -> int:
