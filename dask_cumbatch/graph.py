@@ -341,12 +341,19 @@ def _gather_fat(parts: list, func, args) -> list:
             a = TaskRef(a.key)
         refs.append(a)
     name = f"cumbatch-{func.__name__.strip('_')}-{uuid.uuid4().hex}"
+    return _compute_fat(name, len(parts), graph,
+                        lambda key, part: Task(key, _run_each, _Parts(parts[part]), part.start, func, *refs))
+
+
+def _compute_fat(name: str, n: int, graph: dict, task_for, scheduler=None) -> list:
+    """The results of ``n`` partitions computed by one task per :func:`_fat_slices` run
+    (``task_for(key, run)`` builds it), flattened into one list by one gather task."""
     keys = []
-    for g, part in enumerate(_fat_slices(len(parts))):
+    for g, part in enumerate(_fat_slices(n)):
         keys.append((name, g))
-        graph[keys[-1]] = Task(keys[-1], _run_each, _Parts(parts[part]), part.start, func, *refs)
+        graph[keys[-1]] = task_for(keys[-1], part)
     graph[name] = (_flatten, keys)
-    return Delayed(name, graph).compute()
+    return Delayed(name, graph).compute(scheduler=scheduler)
 
 
 def in_memory_column(frame: dd.DataFrame, opts: BatchOptions):
@@ -401,15 +408,13 @@ def _gather_column(column, spec: Prepared, head_bytes: int, prefer_whole: bool) 
     values, index, bounds = column
     local = active_client() is None
     scheduler = "sync" if local and len(values) < GIL_BOUND_ROWS * max(len(bounds), 1) else None
-    name = f"cumbatch-summarize-{uuid.uuid4().hex}"
-    graph, keys = {}, []
-    for g, part in enumerate(_fat_slices(len(bounds))):
+
+    def task_for(key, part):
         lo, hi = bounds[part.start][0], bounds[part.stop - 1][1]
-        keys.append((name, g))
-        graph[keys[-1]] = Task(keys[-1], _summarize_slices, values[lo:hi], index[lo:hi],
-                               [(a - lo, b - lo) for a, b in bounds[part]], spec, head_bytes, prefer_whole)
-    graph[name] = (_flatten, keys)
-    return Delayed(name, graph).compute(scheduler=scheduler)
+        return Task(key, _summarize_slices, values[lo:hi], index[lo:hi],
+                    [(a - lo, b - lo) for a, b in bounds[part]], spec, head_bytes, prefer_whole)
+
+    return _compute_fat(f"cumbatch-summarize-{uuid.uuid4().hex}", len(bounds), {}, task_for, scheduler)
 
 
 class _ReadAhead:
