@@ -315,8 +315,9 @@ def test_greedy_starts_equal_the_walk_bitwise(case, stretch):
     zero = w.dtype.type(0)
     want_out = np.zeros(n, bool)
     want = cpu.greedy_walk(w, newgrp, 0, zero, zero, 0, is_float, limit, want_out, np.zeros(0, np.int64), 0)
-    for be in (cpu, pure):
+    # ``grouped`` True must read the flags; False is only passed when there are none
+    for be, grouped in ((cpu, True), (pure, True), (cpu, bool(newgrp.any())), (pure, bool(newgrp.any()))):
         out = np.zeros(n, bool)
-        got = be.greedy_starts(w, newgrp, is_float, limit, out)
-        assert [exact(v) for v in got] == [exact(v) for v in want], (be.__name__, got, want)
+        got = be.greedy_starts(w, newgrp, grouped, is_float, limit, out)
+        assert [exact(v) for v in got] == [exact(v) for v in want], (be.__name__, grouped, got, want)
         assert out.tolist() == want_out.tolist()
