@@ -321,3 +321,32 @@ def test_greedy_starts_equal_the_walk_bitwise(case, stretch):
         got = be.greedy_starts(w, newgrp, grouped, is_float, limit, out)
         assert [exact(v) for v in got] == [exact(v) for v in want], (be.__name__, grouped, got, want)
         assert out.tolist() == want_out.tolist()
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(flags=st.lists(st.booleans(), max_size=80), start=st.integers(0, 80), acc=st.integers(-5, 5),
+       offset=st.integers(0, 7))
+def test_flags_to_ids_counts_the_flags_like_a_plain_loop(flags, start, acc, offset):
+    """Eight flags read as one word, from any start and any byte offset of the array."""
+    f = np.array([False] * offset + flags, dtype=bool)[offset:]  # a view at an odd address
+    start = min(start, len(f))
+    want = np.full(len(f), -7, np.int64)
+    run = acc
+    for i in range(start, len(f)):
+        run += int(f[i])
+        want[i] = run
+    for be in (cpu, pure):
+        got = np.full(len(f), -7, np.int64)
+        be.flags_to_ids(f, start, acc, got)
+        assert got.tolist() == want.tolist(), be.__name__
+
+
+@settings(max_examples=examples(100), **SETTINGS)
+@given(values=st.lists(st.sampled_from([0.0, -0.0, 1.5, -1.0, np.nan, np.inf, -np.inf, 1e308]), max_size=20),
+       repeat=st.sampled_from([1, 300, 5000]))
+def test_count_invalid_counts_nan_inf_and_negatives(values, repeat):
+    """Blocks of 4,096 rows are counted in int32: lengths on both sides of a block."""
+    w = np.array(values * repeat, dtype=np.float64)
+    want = sum(1 for x in w.tolist() if not (x >= 0 and x < float("inf")))
+    assert cpu.count_invalid(w) == want
+    assert pure.count_invalid(w[:200]) == sum(1 for x in w[:200].tolist() if not (x >= 0 and x < float("inf")))

@@ -23,12 +23,14 @@ order from each batch's first row, as a sequential pass would).
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
+LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
 
 HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step")  # called from other kernels: compiled inline by .cpu
 KERNELS = (
@@ -541,9 +543,33 @@ def flags_to_ids(flags, start, acc, ids):
     >>> flags_to_ids(np.array([True, False, True, False, True]), 2, 7, ids); ids.tolist()
     [7, 7, 8, 8, 9]
     """
-    for i in range(start, flags.shape[0]):
+    n = flags.shape[0]
+    i = start
+    while i < n and (i % 8 or not LITTLE_ENDIAN):
         acc += flags[i]
         ids[i] = acc
+        i += 1
+    # Eight flags (0/1 bytes) at a time: in-word prefix sums by shifts and adds (a byte never
+    # exceeds 8, so nothing carries between bytes), one add on ``acc``'s chain per word.
+    words = flags[i:i + (n - i) // 8 * 8].view(np.uint64)
+    for k in range(words.shape[0]):
+        x = words[k]
+        x += x << np.uint64(8)
+        x += x << np.uint64(16)
+        x += x << np.uint64(32)  # byte j: flags 0..j of the word (little-endian)
+        b = i + 8 * k
+        ids[b] = acc + np.int64(x & np.uint64(0xFF))
+        ids[b + 1] = acc + np.int64((x >> np.uint64(8)) & np.uint64(0xFF))
+        ids[b + 2] = acc + np.int64((x >> np.uint64(16)) & np.uint64(0xFF))
+        ids[b + 3] = acc + np.int64((x >> np.uint64(24)) & np.uint64(0xFF))
+        ids[b + 4] = acc + np.int64((x >> np.uint64(32)) & np.uint64(0xFF))
+        ids[b + 5] = acc + np.int64((x >> np.uint64(40)) & np.uint64(0xFF))
+        ids[b + 6] = acc + np.int64((x >> np.uint64(48)) & np.uint64(0xFF))
+        acc += np.int64(x >> np.uint64(56))
+        ids[b + 7] = acc
+    for j in range(i + 8 * words.shape[0], n):
+        acc += flags[j]
+        ids[j] = acc
 
 
 def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, ids):
