@@ -262,6 +262,8 @@ def true_groups(arrays, carry, opts) -> np.ndarray:
     >>> true_groups(arrays, Carry(), BatchOptions.make("w", 5, by="k")).tolist()
     [False, True]
     """
+    if not opts.by:  # no group changes at all: the partition's own all-false flags (only read)
+        return arrays.newgrp
     grp = arrays.newgrp.copy()
     if len(grp):
         grp[0] = row0_group_change(arrays, carry, opts)

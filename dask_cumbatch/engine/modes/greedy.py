@@ -154,7 +154,7 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     spec = spec if spec is not None else np.zeros(0, dtype=bool)
     if _plain_greedy(be, opts) and not len(spec):
         if rows == 0 and record == len(w) and base is None and hasattr(be, "greedy_starts"):
-            res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(newgrp.any()), is_float, gt, out)  # the summary's walk
+            res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)  # the summary's walk
         else:
             res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
                                  is_float, gt, out, ids, base or 0)
