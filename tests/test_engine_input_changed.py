@@ -63,3 +63,54 @@ def test_finish_with_a_load_that_changes_raises():
     assert err.value.partition == 0
     with pytest.raises(InputChangedError):
         engine.finish_ids(load(), opts, False, plan.entries[0])
+
+
+@pytest.mark.parametrize("mode, by", [("greedy", None), ("floor", None), ("floor", "k")])
+def test_a_float_total_off_by_one_rounding_step_is_caught_in_every_mode(tmp_path, mode, by):
+    """floor without ``by`` checks the running sum its kernels form in both passes, the
+    others NumPy's sum: either way a change in the last bit of one weight is caught."""
+    paths = []
+    for i, w in enumerate([[0.5, 0.25, 0.1], [1.5, 0.125, 0.3]]):
+        paths.append(str(tmp_path / f"part-{i}.parquet"))
+        pd.DataFrame({"w": w, "k": [i] * 3}).to_parquet(paths[-1])
+    meta = pd.DataFrame({"w": pd.Series([], dtype="float64"), "k": pd.Series([], dtype="int64")})
+    ddf = dd.from_map(read_part, paths, meta=meta)
+    ids = ddf.cumbatch.ids("w", 1.0, mode=mode, by=by)
+    before = ids.compute(scheduler="sync").tolist()
+    assert before == ids.compute(scheduler="sync").tolist()  # unchanged: the check passes
+    pd.DataFrame({"w": [1.5, 0.125, 0.3 + 2**-40], "k": [1] * 3}).to_parquet(paths[1])
+    with pytest.raises(InputChangedError, match="partition 1 changed .* total"):
+        ids.compute(scheduler="sync")
+
+
+def test_floor_summary_records_the_running_sum_its_kernels_form():
+    w = [0.1, 0.2, 0.3, 1e16, 1.0, 1.0]  # row order and NumPy's pairwise order round differently
+    sequential = 0.0
+    for x in w:
+        sequential += x
+    df = pd.DataFrame({"w": w, "k": [0, 0, 0, 1, 1, 1]})
+    floor = engine.summarize(df, BatchOptions.make("w", 0.25, mode="floor"), True)
+    assert (floor.total_kind, floor.total) == ("running", sequential)
+    for opts in (BatchOptions.make("w", 0.25, mode="floor", by="k"), BatchOptions.make("w", 0.25, mode="floor", max_rows=2),
+                 BatchOptions.make("w", 0.25)):
+        summ = engine.summarize(df, opts, True)
+        assert (summ.total_kind, summ.total) == ("sum", float(df.w.to_numpy().sum())), opts
+
+
+def test_a_finish_without_the_quick_kernel_still_checks_a_running_total(monkeypatch):
+    """The summary formed the running sum with the quick kernel's backend, the finish runs on
+    one without it (another worker's device): it sums the rows in order itself."""
+    from dask_cumbatch.engine import finish as finish_module
+    from dask_cumbatch.engine.backends import cpu
+
+    opts = BatchOptions.make("w", 1.0, mode="floor")
+    df = pd.DataFrame({"w": [0.5, 0.25, 0.1, 0.7, 0.3]})
+    entry = engine.plan_frame(df, opts, True).entries[0]
+    assert entry.total_kind == "running"
+    assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]
+    slow = type("NoQuickBackend", (), {k: staticmethod(getattr(cpu, k)) for k in dir(cpu)
+                                       if not k.startswith("_") and k != "floor_ids_quick" and callable(getattr(cpu, k))})
+    monkeypatch.setattr(finish_module, "backend_for", lambda device, n_rows=0: slow)
+    assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]  # the walk's ids
+    with pytest.raises(InputChangedError, match="total"):
+        engine.finish_ids(df.assign(w=[0.5, 0.25, 0.1 + 2**-50, 0.7, 0.3]), opts, True, entry)

@@ -154,7 +154,8 @@ def test_floor_branch_free_kernel_equals_the_walk_bitwise(w, s_in, has_prev, lim
                    np.zeros(0, bool), walked, base)
     for be in (cpu, pure):
         quick = np.empty(len(w), np.int64)
-        assert be.floor_ids_quick(w, s_in, np.int64(cell), has_prev, limit, 0, False, base, quick) == -1
+        overflow, total = be.floor_ids_quick(w, s_in, np.int64(cell), has_prev, limit, 0, False, base, quick)
+        assert overflow == -1 and total == be.floor_risky(w, len(w), np.inf, False, w[:0].copy(), w[:0].copy())[2]
         assert quick.tolist() == walked.tolist()
 
 
@@ -168,7 +169,7 @@ def test_floor_kernel_divides_where_a_reciprocal_would_round_otherwise(limit):
     s = np.cumsum(np.r_[0.0, w[:-1]])
     assert (np.floor(s / limit) != np.floor(s * (1 / limit))).any()  # the case is a real one
     for be in (cpu, pure):
-        assert be.floor_ids_quick(w, 0.0, np.int64(0), False, limit, 0, False, 0, quick) == -1
+        assert be.floor_ids_quick(w, 0.0, np.int64(0), False, limit, 0, False, 0, quick)[0] == -1
         assert quick.tolist() == walked.tolist()
 
 

@@ -13,7 +13,7 @@ from .backends import backend_for
 from .modes import mode_for
 from .partition import host_columns, is_cudf, like_partition, prepare
 from .scan import weight_total
-from .state import Entry, InputChangedError
+from .state import Entry, input_changed
 
 
 def batch_ids(df, opts, is_float, entry: Entry):
@@ -32,7 +32,10 @@ def batch_ids(df, opts, is_float, entry: Entry):
 
 
 def check_unchanged(arrays, entry: Entry) -> None:
-    """Raise :class:`InputChangedError` unless the partition matches its summary.
+    """Raise :class:`~dask_cumbatch.engine.state.InputChangedError` unless the partition matches its summary.
+
+    A ``"running"`` total (see :class:`~dask_cumbatch.engine.state.Summary`) is left to the
+    mode's finish, which forms it anyway; the row count is checked here all the same.
 
     >>> from dask_cumbatch.engine.state import Carry
     >>> from dask_cumbatch.options import BatchOptions
@@ -43,15 +46,10 @@ def check_unchanged(arrays, entry: Entry) -> None:
     """
     if entry.n_all is None:
         return
-    total = weight_total(arrays.w)
-    same_total = entry.total is None or total == entry.total
-    if arrays.n_all != entry.n_all or not same_total:
-        raise InputChangedError(
-            f"partition {entry.partition} changed between the summary and the finish pass: "
-            f"{arrays.n_all} rows / total {total} where the summary saw {entry.n_all} rows / "
-            f"total {entry.total}; the input changed while it was being batched",
-            partition=entry.partition,
-        )
+    summed = entry.total is not None and entry.total_kind == "sum"
+    total = weight_total(arrays.w) if summed else None
+    if arrays.n_all != entry.n_all or (summed and total != entry.total):
+        raise input_changed(entry, arrays.n_all, total)
 
 
 def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:

@@ -79,7 +79,9 @@ def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole
     """The summary of a prepared partition (``index``: its row labels, for error messages)."""
     n = len(arrays.w)
     summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
-    summ.n_all, summ.n, summ.total = arrays.n_all, n, weight_total(arrays.w)
+    summ.n_all, summ.n = arrays.n_all, n
+    if summ.total_kind == "sum":
+        summ.total = weight_total(arrays.w)
     summ.first_key, summ.last_key = arrays.first_key, arrays.last_key
     if arrays.invalid is not None and arrays.invalid.any():
         summ.n_invalid = int(arrays.invalid.sum())
@@ -137,7 +139,7 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     backdated_prior = 0
     for k, summ in enumerate(summaries):
         entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total,
-                             partition=k, kept=summ.kept))
+                             total_kind=summ.total_kind, partition=k, kept=summ.kept))
         offsets.append(carry.position)
         all_offset += summ.n_all
         if summ.n == 0:

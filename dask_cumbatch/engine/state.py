@@ -162,6 +162,22 @@ class InputChangedError(RuntimeError):
         return type(self), (str(self), self.partition)
 
 
+def input_changed(entry, n_all: int, total=None) -> InputChangedError:
+    """The error for a partition whose rows or weight total differ from its summary's
+    (``total`` None: the rows alone were compared).
+
+    >>> str(input_changed(Entry(Carry(), n_all=2, total=4, partition=3), 3))
+    'partition 3 changed between the summary and the finish pass: 3 rows where the summary saw 2 rows; the input changed while it was being batched'
+    """
+    seen, saw = (f"{n_all} rows", f"{entry.n_all} rows") if total is None else (
+        f"{n_all} rows / total {total}", f"{entry.n_all} rows / total {entry.total}")
+    return InputChangedError(
+        f"partition {entry.partition} changed between the summary and the finish pass: {seen} "
+        f"where the summary saw {saw}; the input changed while it was being batched",
+        partition=entry.partition,
+    )
+
+
 def overflow_error(opts, what: str = "running sum") -> OverflowError:
     """The error for an int64 sum (or padded cost) that leaves the int64 range.
 
@@ -188,8 +204,11 @@ def py_scalar(x):
 class Summary:
     """What every partition tells the scan, whatever the mode; modes subclass it.
 
-    ``total`` is the exact total of the valid weights (int64; float64 summed by NumPy in
-    batching order, identically in the finish), checked by the finish with ``n_all``.
+    ``total`` is the exact total of the valid weights, checked by the finish with ``n_all``:
+    ``total_kind`` ``"sum"``, summed by NumPy in batching order (int64 exact; float64 the
+    same bits in both passes), or ``"running"``, the sequential running sum the mode's
+    kernels form anyway in both passes (``floor`` without ``by`` or ``max_rows``: no pass of
+    its own), which the mode's finish checks.
 
     >>> Summary(n_all=3, n=2, total=5).n_invalid
     0
@@ -198,6 +217,7 @@ class Summary:
     n_all: int = 0
     n: int = 0
     total: object = 0
+    total_kind: str = "sum"
     n_invalid: int = 0
     first_invalid: object = None
     first_oversize: object = None
@@ -220,6 +240,7 @@ class Entry:
     floor_rows: int | None = None  # floor with max_rows: rows of the open batch before row 0
     n_all: int | None = None  # rows the summary pass saw (None: not checked)
     total: object = None  # exact total of the valid weights the summary pass saw (None: not checked)
+    total_kind: str = "sum"  # how both passes sum it (Summary.total_kind); "running": the mode checks it
     partition: int | None = None  # the partition's number, for error messages
     kept: str | None = None  # the summary's kept start flags (engine.kept), if any
 

@@ -579,12 +579,14 @@ def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, id
     :func:`floor_walk`) never decrease, so a row starts a batch exactly when its cell
     exceeds the previous row's: ``ids[i] = base - 1 + starts so far``, with no per-row
     branch to mispredict. Without ``has_prev`` (``s_in`` is then 0) row 0 starts a batch.
-    Returns the row whose int64 sum overflowed, or -1.
+    Returns ``(overflow, total)``: the row whose int64 sum overflowed (or -1), and ``P`` after
+    the last row, the partition's total summed in row order (as :func:`floor_risky` sums it).
 
     >>> import numpy as np
     >>> ids = np.zeros(4, np.int64)
-    >>> floor_ids_quick(np.array([3.0, 3.0, 9.0, 3.0]), 0.0, 0, False, 6.0, 0, False, 0, ids), ids.tolist()
-    (-1, [0, 0, 1, 2])
+    >>> overflow, total = floor_ids_quick(np.array([3.0, 3.0, 9.0, 3.0]), 0.0, 0, False, 6.0, 0, False, 0, ids)
+    >>> overflow, float(total), ids.tolist()
+    (-1, 18.0, [0, 0, 1, 2])
     """
     p = s_in - s_in
     c_prev = grid_cell(s_in, lim_f, lim_i) if not has_prev else cell_prev
@@ -605,6 +607,6 @@ def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, id
         ids[i] = count
         x = w[i]
         if is_int and x > I64_MAX - (s_in + p):
-            return i
+            return i, p
         p += x
-    return -1
+    return -1, p

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..partition import row0_group_change, true_groups
-from ..state import Carry, PartitionPlan, Summary, overflow_error, py_scalar as _py
+from ..state import Carry, PartitionPlan, Summary, input_changed, overflow_error, py_scalar as _py
 from . import Step
 
 FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
@@ -54,6 +54,8 @@ class FloorMode:
         """Sums and risky rows of the first group segment, starts and end state of the rest."""
         summ = FloorSummary()
         _summarize_floor(summ, arrays, opts, is_float, backend)
+        if _running_total(opts, backend):  # floor_risky's sum over the whole partition
+            summ.total, summ.total_kind = summ.t_first, "running"
         return summ
 
     def advance(self, summ, carry, opts, is_float, backend, load) -> Step:
@@ -64,9 +66,12 @@ class FloorMode:
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
         carry = entry.carry
         if not opts.max_rows:
-            ids = _quick_ids(arrays, opts, is_float, backend, carry)
-            if ids is not None:
+            quick = _quick_ids(arrays, opts, is_float, backend, carry)
+            if quick is not None:
+                ids, total = quick
+                _check_running_total(entry, arrays, total)
                 return ids
+            _check_running_total(entry, arrays, None, backend)
             return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches)
         flags = _floor_partition_flags(arrays, opts, is_float, backend, carry)
         starts = backend.asarray(np.zeros(len(flags), dtype=bool))
@@ -335,19 +340,40 @@ def _scan_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
     return replace(plan, end_state=end, n_batches=plan.n_batches + extra)
 
 
+def _running_total(opts, be) -> bool:
+    """Whether both passes form the partition's running sum anyway (the quick finish applies),
+    so the summary records that as the total instead of summing the weights once more."""
+    return not opts.by and not opts.max_rows and hasattr(be, "floor_ids_quick")
+
+
+def _check_running_total(entry, prep, total, be=None) -> None:
+    """Raise if a ``"running"`` total differs from the summary's (``total`` None: sum it here
+    with the summary's kernel, for a finish that did not form it)."""
+    if entry.total_kind != "running" or entry.total is None or entry.n_all is None:
+        return
+    if total is None:
+        w, is_int = prep.w, prep.w.dtype.kind != "f"
+        never = np.int64(I64_MAX) if is_int else np.float64(np.inf)  # no row is recorded as risky
+        none = be.asarray(np.empty(0, dtype=w.dtype))
+        total = be.floor_risky(be.asarray(w), len(w), never, is_int, none, none)[2] if len(w) else 0
+    if _py(total) != entry.total:
+        raise input_changed(entry, prep.n_all, _py(total))
+
+
 def _quick_ids(prep, opts, is_float, be, carry):
-    """Ids of a partition without ``by`` from the branch-free kernel; None where it does not apply."""
+    """Ids of a partition without ``by`` from the branch-free kernel, and the partition's running
+    total; None where it does not apply."""
     if opts.by or not hasattr(be, "floor_ids_quick"):
         return None
     lim_f, lim_i = floor_limits(opts, is_float)
     ids = be.asarray(np.empty(len(prep.w), dtype=np.int64))
     s_in = carry.s if carry.has_prev else 0
     s_in = np.float64(s_in) if is_float else np.int64(s_in)
-    overflow = be.floor_ids_quick(be.asarray(prep.w), s_in, np.int64(carry.cell), carry.has_prev, lim_f,
-                                  lim_i, not is_float, carry.batches, ids)
+    overflow, total = be.floor_ids_quick(be.asarray(prep.w), s_in, np.int64(carry.cell), carry.has_prev,
+                                         lim_f, lim_i, not is_float, carry.batches, ids)
     if overflow >= 0:
         raise overflow_error(opts)
-    return be.to_numpy(ids)
+    return be.to_numpy(ids), total
 
 
 def _floor_partition_flags(prep, opts, is_float, be, carry, base=None):
