@@ -37,7 +37,8 @@ def head_bytes_for(npartitions: int) -> int:
 
 
 def weight_total(w: np.ndarray):
-    """The total of a partition's valid weights, as the summary records it and the finish checks it.
+    """The total of a partition's valid weights, as the summary records it and the finish checks
+    it (``total_kind="sum"``; floor without ``by`` or ``max_rows`` checks its running sum instead).
 
     int64 weights: the exact int64 sum (modulo 2**64 where it would leave int64); float64:
     NumPy's sum in batching order, the same in both passes.
