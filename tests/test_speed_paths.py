@@ -24,7 +24,7 @@ from test_core_properties import SETTINGS, call_opts, examples, frames, keys_for
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import backends, kept
-from dask_cumbatch.engine.backends import cpu, python as pure
+from dask_cumbatch.engine.backends import cpu, kernels, python as pure
 from dask_cumbatch.engine.modes import floor as floor_mode
 
 
@@ -340,6 +340,10 @@ def test_flags_to_ids_counts_the_flags_like_a_plain_loop(flags, start, acc, offs
         got = np.full(len(f), -7, np.int64)
         be.flags_to_ids(f, start, acc, got)
         assert got.tolist() == want.tolist(), be.__name__
+    with mock.patch.object(kernels, "LITTLE_ENDIAN", False):  # the plain loop of big-endian hosts
+        got = np.full(len(f), -7, np.int64)
+        pure.flags_to_ids(f, start, acc, got)
+        assert got.tolist() == want.tolist()
 
 
 @settings(max_examples=examples(100), **SETTINGS)
