@@ -46,6 +46,9 @@ CASES = [
      dict(multiple=4, max_rows=10)),
     ("constant-floats-fill", [0.1] * 5000, [1250] * 4, 0.7, dict(mode="fill")),
     ("spanning-batch", list(np.random.default_rng(3).random(3000)), [30] * 100, 400.0, dict()),
+    # floor's running-sum total check, summary and finish on worker processes
+    ("floor-floats-running-total", list(np.random.default_rng(4).random(2000) * 3), [250] * 8, 7.3,
+     dict(mode="floor")),
 ]
 
 
@@ -120,7 +123,8 @@ def _read_parquet_part(path):
     return pd.read_parquet(path)
 
 
-def test_distributed_input_changed_between_passes_raises(client, tmp_path):
+@pytest.mark.parametrize("mode", ["fill", "floor"])  # floor: the running-sum total check
+def test_distributed_input_changed_between_passes_raises(client, tmp_path, mode):
     # worker processes read the files; a rewrite between the passes fails the finish on a
     # worker, and the error reaches the client with its partition number
     from dask_cumbatch import InputChangedError
@@ -133,8 +137,8 @@ def test_distributed_input_changed_between_passes_raises(client, tmp_path):
         pd.DataFrame({"w": w}).to_parquet(paths[-1])
     ddf = dd.from_map(_read_parquet_part, paths, meta=pd.DataFrame({"w": pd.Series([], dtype="int64")}))
     with dask.config.set(scheduler=client):
-        ids = ddf.cumbatch.ids("w", 6, mode="fill")
-        assert ids.compute().tolist() == reference_ids([3] * 9, 6, mode="fill")
+        ids = ddf.cumbatch.ids("w", 6, mode=mode)
+        assert ids.compute().tolist() == reference_ids([3] * 9, 6, mode=mode)
         pd.DataFrame({"w": [3, 5, 3]}).to_parquet(paths[2])
         _wait_until_forgotten(client)  # else a loaded cluster may hand back the first read
         with pytest.raises(InputChangedError, match="partition 2 changed") as err:
