@@ -129,7 +129,7 @@ def test_in_memory_column_and_per_partition_summaries_give_the_reference_ids(dat
 def test_floor_quick_and_walked_paths_give_the_reference_ids(data):
     ddf, limit, kw, want = draw_case(data, mode="floor")
     quick = ids_of(ddf, limit, kw)
-    with mock.patch.object(floor_mode, "_quick_ids", lambda *a: None):
+    with mock.patch.object(floor_mode, "_quick_finish", lambda *a: False):
         walked = ids_of(ddf, limit, kw)
     assert quick == want
     assert walked == want

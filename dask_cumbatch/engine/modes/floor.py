@@ -54,7 +54,7 @@ class FloorMode:
         """Sums and risky rows of the first group segment, starts and end state of the rest."""
         summ = FloorSummary()
         _summarize_floor(summ, arrays, opts, is_float, backend)
-        if _running_total(opts, backend):  # floor_risky's sum over the whole partition
+        if _quick_finish(opts, backend):  # both passes form the running sum: floor_risky's here
             summ.total, summ.total_kind = summ.t_first, "running"
         return summ
 
@@ -65,13 +65,12 @@ class FloorMode:
     def finish(self, arrays, entry, opts, is_float, backend):
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
         carry = entry.carry
+        if _quick_finish(opts, backend):
+            ids, total = _quick_ids(arrays, opts, is_float, backend, carry)
+            _check_running_total(entry, arrays, total)
+            return ids
+        _check_running_total(entry, arrays, None, backend)
         if not opts.max_rows:
-            quick = _quick_ids(arrays, opts, is_float, backend, carry)
-            if quick is not None:
-                ids, total = quick
-                _check_running_total(entry, arrays, total)
-                return ids
-            _check_running_total(entry, arrays, None, backend)
             return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches)
         flags = _floor_partition_flags(arrays, opts, is_float, backend, carry)
         starts = backend.asarray(np.zeros(len(flags), dtype=bool))
@@ -340,9 +339,10 @@ def _scan_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
     return replace(plan, end_state=end, n_batches=plan.n_batches + extra)
 
 
-def _running_total(opts, be) -> bool:
-    """Whether both passes form the partition's running sum anyway (the quick finish applies),
-    so the summary records that as the total instead of summing the weights once more."""
+def _quick_finish(opts, be) -> bool:
+    """Whether the finish runs the branch-free kernel (no ``by`` or ``max_rows``, a backend that
+    has it). Its running sum is then formed in both passes, so the summary records that as the
+    total (``total_kind="running"``) instead of summing the weights once more."""
     return not opts.by and not opts.max_rows and hasattr(be, "floor_ids_quick")
 
 
@@ -361,10 +361,8 @@ def _check_running_total(entry, prep, total, be=None) -> None:
 
 
 def _quick_ids(prep, opts, is_float, be, carry):
-    """Ids of a partition without ``by`` from the branch-free kernel, and the partition's running
-    total; None where it does not apply."""
-    if opts.by or not hasattr(be, "floor_ids_quick"):
-        return None
+    """Ids of a partition from the branch-free kernel (where :func:`_quick_finish`), and the
+    partition's running total."""
     lim_f, lim_i = floor_limits(opts, is_float)
     ids = be.asarray(np.empty(len(prep.w), dtype=np.int64))
     s_in = carry.s if carry.has_prev else 0
