@@ -507,7 +507,7 @@ def _entry_table(plan: PartitionPlan) -> Delayed:
 
 def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
     table = _entry_table(plan)
-    mapped = prep.ddf.map_partitions(
+    mapped = without_idle_string_conversion(prep.ddf).map_partitions(
         task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
     )
     return _numbered(mapped, source_partitions(prep.ddf.expr))

@@ -174,3 +174,20 @@ def test_small_in_memory_partitions_are_summarised_in_the_calling_thread(monkeyp
         ids = ddf.cumbatch.ids("w", 20)  # the plan's summary pass runs here
         assert seen and (seen == {threading.get_ident()}) == in_caller, seen
         assert ids_list(ids) == reference_ids(w.tolist(), 20)
+
+
+def test_finish_reads_in_memory_partitions_without_idle_string_conversion():
+    """Dask converts each ``from_pandas`` partition as its task is built; the finish turns that
+    off where it converts nothing (numeric columns), and keeps it where it does (text)."""
+    from dask.dataframe.dask_expr.io.io import FromPandas
+
+    def conversions(collection):
+        return [r.operand("pyarrow_strings_enabled") for r in collection.optimize().expr.find_operations(FromPandas)]
+
+    numeric = dd.from_pandas(pd.DataFrame({"w": np.arange(1.0, 9.0)}), npartitions=2)
+    assert conversions(numeric.cumbatch.ids("w", 5).max()) == [False]
+    with_text = dd.from_pandas(pd.DataFrame({"w": np.arange(1.0, 9.0), "s": list("abcdefgh")}), npartitions=2)
+    batched = with_text.cumbatch.assign("w", 5)
+    assert conversions(batched) == [True]
+    assert batched.compute()["s"].dtype == with_text.compute()["s"].dtype
+    assert batched.compute()["batch"].tolist() == [0, 0, 1, 2, 3, 4, 5, 6]
