@@ -198,6 +198,32 @@ def prepare_weights(values: np.ndarray, opts: BatchOptions, backend=None) -> Par
     return _arrays(values, invalid, [], None, opts, len(values))
 
 
+def unchecked_weights(values: np.ndarray) -> PartitionArrays:
+    """The arrays of a partition of plain weights (float64 or int64, no keys, in row order)
+    whose validity is not checked yet: for a mode's ``quick_summary``, whose kernel checks
+    every weight as it reads it. Nothing else may use them before that check passed.
+
+    >>> unchecked_weights(np.array([1.0, 2.0])).invalid is None
+    True
+    """
+    return PartitionArrays(values, np.zeros(len(values), dtype=bool), None, len(values), None, (), ())
+
+
+def plain_weights(df: pd.DataFrame, opts: BatchOptions) -> np.ndarray | None:
+    """A pandas partition's weights as they are, where a quick summary may read them: a
+    float64 or int64 NumPy column, batched without keys or sort window; else None.
+
+    >>> plain_weights(pd.DataFrame({"w": [1.0]}), BatchOptions.make("w", 5)).tolist()
+    [1.0]
+    """
+    if opts.by or opts.sort_window or not isinstance(df, pd.DataFrame):
+        return None
+    col = df[opts.weight]
+    if col.dtype not in (np.dtype(np.float64), np.dtype(np.int64)):
+        return None
+    return col.to_numpy()
+
+
 def _arrays(values, invalid, codes, df, opts, n_all) -> PartitionArrays:
     if invalid is _NO_INVALID:
         invalid = None

@@ -18,7 +18,7 @@ import pandas as pd
 from ..options import BatchOptions, hinted
 from .backends import backend_for
 from .modes import mode_for, needs_extra_pass
-from .partition import prepare, prepare_weights
+from .partition import plain_weights, prepare, prepare_weights, unchecked_weights
 from .state import Carry, Entry, OversizeError, PartitionPlan, Summary, WeightError, py_scalar
 
 HEAD_BUDGET = 1 << 27  # bytes of weights kept over all partitions together (128 MiB)
@@ -60,6 +60,10 @@ def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: 
     9
     """
     be = backend_for(opts.device, len(df))
+    values = plain_weights(df, opts)
+    summ = None if values is None else _quick_summary(values, df.index, opts, is_float, be, head_bytes, prefer_whole)
+    if summ is not None:
+        return summ
     return summarize_arrays(prepare(df, opts, backend=be), df.index, opts, is_float, be, head_bytes, prefer_whole)
 
 
@@ -72,14 +76,34 @@ def summarize_weights(values: np.ndarray, index: pd.Index, opts: BatchOptions, i
     9
     """
     be = backend_for(opts.device, len(values))
+    summ = _quick_summary(values, index, opts, is_float, be, head_bytes, prefer_whole)
+    if summ is not None:
+        return summ
     return summarize_arrays(prepare_weights(values, opts, backend=be), index, opts, is_float, be,
                             head_bytes, prefer_whole)
 
 
-def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole) -> Summary:
-    """The summary of a prepared partition (``index``: its row labels, for error messages)."""
+def _quick_summary(values, index, opts, is_float, be, head_bytes, prefer_whole) -> Summary | None:
+    """The summary of plain weights (:func:`~dask_cumbatch.engine.partition.plain_weights`)
+    from the mode's ``quick_summary``, whose kernel checks every weight as it reads it instead
+    of a pass of its own; None where the mode has none or it declines (an invalid weight, say):
+    the checked path then runs as always."""
+    quick = getattr(mode_for(opts), "quick_summary", None)
+    if quick is None or opts.by or opts.sort_window or not len(values):
+        return None
+    arrays = unchecked_weights(values)
+    summ = quick(arrays, opts, is_float, be, head_bytes, prefer_whole)
+    if summ is None:
+        return None
+    return summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole, summ)
+
+
+def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole, summ=None) -> Summary:
+    """The summary of a prepared partition (``index``: its row labels, for error messages);
+    ``summ``: the mode's summary of it, when already formed."""
     n = len(arrays.w)
-    summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
+    if summ is None:
+        summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
     summ.n_all, summ.n = arrays.n_all, n
     if summ.total_kind == "sum":
         summ.total = weight_total(arrays.w)

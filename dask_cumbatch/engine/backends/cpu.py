@@ -33,6 +33,9 @@ def _rebound(func, namespace: dict):
 
 def _compile_all() -> dict:
     namespace = dict(vars(kernels))
+    for name in kernels.BLOCK_HELPERS:
+        namespace[name] = njit(nogil=True, cache=True, fastmath={"reassoc"}, inline="never")(
+            _rebound(getattr(kernels, name), namespace))
     for name in kernels.HELPERS:
         namespace[name] = njit(nogil=True, cache=True, inline="always")(_rebound(getattr(kernels, name), namespace))
     return {name: njit(nogil=True, cache=True)(_rebound(getattr(kernels, name), namespace))

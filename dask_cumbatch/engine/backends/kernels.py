@@ -32,11 +32,18 @@ NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows")  # called from other kernels: compiled inline by .cpu
+# Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
+# compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
+# that no other kernel's arithmetic is reassociated.
+BLOCK_HELPERS = ("_block_float", "_block_int")
 KERNELS = (
     "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
-    "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick",
+    "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
 )
+FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
+EXACT_SUMS = 2.0**53  # float64 sums of integers below this are exact, in any order
+INT_BLOCK_SAFE = 1 << 54  # FLOOR_BLOCK int64 weights below this cannot overflow their block sum
 
 
 def _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
@@ -437,6 +444,121 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
             return k, p_last, p, i
         p += wi
     return k, p_last, p, -1
+
+
+def _block_float(w, lo, hi, threshold):
+    """``(sum, valid and integer-valued, none above threshold)`` of the float weights
+    ``w[lo:hi]``, summed in any order. Each test is a sum that is zero exactly when it passes
+    (fractional parts are >= 0 and ``x - |x|`` <= 0, so nothing cancels; NaN and infinity
+    make the fractional sum NaN)."""
+    block = w[lo:hi]  # indices from 0: no test for negative ones in the loop, which vectorises
+    s = 0.0
+    frac = 0.0
+    neg = 0.0
+    risky = 0.0
+    for i in range(block.shape[0]):
+        x = block[i]
+        s += x
+        frac += x - np.floor(x)
+        neg += x - abs(x)
+        risky += 1.0 if x > threshold else 0.0
+    return s, frac == 0.0 and neg == 0.0, risky == 0.0
+
+
+def _block_int(w, lo, hi, threshold):
+    """``(sum, valid, none above threshold and below INT_BLOCK_SAFE)`` of the int64 weights
+    ``w[lo:hi]`` (the sum cannot overflow when the last holds)."""
+    block = w[lo:hi]
+    s = block[0] - block[0]
+    bits = s
+    risky = s
+    for i in range(block.shape[0]):
+        x = block[i]
+        s += x
+        bits |= x  # negative: the sign bit; >= INT_BLOCK_SAFE: a bit above 53
+        risky += x > threshold
+    return s, bits >= 0, bits < INT_BLOCK_SAFE and risky == 0
+
+
+def _floor_rows(w, lo, hi, p, p_last, k, threshold, is_int, p_out, w_out):
+    """:func:`floor_risky`'s loop over rows ``lo..hi`` of a partition of ``len(w)`` valid
+    weights, from running sum ``p``: ``(overflow, p, p_last, k)``, ``overflow`` the row whose
+    int64 sum overflowed or -1."""
+    n = w.shape[0]
+    for i in range(lo, hi):
+        wi = w[i]
+        p_last = p
+        if i < n - 1 and wi > threshold:
+            p_out[k] = p
+            w_out[k] = wi
+            k += 1
+        if is_int and wi > I64_MAX - p:
+            return i, p, p_last, k
+        p += wi
+    return -1, p, p_last, k
+
+
+def floor_summary_float(w, threshold, p_out, w_out):
+    """:func:`floor_risky` of a whole partition (no group change) of unchecked float weights
+    that are all valid and integer-valued, with running sums below ``EXACT_SUMS``: such sums
+    are exact in any order, so blocks of ``FLOOR_BLOCK`` weights without a risky row are
+    summed by a vectorised helper and the rest walked in row order, giving a walk's sums bit
+    for bit. Returns ``(done, count, p_last, total)``; not done where a weight is invalid or
+    fractional or the sums grow too large (the caller then takes the checked path).
+
+    >>> import numpy as np
+    >>> p, wo = np.zeros(4), np.zeros(4)
+    >>> r = floor_summary_float(np.array([1.0, 5.0, 1.0, 2.0]), 4.0, p, wo)
+    >>> r[0], int(r[1]), float(r[2]), float(r[3]), p[:1].tolist()
+    (True, 1, 7.0, 9.0, [1.0])
+    >>> floor_summary_float(np.array([1.0, 0.5]), 4.0, p, wo)[0]
+    False
+    """
+    n = w.shape[0]
+    p = 0.0
+    p_last = p
+    k = 0
+    for lo in range(0, n, FLOOR_BLOCK):
+        hi = min(n, lo + FLOOR_BLOCK)
+        s, integral, quiet = _block_float(w, lo, hi, threshold)
+        if not integral or not p + s < EXACT_SUMS:
+            return False, k, p_last, p
+        if quiet:
+            p_last = p + (s - w[hi - 1])
+            p += s
+        else:
+            _, p, p_last, k = _floor_rows(w, lo, hi, p, p_last, k, threshold, False, p_out, w_out)
+    return True, k, p_last, p
+
+
+def floor_summary_int(w, threshold, p_out, w_out):
+    """:func:`floor_summary_float` for unchecked int64 weights: ``(done, count, p_last,
+    total)``; not done where a weight is negative or the running sum overflows int64 (the
+    checked path then reports either). Integer sums are exact in any order.
+
+    >>> import numpy as np
+    >>> p, wo = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    >>> r = floor_summary_int(np.array([1, 5, 1]), 4, p, wo)
+    >>> r[0], int(r[1]), int(r[2]), int(r[3])
+    (True, 1, 6, 7)
+    """
+    n = w.shape[0]
+    p = w[0] - w[0] if n else 0
+    p_last = p
+    k = 0
+    for lo in range(0, n, FLOOR_BLOCK):
+        hi = min(n, lo + FLOOR_BLOCK)
+        s, valid, quiet = _block_int(w, lo, hi, threshold)
+        if not valid:
+            return False, k, p_last, p
+        if quiet and s <= I64_MAX - p:
+            p_last = p + (s - w[hi - 1])
+            p += s
+            continue
+        overflow, p, p_last, k = _floor_rows(w, lo, hi, p, p_last, k, threshold, True, p_out, w_out)
+        if overflow >= 0:
+            return False, k, p_last, p
+    return True, k, p_last, p
 
 
 def cap_walk(flags, rows, max_rows, out):

@@ -24,6 +24,8 @@ from .kernels import (  # noqa: F401
     flags_to_ids,
     floor_risky,
     floor_ids_quick,
+    floor_summary_float,
+    floor_summary_int,
     floor_walk,
     greedy_starts,
     greedy_walk,

@@ -17,6 +17,11 @@ state across partitions, a ``finalize``), a mode supplies three hooks the mode-a
 - optional: ``needs_extra_pass(opts) -> bool``, ``extra_summary(arrays, entry, opts,
   is_float, backend)`` and ``scan_extra(summaries, plan, opts) -> PartitionPlan``: a second
   pass over the data after the scan (floor mode's ``max_rows`` cap pass).
+- optional: ``quick_summary(arrays, opts, is_float, backend, head_bytes, prefer_whole) ->
+  Summary | None``: ``summarize`` of plain weights whose validity is not checked yet (float64
+  or int64, no keys or sort window), from a kernel that checks each weight as it reads it, so
+  that the summary pass reads the weights once; None declines (an invalid weight, say), and the
+  checked path runs as without it (floor mode: ``floor_summary_float``/``floor_summary_int``).
 
 A new mode is one module with an object that has these hooks, and ``register_mode(name, mode)``.
 

@@ -58,6 +58,21 @@ class FloorMode:
             summ.total, summ.total_kind = summ.t_first, "running"
         return summ
 
+    def quick_summary(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
+        """:meth:`summarize` of weights not checked yet (see ``engine.scan``), from one kernel
+        that checks them as it sums; None where it does not apply or declines."""
+        w = arrays.w
+        kernel = getattr(backend, "floor_summary_int" if w.dtype.kind == "i" else "floor_summary_float", None)
+        if kernel is None or not _quick_finish(opts, backend):
+            return None
+        n = len(w)
+        p_out, w_out = np.empty(n, dtype=w.dtype), np.empty(n, dtype=w.dtype)
+        done, k, p_last, total = kernel(w, w.dtype.type(_threshold(opts, is_float)), p_out, w_out)
+        if not done:
+            return None
+        return FloorSummary(g_first=n, risky_p=p_out[:k].copy(), risky_w=w_out[:k].copy(), p_last=_py(p_last),
+                            t_first=_py(total), total=_py(total), total_kind="running")
+
     def advance(self, summ, carry, opts, is_float, backend, load) -> Step:
         """The carried running sum and cell after the partition, counting the grid cells."""
         return Step(_scan_floor(summ, carry, opts, is_float, backend, load))
