@@ -447,27 +447,28 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
 
 
 def _block_float(w, lo, hi, threshold):
-    """``(sum, valid and integer-valued, none above threshold)`` of the float weights
-    ``w[lo:hi]``, summed in any order. Each test is a sum that is zero exactly when it passes
-    (fractional parts are >= 0 and ``x - |x|`` <= 0, so nothing cancels; NaN and infinity
-    make the fractional sum NaN)."""
+    """``(sum, invalid, fractional, above threshold)`` of the float weights ``w[lo:hi]``: the
+    sum in any order (it is compiled with reassociation, to vectorise), the rest counted by
+    selects, so that no reassociation can touch a test: counts of 0s and 1s are exact in any
+    order. NaN counts as fractional, infinity as invalid."""
     block = w[lo:hi]  # indices from 0: no test for negative ones in the loop, which vectorises
     s = 0.0
+    bad = 0.0
     frac = 0.0
-    neg = 0.0
     risky = 0.0
     for i in range(block.shape[0]):
         x = block[i]
         s += x
-        frac += x - np.floor(x)
-        neg += x - abs(x)
+        bad += 0.0 if (x >= 0.0) & (x < np.inf) else 1.0
+        frac += 0.0 if np.floor(x) == x else 1.0
         risky += 1.0 if x > threshold else 0.0
-    return s, frac == 0.0 and neg == 0.0, risky == 0.0
+    return s, bad, frac, risky
 
 
 def _block_int(w, lo, hi, threshold):
     """``(sum, valid, none above threshold and below INT_BLOCK_SAFE)`` of the int64 weights
-    ``w[lo:hi]`` (the sum cannot overflow when the last holds)."""
+    ``w[lo:hi]`` (the sum wraps around where it leaves int64: only a block with a weight of at
+    least ``INT_BLOCK_SAFE`` can make it)."""
     block = w[lo:hi]
     s = block[0] - block[0]
     bits = s
@@ -520,10 +521,10 @@ def floor_summary_float(w, threshold, p_out, w_out):
     k = 0
     for lo in range(0, n, FLOOR_BLOCK):
         hi = min(n, lo + FLOOR_BLOCK)
-        s, integral, quiet = _block_float(w, lo, hi, threshold)
-        if not integral or not p + s < EXACT_SUMS:
+        s, bad, frac, risky = _block_float(w, lo, hi, threshold)
+        if bad or frac or not p + s < EXACT_SUMS:
             return False, k, p_last, p
-        if quiet:
+        if not risky:
             p_last = p + (s - w[hi - 1])
             p += s
         else:

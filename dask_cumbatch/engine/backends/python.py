@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .kernels import (  # noqa: F401
     CELL_MAX,
     I64_MAX,
@@ -24,8 +25,6 @@ from .kernels import (  # noqa: F401
     flags_to_ids,
     floor_risky,
     floor_ids_quick,
-    floor_summary_float,
-    floor_summary_int,
     floor_walk,
     greedy_starts,
     greedy_walk,
@@ -33,6 +32,28 @@ from .kernels import (  # noqa: F401
     starts_to_ids,
     walk_batches,
 )
+
+
+def floor_summary_float(w, threshold, p_out, w_out):
+    """:func:`.kernels.floor_summary_float`, quietly: its block sums may meet infinities of
+    both signs (then it declines), which NumPy's scalars warn of and compiled code does not.
+
+    >>> floor_summary_float(np.array([1.0, np.inf]), 4.0, np.zeros(2), np.zeros(2))[0]
+    False
+    """
+    with np.errstate(all="ignore"):
+        return kernels.floor_summary_float(w, threshold, p_out, w_out)
+
+
+def floor_summary_int(w, threshold, p_out, w_out):
+    """:func:`.kernels.floor_summary_int`, quietly: a block with a weight of 2**54 or more may
+    overflow its (then unused) sum, which NumPy's scalars warn of and compiled code does not.
+
+    >>> floor_summary_int(np.array([2**62, 2**62]), 4, np.zeros(2, np.int64), np.zeros(2, np.int64))[0]
+    False
+    """
+    with np.errstate(all="ignore"):
+        return kernels.floor_summary_int(w, threshold, p_out, w_out)
 
 
 def asarray(array: np.ndarray) -> np.ndarray:
