@@ -40,7 +40,8 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
         return out
     if manifest is not None:
         validate_manifest(manifest, folder if run is None else None, listing)
-        out["stray"] = sorted(n for n in listing if DATA_FILE.match(n) and n not in manifest_files(manifest))
+        listed = manifest_files(manifest)  # once: per listing entry it made status quadratic in the files
+        out["stray"] = sorted(n for n in listing if DATA_FILE.match(n) and n not in listed)
         if verify and run is None:
             verify_files(folder, manifest)
             if out["stray"]:
