@@ -431,19 +431,8 @@ def floor_risky(w, seg_len, threshold, is_int, p_out, w_out):
     overflowed (or -1).
     """
     p = w[0] - w[0]
-    k = 0
-    p_last = p
-    for i in range(seg_len):
-        wi = w[i]
-        p_last = p
-        if i < seg_len - 1 and wi > threshold:
-            p_out[k] = p
-            w_out[k] = wi
-            k += 1
-        if is_int and wi > I64_MAX - p:
-            return k, p_last, p, i
-        p += wi
-    return k, p_last, p, -1
+    overflow, p, p_last, k = _floor_rows(w, 0, seg_len, seg_len, p, p, 0, threshold, is_int, p_out, w_out)
+    return k, p_last, p, overflow
 
 
 def _block_float(w, lo, hi, threshold):
@@ -481,15 +470,14 @@ def _block_int(w, lo, hi, threshold):
     return s, bits >= 0, bits < INT_BLOCK_SAFE and risky == 0
 
 
-def _floor_rows(w, lo, hi, p, p_last, k, threshold, is_int, p_out, w_out):
-    """:func:`floor_risky`'s loop over rows ``lo..hi`` of a partition of ``len(w)`` valid
-    weights, from running sum ``p``: ``(overflow, p, p_last, k)``, ``overflow`` the row whose
-    int64 sum overflowed or -1."""
-    n = w.shape[0]
+def _floor_rows(w, lo, hi, seg_len, p, p_last, k, threshold, is_int, p_out, w_out):
+    """The walk of :func:`floor_risky` over rows ``lo..hi`` of a segment of ``seg_len`` valid
+    weights (its last row is never recorded), from running sum ``p`` and ``k`` recorded rows:
+    ``(overflow, p, p_last, k)``, ``overflow`` the row whose int64 sum overflowed or -1."""
     for i in range(lo, hi):
         wi = w[i]
         p_last = p
-        if i < n - 1 and wi > threshold:
+        if i < seg_len - 1 and wi > threshold:
             p_out[k] = p
             w_out[k] = wi
             k += 1
@@ -528,7 +516,7 @@ def floor_summary_float(w, threshold, p_out, w_out):
             p_last = p + (s - w[hi - 1])
             p += s
         else:
-            _, p, p_last, k = _floor_rows(w, lo, hi, p, p_last, k, threshold, False, p_out, w_out)
+            _, p, p_last, k = _floor_rows(w, lo, hi, n, p, p_last, k, threshold, False, p_out, w_out)
     return True, k, p_last, p
 
 
@@ -556,7 +544,7 @@ def floor_summary_int(w, threshold, p_out, w_out):
             p_last = p + (s - w[hi - 1])
             p += s
             continue
-        overflow, p, p_last, k = _floor_rows(w, lo, hi, p, p_last, k, threshold, True, p_out, w_out)
+        overflow, p, p_last, k = _floor_rows(w, lo, hi, n, p, p_last, k, threshold, True, p_out, w_out)
         if overflow >= 0:
             return False, k, p_last, p
     return True, k, p_last, p
