@@ -211,12 +211,13 @@ def unchecked_weights(values: np.ndarray) -> PartitionArrays:
 
 def plain_weights(df: pd.DataFrame, opts: BatchOptions) -> np.ndarray | None:
     """A pandas partition's weights as they are, where a quick summary may read them: a
-    float64 or int64 NumPy column, batched without keys or sort window; else None.
+    float64 or int64 NumPy column; else None (which options allow a quick summary, the
+    scan decides).
 
     >>> plain_weights(pd.DataFrame({"w": [1.0]}), BatchOptions.make("w", 5)).tolist()
     [1.0]
     """
-    if opts.by or opts.sort_window or not isinstance(df, pd.DataFrame):
+    if not isinstance(df, pd.DataFrame):
         return None
     col = df[opts.weight]
     if col.dtype not in (np.dtype(np.float64), np.dtype(np.int64)):
