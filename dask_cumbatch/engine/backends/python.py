@@ -16,6 +16,7 @@ import numpy as np
 from . import kernels
 from .kernels import (  # noqa: F401
     CELL_MAX,
+    CHAIN_PAD,
     I64_MAX,
     NO_POSITION,
     batch_stats,

@@ -22,6 +22,7 @@ import numpy as np
 from .. import kept as kept_flags
 from ..backends import backend_for
 from ..partition import true_groups, row0_group_change
+from ..scratch import scratch
 from ..state import Carry, Summary, overflow_error, py_scalar as _py
 from . import Step
 
@@ -297,16 +298,21 @@ class Chain:
 def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
     """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow or too many runs).
 
-    ``backend`` runs ``chain_table`` (default: the CPU backend).
+    ``backend`` runs ``chain_table`` (default: the CPU backend) on working arrays this thread
+    keeps for the next partition (:mod:`~dask_cumbatch.engine.scratch`).
     """
     be = backend or backend_for("cpu", len(w))
     n = len(w)
     idx = np.int32 if n < 2**31 - 1 else np.int64
-    nxt, cnt = np.empty(n, dtype=idx), np.empty(n, dtype=idx)
-    dq = np.empty(n if opts.cost == "padded" else 1, dtype=idx)
+    nxt, cnt = scratch("chain_nxt", n, idx), scratch("chain_cnt", n, idx)
+    padded = opts.cost == "padded"
+    # plain greedy finds the batch ends from prefix sums (n + 1 + CHAIN_PAD int64), padded
+    # keeps a deque of n rows, anything else needs no scratch here
+    plain = opts.mode == "greedy" and not padded and not opts.max_rows and not opts.by
+    dq = scratch("chain_dq", n + 1 + be.CHAIN_PAD if plain else (n if padded else 1), np.int64)
     gt, ge = limits(opts, False)
     nxt, cnt, dq = be.asarray(nxt), be.asarray(cnt), be.asarray(dq)
-    if not be.chain_table(be.asarray(w), be.asarray(newgrp), opts.mode == "greedy", opts.cost == "padded",
+    if not be.chain_table(be.asarray(w), be.asarray(newgrp), bool(opts.by), opts.mode == "greedy", padded,
                           gt, ge, opts.max_rows or 0, nxt, cnt, dq):
         return None
     nxt, cnt = be.to_numpy(nxt), be.to_numpy(cnt)
