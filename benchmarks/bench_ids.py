@@ -11,7 +11,10 @@ first at ``--rows`` rows in ``--partitions`` partitions, then at ``--small-rows`
 ``--many-partitions`` partitions, where per-task overhead and graph depth dominate.
 
 Run: ``python benchmarks/bench_ids.py`` (defaults: 1e8 rows / 100 partitions, then 1e7 rows /
-10,000 partitions; about 3 GB of memory). ``--quick`` runs a small version.
+10,000 partitions; about 3 GB of memory). ``--quick`` runs a small version. ``--int-weights``
+makes the same weights int64 (token counts as they are usually stored); with a large
+``--limit`` (say 1e7: about 40,000 rows a batch) greedy's summaries need chain tables, the
+case of an export of token counts. ``--many-partitions 0`` skips the second case.
 """
 from __future__ import annotations
 
@@ -57,9 +60,9 @@ def best_of(fn, repeat):
     return min(times), result
 
 
-def run_case(rows, partitions, limit, repeat, idiom_repeat):
+def run_case(rows, partitions, limit, repeat, idiom_repeat, dtype=np.float64):
     rng = np.random.default_rng(42)
-    w = np.round(rng.lognormal(5.0, 1.0, rows)).astype(np.float64)  # token-length-like
+    w = np.round(rng.lognormal(5.0, 1.0, rows)).astype(dtype)  # token-length-like
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=partitions)
     numba_greedy(w[:10], limit)  # compile outside the timing
     for mode in ("floor", "greedy"):  # compile/load both modes' kernels outside the timing
@@ -118,18 +121,23 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1e7 rows / 100, then 1e6 / 1,000")
     ap.add_argument("--skip-idiom", action="store_true", help="leave out the (slow) Dask idiom")
+    ap.add_argument("--int-weights", action="store_true", help="int64 weights (and an integer limit)")
     args = ap.parse_args(argv)
     if args.quick:
         args.rows, args.small_rows, args.many_partitions = 1e7, 1e6, 1000
     dask.config.set(scheduler="threads")
     print(f"# bench_ids: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"dask {dask.__version__}, pandas {pd.__version__}, numpy {np.__version__}")
+    dtype, limit = (np.int64, int(args.limit)) if args.int_weights else (np.float64, args.limit)
     for rows, parts, idiom_repeat in (
         (int(args.rows), args.partitions, 0 if args.skip_idiom else args.repeat),
         (int(args.small_rows), args.many_partitions, 0 if args.skip_idiom else 1),
     ):
-        results, check = run_case(rows, parts, args.limit, args.repeat, idiom_repeat)
-        report(f"{rows:,} rows in {parts:,} partitions (limit {args.limit:g})", rows, results)
+        if not parts:
+            continue
+        results, check = run_case(rows, parts, limit, args.repeat, idiom_repeat, dtype)
+        report(f"{rows:,} rows in {parts:,} partitions (limit {args.limit:g}, {np.dtype(dtype).name} weights)",
+               rows, results)
         print(f"- checks: {check}")
 
 

@@ -1,16 +1,16 @@
-"""The summary's chain table (greedy over integer weights whose paths meet late: long batches).
+"""The summary's chain (greedy over integer weights whose paths meet late: long batches).
 
-- ``chain_table`` against a plain definition (walk from every row to the end of the
-  partition), by the prefix-sum path that plain greedy takes (``_greedy_ends``) and by the
-  two-pointer sweep every rule takes, compiled and plain Python: the same table;
-- the prefix-sum path declines where ``P + limit`` would leave int64 (the sweep then decides,
-  overflow included);
-- ``chain_of`` gives the prefix-sum path its room exactly for plain greedy;
+- ``greedy_chain`` (plain greedy: the paths from the first speculative batch followed
+  together) against a plain definition (walk from every candidate row to the end of the
+  partition, runs of equal outcome), compiled and plain Python;
+- ``chain_of`` takes it exactly for plain greedy, and gives the Chain that ``chain_table``
+  gives; it declines where ``P + limit`` would leave int64 and ``chain_table`` then decides;
 - the working arrays are reused per thread, never shared between threads, and capped.
 """
 from __future__ import annotations
 
 import threading
+import types
 from unittest import mock
 
 import dask.dataframe as dd
@@ -20,113 +20,123 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import reference_ids
-from test_core_properties import SETTINGS, examples
+from test_core_properties import SETTINGS, examples, tiny_heads
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import scratch as scratch_mod
-from dask_cumbatch.engine.backends import cpu, kernels, python as pure
+from dask_cumbatch.engine.backends import cpu, python as pure
 from dask_cumbatch.engine.modes.greedy import chain_of
 from dask_cumbatch.options import BatchOptions
 
 I64_MAX = 2**63 - 1
 
 
-def table_by_definition(w, limit):
-    """For every row s: the number of batches of a greedy walk started fresh at s, and the
-    first row of its last batch (Python ints, no kernel)."""
-    n = len(w)
-    last, count = [], []
-    for s in range(n):
-        starts, tot = [s], int(w[s])
-        for e in range(s + 1, n):
+def runs_by_definition(w, limit, m):
+    """For the paths whose first start is row j < m: runs of j with the same (number of
+    starts to the end, last start), as (first j, starts, last start); Python ints only."""
+    outcomes = []
+    for j in range(min(m, len(w))):
+        starts, tot = [j], int(w[j])
+        for e in range(j + 1, len(w)):
             if tot + int(w[e]) > limit:
                 starts.append(e)
                 tot = int(w[e])
             else:
                 tot += int(w[e])
-        last.append(starts[-1])
-        count.append(len(starts))
-    return last, count
+        outcomes.append((len(starts), starts[-1]))
+    return [(j, *o) for j, o in enumerate(outcomes) if j == 0 or o != outcomes[j - 1]]
 
 
-def run_table(be, w, limit, room):
-    n = len(w)
-    nxt, cnt = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    dq = np.zeros(n + 1 + be.CHAIN_PAD if room else max(n, 1), np.int64)
-    ok = be.chain_table(w, np.zeros(n, np.bool_), False, True, False, limit, limit, 0, nxt, cnt, dq)
-    return ok, nxt.tolist(), cnt.tolist()
+def greedy_runs(be, w, limit, m):
+    n, z = len(w), (lambda k: np.zeros(k, np.int64))
+    out = (z(m), z(m), z(m))
+    k = be.greedy_chain(w, limit, m, z(n + 1), z(m), z(m), *out)
+    return k if k < 0 else sorted(zip(*(a[:k].tolist() for a in out)))
 
 
 @st.composite
 def long_batches(draw):
     """Integer weights with zeros, rows above the limit and batches of one to many rows."""
-    n = draw(st.integers(0, 120))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
+    n = draw(st.integers(1, 150))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     w = rng.integers(0, draw(st.sampled_from([2, 10, 1000])), n).astype(np.int64)
-    for pos in draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=3)) if n else []:
+    for pos in draw(st.lists(st.integers(0, n - 1), max_size=3)):
         w[pos] = draw(st.sampled_from([0, 10**6]))
     limit = draw(st.sampled_from([1, 3, 17, 400, 5000, 10**9]))
-    return w, limit
+    return w, limit, draw(st.integers(1, n))
 
 
 @settings(max_examples=examples(200), **SETTINGS)
 @given(long_batches())
-def test_both_paths_give_the_table_by_definition(case):
-    w, limit = case
-    expected = table_by_definition(w, limit)
-    for be in (cpu, pure):
-        for room in (True, False):
-            ok, last, count = run_table(be, w, limit, room)
-            assert ok and (last, count) == expected, (be.__name__, room)
+def test_greedy_chain_gives_the_runs_by_definition(case):
+    w, limit, m = case
+    expected = runs_by_definition(w, limit, m)
+    assert greedy_runs(cpu, w, limit, m) == expected
+    assert greedy_runs(pure, w, limit, m) == expected
+
+
+def table_only(be):
+    """``be`` without ``greedy_chain``: chain_of falls back to ``chain_table``."""
+    names = [n for n in dir(be) if not n.startswith("__") and n != "greedy_chain"]
+    return types.SimpleNamespace(**{n: getattr(be, n) for n in names})
+
+
+def same_chain(a, b):
+    if a is None or b is None:
+        return a is b
+    return a.m == b.m and all(np.array_equal(getattr(a, f), getattr(b, f))
+                              for f in ("run_start", "cnt", "last", "tot", "mx"))
+
+
+def speculative_flags(w, limit):
+    out = np.zeros(len(w), np.bool_)
+    cpu.greedy_starts(w, np.zeros(len(w), np.bool_), False, False, np.int64(limit), out)
+    return out
 
 
 @settings(max_examples=10, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1000, 30000))
-def test_compiled_paths_agree_on_long_partitions(seed, limit):
-    # thousands of rows a batch: where the stretches of the prefix-sum path start mid-batch
+def test_chain_of_gives_chain_tables_chain_on_long_partitions(seed, limit):
+    # thousands of rows a batch, thousands of candidate rows, paths merging over many batches
     w = np.round(np.random.default_rng(seed).lognormal(3.0, 1.0, 40_003)).astype(np.int64)
-    assert run_table(cpu, w, limit, True) == run_table(cpu, w, limit, False)
+    opts, spec = BatchOptions.make("w", limit), speculative_flags(w, limit)
+    grp = np.zeros(len(w), np.bool_)
+    assert same_chain(chain_of(w, grp, opts, spec, cpu), chain_of(w, grp, opts, spec, table_only(cpu)))
 
 
-def test_limits_and_sums_near_int64_leave_it_to_the_sweep():
+def test_sums_near_int64_leave_it_to_chain_table():
     big = np.array([2**62, 2**62, 5, 0, 7], np.int64)
-    small = np.array([1, 2, 3, 0], np.int64)  # P + limit reaching I64_MAX exactly, or one below
-    cases = [(big, limit, True) for limit in (I64_MAX, I64_MAX - 1, 2**62, 2**62 + 5, 10)]
-    cases += [(small, I64_MAX - 6, True), (small, I64_MAX - 7, False)]
-    for w, limit, declined in cases:
-        with mock.patch.object(kernels, "_batch_ends", wraps=kernels._batch_ends) as sweep:
-            fast = run_table(pure, w, limit, True)
-        assert sweep.called == declined, limit
-        assert fast == run_table(cpu, w, limit, True) == run_table(cpu, w, limit, False)
-        if fast[0]:
-            assert (fast[1], fast[2]) == table_by_definition(w, limit)
-    # a window sum beyond int64 (fill mode adds a row before it tests the batch) is reported
-    # by the sweep, as before
-    w, n = np.array([2**62, 2**62, 2**62], np.int64), 3
-    args = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n + 1 + cpu.CHAIN_PAD, np.int64))
-    assert not cpu.chain_table(w, np.zeros(n, np.bool_), False, False, False, I64_MAX, I64_MAX, 0, *args)
+    small = np.array([1, 2, 3, 0], np.int64)  # P + limit reaching I64_MAX exactly, or one beyond
+    for w, limit, declined in [(big, I64_MAX, True), (big, 2**62, True), (big, 10, True),
+                               (small, I64_MAX - 6, False), (small, I64_MAX - 5, True)]:
+        for be in (cpu, pure):
+            assert (greedy_runs(be, w, limit, 2) == -1) == declined, (limit, be.__name__)
+        opts, spec = BatchOptions.make("w", limit), np.ones(len(w), np.bool_)
+        grp = np.zeros(len(w), np.bool_)
+        assert same_chain(chain_of(w, grp, opts, spec, cpu), chain_of(w, grp, opts, spec, table_only(cpu)))
 
 
-def test_chain_of_gives_prefix_sums_room_for_plain_greedy_only():
+def test_chain_of_takes_greedy_chain_for_plain_greedy_only():
     w = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8], np.int64)
-    spec = np.zeros(len(w), bool)
-    spec[0] = True
-    cases = [("greedy", {}, True), ("greedy", {"cost": "padded"}, False),
-             ("greedy", {"max_rows": 3}, False), ("fill", {}, False)]
-    for mode, extra, wanted in cases:
+    spec = speculative_flags(w, 10)
+    for mode, extra, wanted in [("greedy", {}, True), ("greedy", {"cost": "padded"}, False),
+                                ("greedy", {"max_rows": 3}, False), ("fill", {}, False)]:
         opts = BatchOptions.make("w", 10, mode=mode, **extra)
-        with mock.patch.object(kernels, "_greedy_ends", wraps=kernels._greedy_ends) as fast:
-            chain_of(w, np.zeros(len(w), bool), opts, spec, pure)
+        with mock.patch.object(pure, "greedy_chain", wraps=pure.greedy_chain) as fast:
+            got = chain_of(w, np.zeros(len(w), np.bool_), opts, spec, pure)
         assert fast.called == wanted, (mode, extra)
+        assert same_chain(got, chain_of(w, np.zeros(len(w), np.bool_), opts, spec, table_only(pure)))
 
 
 def test_long_batches_across_partitions_give_the_reference_ids():
-    # about 400 rows a batch in partitions of 5,000 rows: summaries carry chain tables
+    # about 400 rows a batch in partitions of 5,000 rows, summaries that keep a few rows: the
+    # scan resolves the partitions from their chains
     w = np.round(np.random.default_rng(7).lognormal(4.0, 1.0, 60_000)).astype(np.int64)
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=12)
     limit = int(w.mean() * 400)
-    got = ddf.cumbatch.ids("w", limit, mode="greedy").compute(scheduler="sync").to_numpy()
+    with tiny_heads(), mock.patch.object(cpu, "greedy_chain", wraps=cpu.greedy_chain) as fast:
+        got = ddf.cumbatch.ids("w", limit, mode="greedy").compute(scheduler="sync").to_numpy()
+    assert fast.call_count == 12
     assert got.tolist() == reference_ids(w.tolist(), limit, mode="greedy")
 
 

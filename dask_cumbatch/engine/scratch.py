@@ -2,9 +2,10 @@
 
 Fresh memory costs a page fault for every 4 KiB the first time it is written: on the shared
 virtual machines this project is measured on, 5.7 ms for 8 MiB, more than most kernels take
-to read that much. A summary's chain table needs 16 bytes a row of such working memory, so
-each thread keeps its arrays (up to :data:`MAX_BYTES` in all) for the next partition instead
-of asking the allocator for new ones.
+to read that much. A summary's chain needs 8 bytes a row of such working memory (the prefix
+sums of plain greedy, or the two int32 tables of the other rules), so each thread keeps its
+arrays (up to :data:`MAX_BYTES` in all) for the next partition instead of asking the allocator
+for new ones.
 
 >>> a = scratch("doc", 4, np.int64)
 >>> a.shape, a.dtype.name

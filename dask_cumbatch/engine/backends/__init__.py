@@ -6,8 +6,7 @@ The backend contract: a backend is a module in this package that exposes
   ``chain_table`` (a backend may set it to ``None``: then no chain table is built and the
   scan's fallback walk keeps the results exact), ``grid_cell``, ``floor_walk``,
   ``floor_risky``, ``cap_walk``, ``count_invalid``, ``starts_to_ids``, ``batch_stats``;
-- the constants ``I64_MAX``, ``NO_POSITION`` and ``CELL_MAX`` (and ``CHAIN_PAD``, the room
-  ``chain_table``'s prefix sums need, where ``chain_table`` is given);
+- the constants ``I64_MAX``, ``NO_POSITION`` and ``CELL_MAX``;
 - ``asarray(numpy_array)``: host -> backend array (identity on the CPU), and
   ``to_numpy(array)``: backend array -> host (identity on the CPU). The engine passes every
   array through them at the kernel call (the seam), so kernels only ever see backend arrays

@@ -22,7 +22,6 @@ from .python import asarray, check_available, to_numpy  # noqa: F401  (NumPy arr
 I64_MAX = kernels.I64_MAX
 NO_POSITION = kernels.NO_POSITION
 CELL_MAX = kernels.CELL_MAX
-CHAIN_PAD = kernels.CHAIN_PAD
 
 
 def _rebound(func, namespace: dict):

@@ -32,19 +32,18 @@ NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_batch_ends", "_greedy_ends", "_count_within")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
 KERNELS = (
-    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
+    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
 EXACT_SUMS = 2.0**53  # float64 sums of integers below this are exact, in any order
 INT_BLOCK_SAFE = 1 << 54  # FLOOR_BLOCK int64 weights below this cannot overflow their block sum
-CHAIN_PAD = 4  # rows of room after the prefix sums that chain_table's greedy sweep reads past the end
 
 
 def _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
@@ -286,7 +285,7 @@ def _open_max(w, start, stop, mx_in, started_here, zero):
     return mx
 
 
-def chain_table(w, newgrp, grouped, greedy, padded, lim_gt, lim_ge, max_rows, nxt, cnt, dq):
+def chain_table(w, newgrp, greedy, padded, lim_gt, lim_ge, max_rows, nxt, cnt, dq):
     """Where every fresh start leads, for integer weights (the summary's chain table).
 
     For each row s, the batch that starts fresh at s ends before ``nxt[s]`` (the rule of
@@ -294,41 +293,17 @@ def chain_table(w, newgrp, grouped, greedy, padded, lim_gt, lim_ge, max_rows, nx
     non-decreasing, so one two-pointer sweep with an exact int64 window sum (and a
     monotone deque for the window maximum when ``padded``) finds all of them in O(n).
     A backward pass then replaces ``nxt[s]`` by the last start of the path from s
-    and sets ``cnt[s]`` to the number of starts on it. ``dq`` is int64 scratch: n entries
-    when ``padded``; with ``n + 1 + CHAIN_PAD`` plain greedy without group changes
-    (``grouped`` false) or a row cap finds the ends from prefix sums (:func:`_greedy_ends`,
-    about twice as fast). Returns False when a window sum would overflow int64
-    (``nxt``/``cnt`` are then invalid).
+    and sets ``cnt[s]`` to the number of starts on it. ``dq`` is scratch of n ints.
+    Returns False when a window sum would overflow int64 (``nxt``/``cnt`` are then invalid).
 
     >>> import numpy as np
     >>> w = np.array([2, 2, 2, 1, 3]); n = len(w)
     >>> nxt, cnt, dq = (np.zeros(n, np.int64) for _ in range(3))
-    >>> chain_table(w, np.zeros(n, np.bool_), False, True, False, 4, 4, 0, nxt, cnt, dq)
+    >>> chain_table(w, np.zeros(n, np.bool_), True, False, 4, 4, 0, nxt, cnt, dq)
     True
     >>> nxt.tolist(), cnt.tolist()  # from 0: [2 2][2 1][3]; from 1: [2 2][1 3]
     ([4, 3, 4, 3, 4], [3, 2, 2, 1, 1])
-    >>> room = np.zeros(n + 1 + CHAIN_PAD, np.int64)  # prefix sums: the same table
-    >>> chain_table(w, np.zeros(n, np.bool_), False, True, False, 4, 4, 0, nxt, cnt, room), nxt.tolist()
-    (True, [4, 3, 4, 3, 4])
     """
-    n = w.shape[0]
-    fast = (greedy and not padded and not grouped and max_rows == 0 and dq.shape[0] >= n + 1 + CHAIN_PAD
-            and _greedy_ends(w, lim_gt, nxt, dq))
-    if not fast and not _batch_ends(w, newgrp, greedy, padded, lim_gt, lim_ge, max_rows, nxt, dq):
-        return False
-    for s in range(n - 1, -1, -1):
-        t = nxt[s]
-        if t >= n:
-            nxt[s] = s
-            cnt[s] = 1
-        else:
-            nxt[s] = nxt[t]
-            cnt[s] = cnt[t] + 1
-    return True
-
-
-def _batch_ends(w, newgrp, greedy, padded, lim_gt, lim_ge, max_rows, nxt, dq):
-    """:func:`chain_table`'s ends by a two-pointer sweep (any rule); False on int64 overflow."""
     n = w.shape[0]
     zero = w[0] - w[0] if n else 0
     e = 0
@@ -362,61 +337,92 @@ def _batch_ends(w, newgrp, greedy, padded, lim_gt, lim_ge, max_rows, nxt, dq):
         tot -= w[s]
         if padded and dq[head] == s:
             head += 1
+    for s in range(n - 1, -1, -1):
+        t = nxt[s]
+        if t >= n:
+            nxt[s] = s
+            cnt[s] = 1
+        else:
+            nxt[s] = nxt[t]
+            cnt[s] = cnt[t] + 1
     return True
 
 
-def _greedy_ends(w, lim_gt, nxt, P):
-    """:func:`chain_table`'s ends for plain greedy from the prefix sums ``P`` (scratch of
-    ``n + 1 + CHAIN_PAD`` int64); False, leaving the work to the sweep, when ``P + lim_gt``
-    would leave int64.
+def greedy_chain(w, lim_gt, m, P, pos, first, run_first, run_cnt, run_last):
+    """The runs of a chain (see ``Chain`` in the greedy mode) for plain greedy over integer
+    weights: for the paths whose first start is a row j < ``m``, the number of starts to the
+    end of the partition and the last start, one run per range of j with the same outcome.
 
-    The batch fresh at s ends before the first row e > s with ``P[e + 1] > P[s] + lim_gt``:
-    with ``P`` sorted, ``e`` is the count of ``P[1:]`` at most ``P[s] + lim_gt`` (at least
-    s + 1). The counts never decrease, so each is the previous one plus a few: four
-    comparisons a step without a branch to mispredict, and four stretches of rows at once,
-    their dependency chains overlapping as in :func:`greedy_starts`.
+    :func:`chain_table` finds where the batch from *every* row ends, then follows the chains
+    back. Only the rows on the paths from j < m matter, and those paths merge as they go:
+    here they are followed together, one batch at a time, each batch's end found from the
+    prefix sums ``P`` (:func:`_last_within`), and paths that reach the same row at the same
+    step become one. The live paths stay sorted (the batch end never decreases with its
+    start), so a merge is always with the previous path. On the export benchmark's token
+    counts about one row in six is visited, against every row twice (sweep and back).
+
+    ``P`` is int64 scratch of ``n + 1`` (the prefix sums), ``pos`` and ``first`` of ``m``
+    (the live paths: where each is, and the smallest j on it), ``run_*`` of ``m`` (the runs'
+    smallest j, starts and last start, in the order their paths end). Returns the number of
+    runs, or -1 when ``P + lim_gt`` would leave int64 (then :func:`chain_table` decides).
+
+    >>> import numpy as np
+    >>> w = np.array([2, 2, 2, 1, 3]); z = lambda k: np.zeros(k, np.int64)
+    >>> runs = greedy_chain(w, 4, 2, z(6), z(2), z(2), *(out := (z(2), z(2), z(2))))
+    >>> runs, [a.tolist() for a in out]  # from 0: [2 2][2 1][3]; from 1: [2 2][1 3]
+    (2, [[1, 0], [2, 3], [3, 4]])
     """
     n = w.shape[0]
-    room = I64_MAX - 1 - lim_gt  # every P[s] + lim_gt stays below the I64_MAX padding
+    room = I64_MAX - lim_gt  # every P[s] + lim_gt stays within int64
     acc = w[0] - w[0] if n else 0
     P[0] = acc
     for i in range(n):
         x = w[i]
         if x > room - acc:
-            return False
+            return -1
         acc += x
         P[i + 1] = acc
-    for i in range(n + 1, n + 1 + CHAIN_PAD):
-        P[i] = I64_MAX
-    q = n // 4
-    c0 = 0
-    c1 = q
-    c2 = 2 * q
-    c3 = 3 * q
-    for j in range(q):
-        c0 = _count_within(P, c0, P[j] + lim_gt)
-        c1 = _count_within(P, c1, P[q + j] + lim_gt)
-        c2 = _count_within(P, c2, P[2 * q + j] + lim_gt)
-        c3 = _count_within(P, c3, P[3 * q + j] + lim_gt)
-        nxt[j] = min(max(c0, j + 1), n)
-        nxt[q + j] = min(max(c1, q + j + 1), n)
-        nxt[2 * q + j] = min(max(c2, 2 * q + j + 1), n)
-        nxt[3 * q + j] = min(max(c3, 3 * q + j + 1), n)
-    for s in range(4 * q, n):  # the last stretch takes the rows left over
-        c3 = _count_within(P, c3, P[s] + lim_gt)
-        nxt[s] = min(max(c3, s + 1), n)
-    return True
+    live = min(m, n)
+    for i in range(live):
+        pos[i] = i
+        first[i] = i
+    starts = 0
+    runs = 0
+    while live > 0:
+        starts += 1
+        kept = 0
+        c = 0
+        for i in range(live):
+            x = pos[i]
+            # the batch from x ends before the first row e > x with P[e + 1] > P[x] + lim_gt
+            c = _last_within(P, max(c, x), P[x] + lim_gt)
+            e = min(max(c, x + 1), n)
+            if e >= n:  # x starts the path's last batch
+                run_first[runs] = first[i]
+                run_cnt[runs] = starts
+                run_last[runs] = x
+                runs += 1
+            elif kept == 0 or pos[kept - 1] != e:
+                pos[kept] = e
+                first[kept] = first[i]
+                kept += 1
+        live = kept
+    return runs
 
 
-def _count_within(P, c, t):
-    """The largest ``k >= c`` with ``P[k] <= t``, given ``P[c] <= t`` or ``c`` below the
-    answer, ``P`` sorted and padded with ``I64_MAX > t``: four rows a step."""
-    while True:
-        k = (np.int64(P[c + 1] <= t) + np.int64(P[c + 2] <= t) + np.int64(P[c + 3] <= t)
-             + np.int64(P[c + 4] <= t))
-        c += k
-        if k < 4:
-            return c
+def _last_within(P, c, t):
+    """The largest ``k >= c`` with ``P[k] <= t``, given ``P[c] <= t`` and ``P`` sorted:
+    steps of 1, 2, 4, ... from ``c``, then halving (short when the answer is near ``c``)."""
+    hi = P.shape[0]
+    step = 1
+    while c + step < hi and P[c + step] <= t:
+        c += step
+        step += step
+    while step > 1:
+        step //= 2
+        if c + step < hi and P[c + step] <= t:
+            c += step
+    return c
 
 
 def grid_cell(s, lim_f, lim_i):

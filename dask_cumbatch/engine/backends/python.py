@@ -16,7 +16,6 @@ import numpy as np
 from . import kernels
 from .kernels import (  # noqa: F401
     CELL_MAX,
-    CHAIN_PAD,
     I64_MAX,
     NO_POSITION,
     batch_stats,
@@ -27,6 +26,7 @@ from .kernels import (  # noqa: F401
     floor_risky,
     floor_ids_quick,
     floor_walk,
+    greedy_chain,
     greedy_starts,
     greedy_walk,
     grid_cell,

@@ -298,38 +298,53 @@ class Chain:
 def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
     """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow or too many runs).
 
-    ``backend`` runs ``chain_table`` (default: the CPU backend) on working arrays this thread
-    keeps for the next partition (:mod:`~dask_cumbatch.engine.scratch`).
+    ``backend`` runs ``greedy_chain`` (plain greedy, where it has it) or ``chain_table``
+    (default: the CPU backend), on working arrays this thread keeps for the next partition
+    (:mod:`~dask_cumbatch.engine.scratch`).
     """
     be = backend or backend_for("cpu", len(w))
-    n = len(w)
-    idx = np.int32 if n < 2**31 - 1 else np.int64
-    nxt, cnt = scratch("chain_nxt", n, idx), scratch("chain_cnt", n, idx)
-    padded = opts.cost == "padded"
-    # plain greedy finds the batch ends from prefix sums (n + 1 + CHAIN_PAD int64), padded
-    # keeps a deque of n rows, anything else needs no scratch here
-    plain = opts.mode == "greedy" and not padded and not opts.max_rows and not opts.by
-    dq = scratch("chain_dq", n + 1 + be.CHAIN_PAD if plain else (n if padded else 1), np.int64)
-    gt, ge = limits(opts, False)
-    nxt, cnt, dq = be.asarray(nxt), be.asarray(cnt), be.asarray(dq)
-    if not be.chain_table(be.asarray(w), be.asarray(newgrp), bool(opts.by), opts.mode == "greedy", padded,
-                          gt, ge, opts.max_rows or 0, nxt, cnt, dq):
-        return None
-    nxt, cnt = be.to_numpy(nxt), be.to_numpy(cnt)
-    del dq
     starts = np.flatnonzero(spec_head[1:])
     m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
-    last, cnt = nxt[:m].astype(np.int64), cnt[:m].astype(np.int64)
-    del nxt
-    change = np.flatnonzero((last[1:] != last[:-1]) | (cnt[1:] != cnt[:-1])) + 1
-    if len(change) >= CHAIN_RUNS:
+    gt, ge = limits(opts, False)
+    plain = opts.mode == "greedy" and opts.cost != "padded" and not opts.max_rows and not opts.by
+    runs = _greedy_runs(be, w, gt, m) if plain and hasattr(be, "greedy_chain") else None
+    if runs is None:
+        runs = _table_runs(be, w, newgrp, opts, gt, ge, m)
+    if runs is None or len(runs[0]) > CHAIN_RUNS:
         return None
-    run_start = np.concatenate([[0], change]).astype(np.int64)
-    lasts = last[run_start]
+    run_start, cnt, lasts = runs
     lo = int(lasts.min())
     suffix_sum = np.cumsum(w[lo:][::-1])[::-1]
     suffix_max = np.maximum.accumulate(w[lo:][::-1])[::-1]
-    return Chain(m, run_start, cnt[run_start], lasts, suffix_sum[lasts - lo], suffix_max[lasts - lo])
+    return Chain(m, run_start, cnt, lasts, suffix_sum[lasts - lo], suffix_max[lasts - lo])
+
+
+def _greedy_runs(be, w, gt, m):
+    """The chain's runs ``(first j, starts, last start)`` by ``greedy_chain``; None when its
+    prefix sums would leave int64."""
+    prefix = be.asarray(scratch("chain_prefix", len(w) + 1, np.int64))
+    pos, first, run_first, run_cnt, run_last = (be.asarray(np.empty(m, np.int64)) for _ in range(5))
+    k = be.greedy_chain(be.asarray(w), gt, m, prefix, pos, first, run_first, run_cnt, run_last)
+    if k < 0:
+        return None
+    run_first, run_cnt, run_last = (be.to_numpy(a)[:k] for a in (run_first, run_cnt, run_last))
+    order = np.argsort(run_first, kind="stable")  # the runs in order of j
+    return run_first[order], run_cnt[order], run_last[order]
+
+
+def _table_runs(be, w, newgrp, opts, gt, ge, m):
+    """The chain's runs from ``chain_table`` (every rule); None on int64 overflow."""
+    n = len(w)
+    idx = np.int32 if n < 2**31 - 1 else np.int64
+    nxt, cnt = be.asarray(scratch("chain_nxt", n, idx)), be.asarray(scratch("chain_cnt", n, idx))
+    dq = be.asarray(np.empty(n if opts.cost == "padded" else 1, dtype=idx))
+    if not be.chain_table(be.asarray(w), be.asarray(newgrp), opts.mode == "greedy", opts.cost == "padded",
+                          gt, ge, opts.max_rows or 0, nxt, cnt, dq):
+        return None
+    last, cnt = be.to_numpy(nxt)[:m].astype(np.int64), be.to_numpy(cnt)[:m].astype(np.int64)
+    change = np.flatnonzero((last[1:] != last[:-1]) | (cnt[1:] != cnt[:-1])) + 1
+    run_start = np.concatenate([[0], change]).astype(np.int64)
+    return run_start, cnt[run_start], last[run_start]
 
 
 def _compact_dtype(w: np.ndarray) -> np.dtype:
