@@ -152,3 +152,50 @@ def test_scratch_is_reused_per_thread_and_capped(monkeypatch):
     monkeypatch.setattr(scratch_mod, "MAX_BYTES", 1 << 16)
     big = scratch_mod.scratch("t-big", 1 << 14, np.int64)  # 128 KiB: over the cap
     assert big.base is None and "t-big" not in scratch_mod._local.buffers  # a fresh array, not kept
+
+
+@st.composite
+def carried_walks(draw):
+    """Integer weights and a carried open batch (none, or one with any total up to past the limit)."""
+    w, limit, _ = draw(long_batches())
+    opens = draw(st.booleans())
+    tot = 0 if opens else draw(st.sampled_from([0, 1, limit // 2, limit, limit + 5]))
+    return w, limit, tot, opens, draw(st.integers(0, 50))
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(carried_walks())
+def test_greedy_sums_ids_equal_the_walk(case):
+    w, limit, tot, opens, base = case
+    n = len(w)
+    want = np.zeros(n, np.int64)
+    res = cpu.greedy_walk(w, np.zeros(n, np.bool_), 0 if opens else 1, np.int64(tot), np.int64(0), 0, False,
+                          np.int64(limit), np.zeros(0, np.bool_), want, base)
+    for be in (cpu, pure):
+        got = np.full(n, -7, np.int64)
+        starts = be.greedy_sums_ids(w, np.int64(tot), opens, limit, np.zeros(n + 1, np.int64), got, base)
+        assert starts == int(res[0]) and got.tolist() == want.tolist(), be.__name__
+
+
+def test_greedy_sums_ids_decline_near_int64():
+    w, got = np.array([2**62, 2**62, 5], np.int64), np.full(3, -7, np.int64)
+    assert cpu.greedy_sums_ids(w, np.int64(0), True, 2**62, np.zeros(4, np.int64), got, 0) == -1
+    assert got.tolist() == [-7, -7, -7]  # untouched: the walk decides
+
+
+def test_long_batches_finish_by_sums_and_keep_no_flags():
+    # about 2,000 rows a batch: the summaries say so, keep no start flags, and the finish
+    # searches prefix sums; short batches keep the flags and walk
+    from dask_cumbatch import engine
+
+    w = np.round(np.random.default_rng(3).lognormal(4.0, 1.0, 120_000)).astype(np.int64)
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=3)
+    for rows_a_batch, long in ((2000, True), (20, False)):
+        limit = int(w.mean() * rows_a_batch)
+        summaries = [engine.summarize(part, BatchOptions.make("w", limit), False)
+                     for part in (pd.DataFrame({"w": w[:40_000]}), pd.DataFrame({"w": w[40_000:80_000]}))]
+        assert [(s.long_batches, s.kept is None) for s in summaries] == [(long, long)] * 2
+        with mock.patch.object(cpu, "greedy_sums_ids", wraps=cpu.greedy_sums_ids) as sums:
+            got = ddf.cumbatch.ids("w", limit).compute(scheduler="sync").to_numpy()
+        assert sums.call_count == (3 if long else 0)
+        assert got.tolist() == reference_ids(w.tolist(), limit)

@@ -164,7 +164,8 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     backdated_prior = 0
     for k, summ in enumerate(summaries):
         entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total,
-                             total_kind=summ.total_kind, partition=k, kept=summ.kept))
+                             total_kind=summ.total_kind, partition=k, kept=summ.kept,
+                             long_batches=summ.long_batches))
         offsets.append(carry.position)
         all_offset += summ.n_all
         if summ.n == 0:

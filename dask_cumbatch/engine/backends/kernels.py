@@ -32,13 +32,13 @@ NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within", "_prefix_sums")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
 KERNELS = (
-    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
+    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
@@ -373,15 +373,8 @@ def greedy_chain(w, lim_gt, m, P, pos, first, run_first, run_cnt, run_last):
     (2, [[1, 0], [2, 3], [3, 4]])
     """
     n = w.shape[0]
-    room = I64_MAX - lim_gt  # every P[s] + lim_gt stays within int64
-    acc = w[0] - w[0] if n else 0
-    P[0] = acc
-    for i in range(n):
-        x = w[i]
-        if x > room - acc:
-            return -1
-        acc += x
-        P[i + 1] = acc
+    if not _prefix_sums(w, lim_gt, P):
+        return -1
     live = min(m, n)
     for i in range(live):
         pos[i] = i
@@ -408,6 +401,60 @@ def greedy_chain(w, lim_gt, m, P, pos, first, run_first, run_cnt, run_last):
                 kept += 1
         live = kept
     return runs
+
+
+def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
+    """:func:`greedy_walk`'s ids for plain greedy over integer weights without group changes,
+    found batch by batch from the prefix sums ``P`` (int64 scratch of ``n + 1``) instead of
+    row by row: for batches of hundreds of rows and more, a search per batch and a fill.
+
+    The carried batch (total ``tot``; ``opens``: none is carried and row 0 starts one) takes
+    the rows up to the first where ``tot + P[i + 1] > lim_gt``; then each batch from s ends
+    before the first row e > s with ``P[e + 1] > P[s] + lim_gt``. Ids count from ``base``
+    (the carried batch is ``base - 1``). Returns the number of starts, or -1 (``ids``
+    untouched) when ``P + lim_gt`` would leave int64.
+
+    >>> import numpy as np
+    >>> ids = np.zeros(6, np.int64)
+    >>> greedy_sums_ids(np.array([2, 2, 2, 1, 3, 9]), 1, False, 4, np.zeros(7, np.int64), ids, 5), ids.tolist()
+    (3, [4, 5, 5, 6, 6, 7])
+    """
+    n = w.shape[0]
+    if not _prefix_sums(w, lim_gt, P):
+        return -1
+    s = 0
+    if not opens:
+        room = lim_gt - tot  # the carried batch takes the rows while their sum stays within
+        s = 0 if room < 0 else _last_within(P, 0, room)
+    k = base - 1
+    for i in range(min(s, n)):
+        ids[i] = k
+    count = 0
+    c = 0
+    while s < n:
+        k += 1
+        count += 1
+        c = _last_within(P, max(c, s), P[s] + lim_gt)
+        e = min(max(c, s + 1), n)
+        for i in range(s, e):
+            ids[i] = k
+        s = e
+    return count
+
+
+def _prefix_sums(w, lim_gt, P):
+    """``P[k]`` = the sum of the first k weights; False when some ``P + lim_gt`` would leave int64."""
+    n = w.shape[0]
+    room = I64_MAX - lim_gt  # every P[s] + lim_gt stays within int64
+    acc = w[0] - w[0] if n else 0
+    P[0] = acc
+    for i in range(n):
+        x = w[i]
+        if x > room - acc:
+            return False
+        acc += x
+        P[i + 1] = acc
+    return True
 
 
 def _last_within(P, c, t):

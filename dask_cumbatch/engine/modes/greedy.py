@@ -29,6 +29,7 @@ from . import Step
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
 HEAD_MAX = 1 << 16  # ...but never more than this many (unless a Chain needs them)
+LONG_BATCH_ROWS = 256  # speculative batches this long on average: the finish searches prefix sums
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 
@@ -76,6 +77,10 @@ class GreedyMode:
     def finish(self, arrays, entry, opts, is_float, backend):
         """Final ids: the walk from the true entry state, plus starts later cut-backs placed here."""
         carry = entry.carry
+        if entry.long_batches and _sums_finish(backend, opts, is_float):
+            ids = _sums_ids(backend, arrays.w, carry, opts)
+            if ids is not None:
+                return ids
         grp = true_groups(arrays, carry, opts)
         spec = _kept_spec(entry, arrays, opts, is_float, backend)
         res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, spec=spec, base=carry.batches)
@@ -89,6 +94,24 @@ class GreedyMode:
         for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
             ids[p:] += 1
         return ids
+
+
+def _sums_finish(backend, opts, is_float) -> bool:
+    """Whether a finish may find batch ends from prefix sums (``greedy_sums_ids``): plain
+    greedy over integer weights without ``by``, on a backend that has the kernel."""
+    return (not is_float and _plain_greedy(backend, opts) and not opts.by and hasattr(backend, "greedy_sums_ids")
+            and not limit_beyond_int64(opts, is_float))
+
+
+def _sums_ids(backend, w, carry, opts):
+    """Ids from the carried state by ``greedy_sums_ids``; None when its sums would leave int64."""
+    gt, _ = limits(opts, False)
+    ids = backend.asarray(np.empty(len(w), dtype=np.int64))
+    prefix = backend.asarray(scratch("sums_prefix", len(w) + 1, np.int64))
+    if backend.greedy_sums_ids(backend.asarray(w), np.int64(carry.tot), carry.rows == 0, gt, prefix, ids,
+                               carry.batches) < 0:
+        return None
+    return backend.to_numpy(ids)
 
 
 def _kept_spec(entry, arrays, opts, is_float, backend):
@@ -199,7 +222,9 @@ def _summarize_walk(summ, prep, opts, is_float, be, head_bytes, prefer_whole):
     else:
         summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
         summ.spec_starts = int(count)
-        if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids") and opts.extra.get("keep_flags", True):
+        summ.long_batches = not is_float and n >= LONG_BATCH_ROWS * max(int(count), 1)
+        if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids") and opts.extra.get("keep_flags", True) \
+                and not (summ.long_batches and _sums_finish(be, opts, False)):
             summ.kept = kept_flags.keep(be.to_numpy(spec))
         if n > HEAD_ROWS:
             h = _long_head(summ, prep, opts, is_float, be, spec, head_bytes // dtype.itemsize, prefer_whole)
