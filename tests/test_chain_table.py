@@ -199,3 +199,34 @@ def test_long_batches_finish_by_sums_and_keep_no_flags():
             got = ddf.cumbatch.ids("w", limit).compute(scheduler="sync").to_numpy()
         assert sums.call_count == (3 if long else 0)
         assert got.tolist() == reference_ids(w.tolist(), limit)
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(long_batches())
+def test_greedy_sums_starts_equal_greedy_starts(case):
+    w, limit, _ = case
+    n = len(w)
+    want = np.zeros(n, np.bool_)
+    res = cpu.greedy_starts(w, np.zeros(n, np.bool_), False, False, np.int64(limit), want)
+    for be in (cpu, pure):
+        got = np.zeros(n, np.bool_)
+        r = be.greedy_sums_starts(w, limit, np.zeros(n + 1, np.int64), got)
+        assert [int(x) for x in r] == [int(x) for x in res] and got.tolist() == want.tolist(), be.__name__
+
+
+def test_summary_walk_searches_where_batches_look_long():
+    from dask_cumbatch import engine
+
+    w = np.round(np.random.default_rng(5).lognormal(4.0, 1.0, 50_000)).astype(np.int64)
+    for rows_a_batch, searched in ((2000, True), (100, True), (20, False)):
+        limit = int(w.mean() * rows_a_batch)
+        with mock.patch.object(cpu, "greedy_sums_starts", wraps=cpu.greedy_sums_starts) as sums:
+            engine.summarize(pd.DataFrame({"w": w}), BatchOptions.make("w", limit), False)
+        assert sums.called == searched, rows_a_batch
+    # light rows first (the search is tried), sums beyond int64 at the end: declined, walked
+    big = np.concatenate([np.ones(5000, np.int64), np.array([2**62, 2**62, 5], np.int64)])
+    with mock.patch.object(cpu, "greedy_sums_starts", wraps=cpu.greedy_sums_starts) as sums:
+        summ = engine.summarize(pd.DataFrame({"w": big}), BatchOptions.make("w", 2**62 + 10), False)
+    want = cpu.greedy_starts(big, np.zeros(len(big), np.bool_), False, False, np.int64(2**62 + 10),
+                             np.zeros(len(big), np.bool_))
+    assert sums.called and summ.spec_starts == int(want[0]) == 3

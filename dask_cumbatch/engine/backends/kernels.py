@@ -38,7 +38,8 @@ HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_l
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
 KERNELS = (
-    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
+    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_starts",
+    "floor_walk", "floor_risky", "cap_walk", "count_invalid",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
@@ -440,6 +441,37 @@ def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
             ids[i] = k
         s = e
     return count
+
+
+def greedy_sums_starts(w, lim_gt, P, out):
+    """:func:`greedy_starts` for plain greedy over integer weights without group changes,
+    found batch by batch from the prefix sums ``P`` (int64 scratch of ``n + 1``): the same
+    flags in ``out`` (which must hold zeros) and the same result, or ``-1`` starts (``out``
+    untouched) when ``P + lim_gt`` would leave int64. Faster where batches are long (a search
+    per batch), slower where they hold a dozen rows (see ``_walk`` in the greedy mode).
+
+    >>> import numpy as np
+    >>> out = np.zeros(5, np.bool_)
+    >>> r = greedy_sums_starts(np.array([2, 2, 2, 1, 3]), 4, np.zeros(6, np.int64), out)
+    >>> [int(x) for x in r[:6] if x != NO_POSITION], out.astype(int).tolist()
+    ([3, 1, 3, 3, 4], [1, 0, 1, 0, 1])
+    """
+    n = w.shape[0]
+    zero = w[0] - w[0] if n else lim_gt - lim_gt
+    if n == 0 or not _prefix_sums(w, lim_gt, P):
+        return -1, NO_POSITION, 0, zero, zero, 0, -1, -1
+    s = 0
+    count = 0
+    c = 0
+    while True:
+        out[s] = True
+        count += 1
+        c = _last_within(P, max(c, s), P[s] + lim_gt)
+        e = min(max(c, s + 1), n)
+        if e >= n:
+            break
+        s = e
+    return count, NO_POSITION, n - s, P[n] - P[s], _open_max(w, s, n, zero, True, zero), s, -1, -1
 
 
 def _prefix_sums(w, lim_gt, P):

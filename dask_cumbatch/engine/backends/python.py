@@ -28,6 +28,7 @@ from .kernels import (  # noqa: F401
     floor_walk,
     greedy_chain,
     greedy_sums_ids,
+    greedy_sums_starts,
     greedy_starts,
     greedy_walk,
     grid_cell,

@@ -30,6 +30,7 @@ HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
 HEAD_MAX = 1 << 16  # ...but never more than this many (unless a Chain needs them)
 LONG_BATCH_ROWS = 256  # speculative batches this long on average: the finish searches prefix sums
+SEARCH_ROWS = 64  # batches this long by the first rows' weights: the summary's walk searches too
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 
@@ -177,7 +178,11 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     spec = spec if spec is not None else np.zeros(0, dtype=bool)
     if _plain_greedy(be, opts) and not len(spec):
-        if rows == 0 and record == len(w) and base is None and hasattr(be, "greedy_starts"):
+        summary_walk = rows == 0 and record == len(w) and base is None
+        res = _sums_walk(be, w, opts, is_float, gt, out) if summary_walk else None
+        if res is not None:
+            pass
+        elif summary_walk and hasattr(be, "greedy_starts"):
             res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)  # the summary's walk
         else:
             res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
@@ -189,6 +194,18 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
             gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
         )
     return res, be.to_numpy(ids if base is not None else out)
+
+
+def _sums_walk(be, w, opts, is_float, gt, out):
+    """The summary's walk by ``greedy_sums_starts`` where batches look long (integer weights
+    without ``by``, the first rows' mean weight at most 1/``SEARCH_ROWS`` of the limit);
+    None: walk row by row."""
+    if is_float or opts.by or not len(w) or not hasattr(be, "greedy_sums_starts"):
+        return None
+    if float(w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS > gt:
+        return None
+    res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("sums_prefix", len(w) + 1, np.int64)), out)
+    return None if res[0] < 0 else res
 
 
 def _plain_greedy(be, opts) -> bool:
