@@ -333,6 +333,37 @@ def test_an_input_changed_during_the_run_fails_it(tmp_path, monkeypatch, how, ve
     assert not (out / "_SUCCESS").exists() and not (out / "_manifest.json").exists()  # nothing certified
 
 
+@pytest.mark.parametrize("phase", ["summary", "write"])
+def test_a_read_error_from_an_input_being_rewritten_names_the_input(tmp_path, monkeypatch, phase):
+    # a file caught mid-rewrite fails its reader with Arrow's own error (found by a hostile run:
+    # "Parquet file size is 4 bytes"); the export says which input changed instead
+    import pyarrow as pa
+
+    from dask_cumbatch import graph
+
+    inp = write_inputs(tmp_path / "in", n_files=3)
+    victim = os.path.join(inp, "in-002.parquet")
+
+    def rewrite_and_fail(*args, **kwargs):
+        pd.read_parquet(victim).assign(w=lambda d: d.w + 1).to_parquet(victim, index=False)
+        os.utime(victim, ns=(1, 1))
+        raise pa.ArrowInvalid("Parquet file size is 4 bytes, smaller than the minimum file footer")
+
+    target = (graph, "plan_partitions") if phase == "summary" else (tasks, "export_partition")
+    monkeypatch.setattr(*target, rewrite_and_fail)
+    with dask.config.set(scheduler="sync"), pytest.raises(ExportError, match=r"input .*in-002.parquet changed"):
+        to_files(inp, str(tmp_path / "out"), "w", 300, progress=False)
+
+
+def test_a_read_error_of_an_unchanged_input_is_not_masked(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    inp = write_inputs(tmp_path / "in", n_files=3)
+    monkeypatch.setattr(tasks, "export_partition", lambda *a: (_ for _ in ()).throw(pa.ArrowInvalid("bad page")))
+    with dask.config.set(scheduler="sync"), pytest.raises(pa.ArrowInvalid, match="bad page"):
+        to_files(inp, str(tmp_path / "out"), "w", 300, progress=False)
+
+
 # ------------------------------------------------------------------ 7. output inside the input
 
 

@@ -266,7 +266,12 @@ class Run:
         if self.fresh and base is not None:
             self.saved = self.read_base()
         with progress_context(self.job.progress, self.job.client):
-            self.plan_ = graph.plan_partitions(self.prep, self.start)
+            try:
+                self.plan_ = graph.plan_partitions(self.prep, self.start)
+            except Exception as exc:  # an input rewritten under the summary pass: say so
+                if not isinstance(exc, ExportError):
+                    self.raise_if_input_changed(exc)
+                raise
         self.check_skips()
 
     def check_skips(self) -> None:
@@ -329,7 +334,7 @@ class Run:
         work = [parts[k] for k in todo]
         try:
             done = compute(work, self.job.progress, self.job.client)
-        except RuntimeError as exc:
+        except Exception as exc:  # a reader's error too: the file may be mid-rewrite
             if isinstance(exc, ExportError):
                 raise
             self.raise_if_input_changed(exc)

@@ -108,7 +108,7 @@ def _sums_ids(backend, w, carry, opts):
     """Ids from the carried state by ``greedy_sums_ids``; None when its sums would leave int64."""
     gt, _ = limits(opts, False)
     ids = backend.asarray(np.empty(len(w), dtype=np.int64))
-    prefix = backend.asarray(scratch("sums_prefix", len(w) + 1, np.int64))
+    prefix = backend.asarray(scratch("prefix", len(w) + 1, np.int64))
     if backend.greedy_sums_ids(backend.asarray(w), np.int64(carry.tot), carry.rows == 0, gt, prefix, ids,
                                carry.batches) < 0:
         return None
@@ -178,13 +178,11 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     spec = spec if spec is not None else np.zeros(0, dtype=bool)
     if _plain_greedy(be, opts) and not len(spec):
-        summary_walk = rows == 0 and record == len(w) and base is None
+        summary_walk = rows == 0 and record == len(w) and base is None  # from an empty batch, every flag
         res = _sums_walk(be, w, opts, is_float, gt, out) if summary_walk else None
-        if res is not None:
-            pass
-        elif summary_walk and hasattr(be, "greedy_starts"):
-            res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)  # the summary's walk
-        else:
+        if res is None and summary_walk and hasattr(be, "greedy_starts"):
+            res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)
+        elif res is None:
             res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
                                  is_float, gt, out, ids, base or 0)
     else:
@@ -204,7 +202,7 @@ def _sums_walk(be, w, opts, is_float, gt, out):
         return None
     if float(w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS > gt:
         return None
-    res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("sums_prefix", len(w) + 1, np.int64)), out)
+    res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("prefix", len(w) + 1, np.int64)), out)
     return None if res[0] < 0 else res
 
 
@@ -364,7 +362,7 @@ def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
 def _greedy_runs(be, w, gt, m):
     """The chain's runs ``(first j, starts, last start)`` by ``greedy_chain``; None when its
     prefix sums would leave int64."""
-    prefix = be.asarray(scratch("chain_prefix", len(w) + 1, np.int64))
+    prefix = be.asarray(scratch("prefix", len(w) + 1, np.int64))
     pos, first, run_first, run_cnt, run_last = (be.asarray(np.empty(m, np.int64)) for _ in range(5))
     k = be.greedy_chain(be.asarray(w), gt, m, prefix, pos, first, run_first, run_cnt, run_last)
     if k < 0:
