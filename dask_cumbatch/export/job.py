@@ -7,6 +7,7 @@ the manifest.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -266,12 +267,8 @@ class Run:
         if self.fresh and base is not None:
             self.saved = self.read_base()
         with progress_context(self.job.progress, self.job.client):
-            try:
+            with self.input_errors():
                 self.plan_ = graph.plan_partitions(self.prep, self.start)
-            except Exception as exc:  # an input rewritten under the summary pass: say so
-                if not isinstance(exc, ExportError):
-                    self.raise_if_input_changed(exc)
-                raise
         self.check_skips()
 
     def check_skips(self) -> None:
@@ -332,16 +329,22 @@ class Run:
             else:  # not done, or its files are not what it recorded: (re)write them
                 todo.append(k)
         work = [parts[k] for k in todo]
-        try:
+        with self.input_errors():
             done = compute(work, self.job.progress, self.job.client)
-        except Exception as exc:  # a reader's error too: the file may be mid-rewrite
-            if isinstance(exc, ExportError):
-                raise
-            self.raise_if_input_changed(exc)
-            raise
         for rec in done:
             records[rec["part"]] = rec
         return records
+
+    @contextlib.contextmanager
+    def input_errors(self):
+        """Report an error of the work inside (a reader's error too: a file caught mid-rewrite
+        fails with Arrow's own message) as the input that changed, when one did."""
+        try:
+            yield
+        except Exception as exc:
+            if not isinstance(exc, ExportError):
+                self.raise_if_input_changed(exc)
+            raise
 
     def raise_if_input_changed(self, exc=None) -> None:
         """Raise :class:`ExportError` naming the input that changed since this run listed it."""

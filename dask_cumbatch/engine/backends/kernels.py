@@ -32,7 +32,7 @@ NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within", "_prefix_sums")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
@@ -388,9 +388,7 @@ def greedy_chain(w, lim_gt, m, P, pos, first, run_first, run_cnt, run_last):
         c = 0
         for i in range(live):
             x = pos[i]
-            # the batch from x ends before the first row e > x with P[e + 1] > P[x] + lim_gt
-            c = _last_within(P, max(c, x), P[x] + lim_gt)
-            e = min(max(c, x + 1), n)
+            c, e = _batch_end(P, c, x, lim_gt, n)
             if e >= n:  # x starts the path's last batch
                 run_first[runs] = first[i]
                 run_cnt[runs] = starts
@@ -435,8 +433,7 @@ def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
     while s < n:
         k += 1
         count += 1
-        c = _last_within(P, max(c, s), P[s] + lim_gt)
-        e = min(max(c, s + 1), n)
+        c, e = _batch_end(P, c, s, lim_gt, n)
         for i in range(s, e):
             ids[i] = k
         s = e
@@ -466,8 +463,7 @@ def greedy_sums_starts(w, lim_gt, P, out):
     while True:
         out[s] = True
         count += 1
-        c = _last_within(P, max(c, s), P[s] + lim_gt)
-        e = min(max(c, s + 1), n)
+        c, e = _batch_end(P, c, s, lim_gt, n)
         if e >= n:
             break
         s = e
@@ -487,6 +483,15 @@ def _prefix_sums(w, lim_gt, P):
         acc += x
         P[i + 1] = acc
     return True
+
+
+def _batch_end(P, c, s, lim_gt, n):
+    """Where the batch fresh at row ``s`` ends, from the prefix sums ``P`` of ``n`` weights:
+    ``(c, e)``, ``e`` the first row after it (at least s + 1, at most n: the first row e > s
+    with ``P[e + 1] > P[s] + lim_gt``) and ``c`` the search's answer, from which the search
+    for a later start may go on (``c``: a previous answer, for a start at or before ``s``)."""
+    c = _last_within(P, max(c, s), P[s] + lim_gt)
+    return c, min(max(c, s + 1), n)
 
 
 def _last_within(P, c, t):

@@ -78,7 +78,7 @@ class GreedyMode:
     def finish(self, arrays, entry, opts, is_float, backend):
         """Final ids: the walk from the true entry state, plus starts later cut-backs placed here."""
         carry = entry.carry
-        if entry.long_batches and _sums_finish(backend, opts, is_float):
+        if entry.long_batches and _by_sums(backend, opts, is_float, "greedy_sums_ids"):
             ids = _sums_ids(backend, arrays.w, carry, opts)
             if ids is not None:
                 return ids
@@ -97,11 +97,12 @@ class GreedyMode:
         return ids
 
 
-def _sums_finish(backend, opts, is_float) -> bool:
-    """Whether a finish may find batch ends from prefix sums (``greedy_sums_ids``): plain
-    greedy over integer weights without ``by``, on a backend that has the kernel."""
-    return (not is_float and _plain_greedy(backend, opts) and not opts.by and hasattr(backend, "greedy_sums_ids")
-            and not limit_beyond_int64(opts, is_float))
+def _by_sums(backend, opts, is_float, kernel: str) -> bool:
+    """Whether batch ends may be found from prefix sums by ``kernel`` (``greedy_chain``,
+    ``greedy_sums_starts``, ``greedy_sums_ids``): plain greedy over integer weights without
+    ``by``, a limit within int64, on a backend that has the kernel."""
+    return (not is_float and _plain_greedy(backend, opts) and not opts.by and not limit_beyond_int64(opts, is_float)
+            and hasattr(backend, kernel))
 
 
 def _sums_ids(backend, w, carry, opts):
@@ -198,7 +199,7 @@ def _sums_walk(be, w, opts, is_float, gt, out):
     """The summary's walk by ``greedy_sums_starts`` where batches look long (integer weights
     without ``by``, the first rows' mean weight at most 1/``SEARCH_ROWS`` of the limit);
     None: walk row by row."""
-    if is_float or opts.by or not len(w) or not hasattr(be, "greedy_sums_starts"):
+    if not len(w) or not _by_sums(be, opts, is_float, "greedy_sums_starts"):
         return None
     if float(w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS > gt:
         return None
@@ -239,7 +240,7 @@ def _summarize_walk(summ, prep, opts, is_float, be, head_bytes, prefer_whole):
         summ.spec_starts = int(count)
         summ.long_batches = not is_float and n >= LONG_BATCH_ROWS * max(int(count), 1)
         if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids") and opts.extra.get("keep_flags", True) \
-                and not (summ.long_batches and _sums_finish(be, opts, False)):
+                and not (summ.long_batches and _by_sums(be, opts, False, "greedy_sums_ids")):
             summ.kept = kept_flags.keep(be.to_numpy(spec))
         if n > HEAD_ROWS:
             h = _long_head(summ, prep, opts, is_float, be, spec, head_bytes // dtype.itemsize, prefer_whole)
@@ -346,8 +347,7 @@ def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
     starts = np.flatnonzero(spec_head[1:])
     m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
     gt, ge = limits(opts, False)
-    plain = opts.mode == "greedy" and opts.cost != "padded" and not opts.max_rows and not opts.by
-    runs = _greedy_runs(be, w, gt, m) if plain and hasattr(be, "greedy_chain") else None
+    runs = _greedy_runs(be, w, gt, m) if _by_sums(be, opts, False, "greedy_chain") else None
     if runs is None:
         runs = _table_runs(be, w, newgrp, opts, gt, ge, m)
     if runs is None or len(runs[0]) > CHAIN_RUNS:
