@@ -221,7 +221,9 @@ def test_floor_scan_adds_a_risky_row_to_its_prefix_before_the_carried_sum():
 
 
 @pytest.mark.parametrize("command", ["export", "status"])
-def test_tiny_export_and_status_load_no_numba(tmp_path, command):
+def test_tiny_export_and_status_load_no_numba_nor_distributed(tmp_path, command):
+    # distributed is imported by Dask's scheduler lookup unless the scheduler is configured as
+    # a function (0.2-0.3 s of the process start)
     src, out = tmp_path / "in.parquet", tmp_path / "out"
     pd.DataFrame({"w": np.arange(10, dtype=np.int64) % 4}).to_parquet(src)
     code = (
@@ -230,12 +232,39 @@ def test_tiny_export_and_status_load_no_numba(tmp_path, command):
         f"rc = main(['export', {str(src)!r}, {str(out)!r}, '--weight', 'w', '--limit', '5'])\n"
         f"rc2 = main(['status', {str(out)!r}]) if {command!r} == 'status' else 0\n"
         "assert 'numba' not in sys.modules, 'numba loaded'\n"
+        "assert 'distributed' not in sys.modules, 'distributed loaded'\n"
         "print(rc, rc2)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["0", "0"]
     assert len(list(out.glob("**/*.parquet"))) >= 2
+
+
+@pytest.mark.parametrize("given, want", [(None, "threads"), ("threads", "threads"), ("sync", "sync"),
+                                         ("processes", "processes")])
+def test_local_schedulers_are_configured_as_dask_functions(given, want):
+    import dask
+    from dask.base import named_schedulers
+
+    from dask_cumbatch.export import resolve_scheduler
+
+    with resolve_scheduler(given) as client:
+        assert client is None
+        if given is None and "distributed" in sys.modules:  # Dask's own default then
+            assert dask.config.get("scheduler", None) is None
+        else:
+            assert dask.config.get("scheduler") is named_schedulers[want]
+    assert dask.config.get("scheduler", None) is None
+
+
+def test_no_scheduler_keeps_a_configured_one():
+    import dask
+
+    from dask_cumbatch.export import resolve_scheduler
+
+    with dask.config.set(scheduler="sync"), resolve_scheduler(None) as client:
+        assert client is None and dask.config.get("scheduler") == "sync"
 
 
 def test_an_export_keeps_no_start_flags(tmp_path):

@@ -67,13 +67,16 @@ def resolve_scheduler(scheduler):
     import dask
 
     if scheduler is None:
-        yield graph.active_client()
-        return
+        client = graph.active_client()
+        if client is not None or not _no_client_possible():
+            yield client
+            return
+        scheduler = "threads"  # what Dask would pick: no client can exist
     if not isinstance(scheduler, str):  # a distributed Client
         yield scheduler
         return
     if scheduler in LOCAL_SCHEDULERS:
-        with dask.config.set(scheduler=scheduler):
+        with dask.config.set(scheduler=_local_get(scheduler)):
             yield None
         return
     client = _connect(scheduler)
@@ -82,6 +85,34 @@ def resolve_scheduler(scheduler):
             yield client
     finally:
         client.close()
+
+
+def _no_client_possible() -> bool:
+    """Whether Dask would use its threaded scheduler for sure: no scheduler is configured and
+    dask.distributed is not imported (a ``Client`` exists only once it is).
+
+    >>> import dask
+    >>> with dask.config.set(scheduler="sync"):
+    ...     _no_client_possible()
+    False
+    """
+    import dask
+
+    return dask.config.get("scheduler", None) is None and "distributed" not in sys.modules
+
+
+def _local_get(name: str):
+    """Dask's function for the local scheduler ``name``. Configured as the function rather than
+    the name, so that Dask does not import dask.distributed (0.2-0.3 s of a process start)
+    to look for a client that cannot exist.
+
+    >>> import dask.local
+    >>> _local_get("sync") is dask.local.get_sync
+    True
+    """
+    from dask.base import named_schedulers
+
+    return named_schedulers[name]
 
 
 def _connect(address: str):
