@@ -16,6 +16,7 @@ from unittest import mock
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,6 +182,39 @@ def test_greedy_sums_ids_decline_near_int64():
     w, got = np.array([2**62, 2**62, 5], np.int64), np.full(3, -7, np.int64)
     assert cpu.greedy_sums_ids(w, np.int64(0), True, 2**62, np.zeros(4, np.int64), got, 0) == -1
     assert got.tolist() == [-7, -7, -7]  # untouched: the walk decides
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(carried_walks())
+def test_greedy_sums_end_equals_the_walk(case):
+    w, limit, tot, opens, _ = case
+    n = len(w)
+    res = cpu.greedy_walk(w, np.zeros(n, np.bool_), 0 if opens else 1, np.int64(tot), np.int64(0), 0, False,
+                          np.int64(limit), np.zeros(0, np.bool_), np.zeros(n, np.int64), 0)
+    starts, start = int(res[0]), int(res[5])  # the open batch's first row (0 - 1: the carried one)
+    for be in (cpu, pure):
+        count, last = be.greedy_sums_end(w, np.int64(tot), opens, limit, np.zeros(n + 1, np.int64))
+        assert (count, last if count else start) == (starts, start), be.__name__
+
+
+def test_greedy_sums_end_declines_near_int64():
+    w = np.array([2**62, 2**62, 5], np.int64)
+    assert cpu.greedy_sums_end(w, np.int64(0), True, 2**62, np.zeros(4, np.int64)) == (-1, -1)
+
+
+@pytest.mark.parametrize("parts, rows_a_batch, searched", [(3, 2000, True), (3, 20, False), (36, 7000, True)])
+def test_scan_of_whole_partitions_searches_where_batches_are_long(parts, rows_a_batch, searched):
+    # summaries kept whole (the local default), long batches: the scan finds each partition's
+    # end state by greedy_sums_end (with 36 partitions, some lie inside one batch), and the
+    # ids are the reference's
+    w = np.round(np.random.default_rng(11).lognormal(4.0, 1.0, 90_000)).astype(np.int64)
+    w[45_000] = 10**7  # a row above the limit: a batch of its own
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=parts)
+    limit = int(w[:1000].mean() * rows_a_batch)
+    with mock.patch.object(cpu, "greedy_sums_end", wraps=cpu.greedy_sums_end) as sums:
+        got = ddf.cumbatch.ids("w", limit).compute(scheduler="sync").to_numpy()
+    assert sums.called == searched
+    assert got.tolist() == reference_ids(w.tolist(), limit)
 
 
 def test_long_batches_finish_by_sums_and_keep_no_flags():

@@ -32,13 +32,14 @@ NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
 KERNELS = (
-    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_starts",
+    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
+    "greedy_sums_starts",
     "floor_walk", "floor_risky", "cap_walk", "count_invalid",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
 )
@@ -421,10 +422,7 @@ def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
     n = w.shape[0]
     if not _prefix_sums(w, lim_gt, P):
         return -1
-    s = 0
-    if not opens:
-        room = lim_gt - tot  # the carried batch takes the rows while their sum stays within
-        s = 0 if room < 0 else _last_within(P, 0, room)
+    s = _carried_rows(P, tot, opens, lim_gt)
     k = base - 1
     for i in range(min(s, n)):
         ids[i] = k
@@ -438,6 +436,39 @@ def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
             ids[i] = k
         s = e
     return count
+
+
+def greedy_sums_end(w, tot, opens, lim_gt, P):
+    """Where :func:`greedy_sums_ids` leaves a partition, without the ids: ``(starts, last)``,
+    ``last`` the first row of the batch open at the end (-1: the carried batch is, and no
+    row starts one), or ``(-1, -1)`` when ``P + lim_gt`` would leave int64. The scan's walk
+    over a partition kept whole in its summary, where batches are long.
+
+    >>> import numpy as np
+    >>> greedy_sums_end(np.array([2, 2, 2, 1, 3, 9]), 1, False, 4, np.zeros(7, np.int64))
+    (3, 5)
+    """
+    n = w.shape[0]
+    if not _prefix_sums(w, lim_gt, P):
+        return -1, -1
+    s = _carried_rows(P, tot, opens, lim_gt)
+    count = 0
+    last = -1
+    c = 0
+    while s < n:
+        count += 1
+        last = s
+        c, s = _batch_end(P, c, s, lim_gt, n)
+    return count, last
+
+
+def _carried_rows(P, tot, opens, lim_gt):
+    """The rows the carried batch (total ``tot``; ``opens``: none is carried) takes: up to the
+    first row i where ``tot + P[i + 1] > lim_gt``."""
+    if opens:
+        return 0
+    room = lim_gt - tot  # the carried batch takes the rows while their sum stays within
+    return 0 if room < 0 else _last_within(P, 0, room)
 
 
 def greedy_sums_starts(w, lim_gt, P, out):

@@ -27,6 +27,7 @@ from .kernels import (  # noqa: F401
     floor_ids_quick,
     floor_walk,
     greedy_chain,
+    greedy_sums_end,
     greedy_sums_ids,
     greedy_sums_starts,
     greedy_starts,

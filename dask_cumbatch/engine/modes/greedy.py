@@ -400,6 +400,10 @@ def _compact_dtype(w: np.ndarray) -> np.dtype:
 
 def _scan_walk(summ, carry, opts, is_float, be, load):
     """True starts, backdated start and end state of one partition (greedy/fill)."""
+    if summ.long_batches and len(summ.w_head) == summ.n and _by_sums(be, opts, is_float, "greedy_sums_end"):
+        found = _sums_end(be, summ.w_head.astype(np.int64, copy=False), carry, opts)
+        if found is not None:
+            return found
     w_head = summ.w_head.astype(np.float64 if is_float else np.int64, copy=False)
     grp = summ.grp_head.copy() if summ.grp_head is not None else np.zeros(len(w_head), dtype=bool)
     grp[0] = row0_group_change(summ, carry, opts)
@@ -426,6 +430,23 @@ def _scan_walk(summ, carry, opts, is_float, be, load):
             count, (rows, tot, mx, st) = summ.chain.outcome(j, summ.n)
             return count, None, (rows, tot, mx, carry.position + st, ())
     return walk_whole(load(), opts, is_float, be, carry)
+
+
+def _sums_end(be, w, carry, opts):
+    """:func:`_scan_walk` over a partition kept whole whose batches are long, by
+    ``greedy_sums_end`` (a search per batch, not a walk per row); None when its sums would
+    leave int64."""
+    n = len(w)
+    gt, _ = limits(opts, False)
+    prefix = scratch("prefix", n + 1, np.int64)
+    count, last = be.greedy_sums_end(be.asarray(w), np.int64(carry.tot), carry.rows == 0, gt, be.asarray(prefix))
+    if count < 0:
+        return None
+    if last < 0:  # the carried batch takes every row
+        mx = max(carry.mx, int(w.max())) if n else carry.mx
+        return 0, None, (carry.rows + n, carry.tot + int(prefix[n]), mx, carry.start, ())
+    last = int(last)
+    return int(count), None, (n - last, int(prefix[n] - prefix[last]), int(w[last:].max()), carry.position + last, ())
 
 
 def walk_whole(prep, opts, is_float, be, carry):
