@@ -254,6 +254,45 @@ def test_interrupted_run_resumes_to_the_same_bytes(data, monkeypatch):
     assert tree(tmp / "out") == tree(tmp / "ref")
 
 
+def test_a_crash_inside_a_task_of_several_groups_resumes_to_the_same_bytes(data, monkeypatch):
+    # groups joined three to a task: a crash inside a task leaves the files of the groups it
+    # joined before written but not recorded (a task's files are made durable, then
+    # recorded, together); the resume rewrites them
+    from dask_cumbatch.export import job
+    from dask_cumbatch.export.folder import file_name
+
+    tmp, _ = data
+    to_files(str(tmp / "in"), str(tmp / "ref"), "w", 30, progress=False)
+    monkeypatch.setattr(job, "groups_per_task", lambda n: 3)
+    calls, joined, real = {"n": 0}, [], tasks.combine_group
+
+    def flaky(group, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("disk full (simulated)")
+        joined.append(group)
+        return real(group, *args, **kw)
+
+    tasks_run, real_task = [], tasks.combine_groups
+
+    def task(items, ctx):
+        tasks_run.append({g for g, *_ in items})
+        return real_task(items, ctx)
+
+    monkeypatch.setattr(tasks, "combine_group", flaky)
+    monkeypatch.setattr(tasks, "combine_groups", task)
+    with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
+        to_files(str(tmp / "in"), str(tmp / "out"), "w", 30, progress=False)
+    recorded = {int(n[1:11]) for n in os.listdir(tmp / "out" / "_cumbatch" / "work" / "groups")}
+    assert len(tasks_run) == 2 and recorded == tasks_run[0]  # the task that finished, whole
+    unrecorded = [g for g in joined if g not in recorded]  # the crashed task's, before the crash
+    assert unrecorded and all((tmp / "out" / file_name(g, "parquet")).exists() for g in unrecorded)
+    monkeypatch.setattr(tasks, "combine_group", real)
+    res = to_files(str(tmp / "in"), str(tmp / "out"), "w", 30, progress=False)
+    assert res.resumed
+    assert tree(tmp / "out") == tree(tmp / "ref")
+
+
 def test_fsspec_memory_filesystem(tmp_path):
     pdf = pd.DataFrame({"w": np.arange(50) % 7, "v": np.arange(50)})
     url = "memory://cumbatch-test/out"

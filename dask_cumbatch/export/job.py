@@ -416,15 +416,19 @@ class Run:
             frags.pop(self.g_open)
         end = self.plan_.end_state.batches
         last_group = (end - 1) // self.bpf if end else None
-        combine, done = [], []
+        todo, done = [], []
         for g, parts in sorted(frags.items()):
             rec = self.recorded(tasks.group_record_name(g))
             if rec is not None and self.trusted_group(rec, g, g == last_group):  # done by an interrupted run
                 rec["kept"] = True
                 done.append(rec)
                 continue
-            combine.append(tasks_delayed(tasks.combine_group)(g, sorted(parts), self.ctx, g == last_group))
-        for rec in done + compute(combine, self.job.progress and len(combine) > 50, self.job.client):
+            todo.append((g, sorted(parts), g == last_group))
+        size = groups_per_task(len(todo))
+        combine = [tasks_delayed(tasks.combine_groups)(todo[i:i + size], self.ctx) for i in range(0, len(todo), size)]
+        joined = [rec for recs in compute(combine, self.job.progress and len(combine) > 50, self.job.client)
+                  for rec in recs]
+        for rec in done + joined:
             group_recs[rec["group"]] = rec
         return group_recs
 
@@ -541,6 +545,16 @@ class Run:
                 raise ExportError(f"{REJECTS} in {folder.url} does not match its checksum in {MANIFEST}")
             saved["base_rejects.arrow"] = ipc_bytes(parquet_read(data))
         return saved
+
+
+def groups_per_task(n: int) -> int:
+    """File groups joined per task: one while they are few (each its own task, for as many
+    workers), up to 8 for many (fewer tasks, one ``syncfs`` for each task's files).
+
+    >>> groups_per_task(10), groups_per_task(40), groups_per_task(4000)
+    (1, 2, 8)
+    """
+    return max(1, min(8, n // 16))
 
 
 def tasks_delayed(func):

@@ -233,9 +233,21 @@ def _write_slices(whole, ids, stats, k: int, ctx: TaskContext, out: dict) -> Non
             out["groups"].append(write_group(ctx, g, table, may_exist=True, stats=stats[lo:hi], files=out["files"]))
 
 
+def combine_groups(items: list, ctx: TaskContext) -> list:
+    """Join several file groups in one task (``items``: ``(group, parts, is_last)`` for
+    :func:`combine_group`): their files are made durable together, then their records are
+    written (one ``syncfs`` for the lot instead of one per group)."""
+    recs = [combine_group(group, parts, ctx, is_last) for group, parts, is_last in items]
+    ctx.folder.make_durable([name for rec in recs for name in rec["files"]])  # before the records
+    for rec in recs:
+        ctx.folder.write_atomic(group_record_name(rec["group"]), dumps(rec))
+    return recs
+
+
 def combine_group(group: int, parts: list, ctx: TaskContext, is_last: bool) -> dict:
     """Join the fragments of a file group that spans partitions (or a partition edge) into its
-    file; ``parts`` are the input partitions (-1: the previous run's open rows), in order."""
+    file; ``parts`` are the input partitions (-1: the previous run's open rows), in order.
+    Returns its record, which :func:`combine_groups` writes once the files are durable."""
     tables = [ipc_read(ctx.folder.read(frag_name(group, k))) for k in parts]
     table = concat(tables, ctx.schema)
     files = {}
@@ -245,8 +257,6 @@ def combine_group(group: int, parts: list, ctx: TaskContext, is_last: bool) -> d
         write_checked(ctx.folder, OPEN, data, files)
         rec["open"] = {"file": OPEN, "rows": int(table.num_rows), "bytes": len(data), "sha256": files[OPEN][1]}
     rec["files"] = files
-    ctx.folder.make_durable(files)  # before the record that vouches for them
-    ctx.folder.write_atomic(group_record_name(group), dumps(rec))
     return rec
 
 
