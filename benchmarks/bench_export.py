@@ -22,6 +22,11 @@ LocalCluster with one thread per worker; it is compared with one partition's in-
     python benchmarks/bench_export.py --rows 2000000 --markdown docs/_bench_export.md
     python benchmarks/bench_export.py --rows 2000000 --fsync-cost   # also: export with fsync disabled
 
+``--file-floor`` adds a plain write of as many files as the export wrote (each partition cut
+into equal slices, one ``pq.write_table`` per slice, under ``map_partitions``): what writing one
+file per batch costs with no plan, no batch ids, no checksums, no temporary names and no
+``syncfs``, so that the export's own overhead is told from the cost of its file count.
+
 ``--fsync-cost`` adds a third command, the same export with ``os.fsync`` and ``syncfs`` replaced
 by no-ops in its process, so that the cost of the durability the export pays (each task's files
 made durable before its record, control files fsynced before their rename, the folder before the
@@ -72,6 +77,25 @@ else:
 dd.read_parquet(sys.argv[1]).to_parquet(sys.argv[2], write_index=False)
 """
 
+
+_FILE_FLOOR = r"""
+import os, sys, dask, dask.dataframe as dd, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+inp, out, sched, n_files = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if sched.startswith("tcp://"):
+    from distributed import Client
+    Client(sched)
+else:
+    dask.config.set(scheduler=sched)
+ddf = dd.read_parquet(inp)
+os.makedirs(out)
+def write(df, partition_info=None):
+    k, table = partition_info["number"], pa.Table.from_pandas(df, preserve_index=False)
+    per = max(1, -(-table.num_rows * ddf.npartitions // n_files))
+    for i, a in enumerate(range(0, table.num_rows, per)):
+        pq.write_table(table.slice(a, per), os.path.join(out, f"part-{k:06d}-{i:06d}.parquet"))
+    return pd.Series([table.num_rows])
+ddf.map_partitions(write, meta=pd.Series([0])).compute()
+"""
 
 _IDIOM = r"""
 import sys, dask, dask.dataframe as dd
@@ -187,6 +211,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1, help="alternating runs of each (best time kept)")
     ap.add_argument("--markdown", help="also write the table to this file")
     ap.add_argument("--fsync-cost", action="store_true", help="also run the export without fsync")
+    ap.add_argument("--file-floor", action="store_true",
+                    help="also write as many plain files as the export wrote (no plan, no safety)")
     ap.add_argument("--idiom-cap", type=float, default=120.0,
                     help="seconds the Dask idiom (cumsum // limit, partition_on) may run (0: skip it)")
     args = ap.parse_args(argv)
@@ -222,6 +248,8 @@ def main(argv=None):
     results = {"to_parquet": [], "export": []}
     if args.fsync_cost:
         results["export, no fsync"] = []
+    if args.file_floor:
+        results["plain files, as many"] = []
     for r in range(args.repeat):
         for name in results:
             out = os.path.join(root, f"out-{name.replace(', ', '-').replace(' ', '-')}")
@@ -231,6 +259,9 @@ def main(argv=None):
                 cmd = [sys.executable, "-c", _PLAIN, inp, out, sched]
             elif name == "export":
                 cmd = [sys.executable, "-m", "dask_cumbatch", *export_args]
+            elif name == "plain files, as many":
+                written = len([f for f in os.listdir(os.path.join(root, "out-export")) if f.startswith("part-")])
+                cmd = [sys.executable, "-c", _FILE_FLOOR, inp, out, sched, str(written)]
             else:
                 cmd = [sys.executable, "-c", _NO_FSYNC, *export_args]
             results[name].append(run_sampled(cmd, client))
@@ -269,6 +300,11 @@ def main(argv=None):
                     f"stopped after {secs:.0f} s with {folders:,} of about {n_files:,} batch folders written\n"))
     if args.fsync_cost:
         text += f"fsync cost: export {rows[1]['seconds']:.2f} s with fsync, {rows[2]['seconds']:.2f} s without\n"
+    if args.file_floor:
+        floor = rows[-1]["seconds"]
+        text += (f"plain files: {n_files:,} files with no plan or safety in {floor:.2f} s, "
+                 f"{rows[0]['seconds'] / floor:.2f}x to_parquet's throughput; the export takes "
+                 f"{rows[1]['seconds'] / floor:.2f}x their time\n")
     print(text)
     print(json.dumps({"ratio": ratio, "rows": rows}), file=sys.stderr)
     if args.markdown:
