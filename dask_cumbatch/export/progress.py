@@ -58,7 +58,8 @@ def show_progress(progress) -> bool:
 def resolve_scheduler(scheduler):
     """Use ``scheduler``: None (Dask's default / an active client), a local scheduler name, a
     ``dask.distributed`` ``Client``, or a scheduler address (a client is opened and closed around
-    the block). Yields the client, or None for a local scheduler.
+    the block). Yields the client, or None for a local scheduler, which is configured as Dask's
+    function for it (see :func:`_local_get`).
 
     >>> with resolve_scheduler("sync") as client:
     ...     print(client)

@@ -440,9 +440,9 @@ def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
 
 def greedy_sums_end(w, tot, opens, lim_gt, P):
     """Where :func:`greedy_sums_ids` leaves a partition, without the ids: ``(starts, last)``,
-    ``last`` the first row of the batch open at the end (-1: the carried batch is, and no
-    row starts one), or ``(-1, -1)`` when ``P + lim_gt`` would leave int64. The scan's walk
-    over a partition kept whole in its summary, where batches are long.
+    ``last`` the first row of the batch open at the end (-1: no row starts a batch, the
+    carried one is still open), or ``(-1, -1)`` when ``P + lim_gt`` would leave int64. The
+    scan's walk over a partition kept whole in its summary, where batches are long.
 
     >>> import numpy as np
     >>> greedy_sums_end(np.array([2, 2, 2, 1, 3, 9]), 1, False, 4, np.zeros(7, np.int64))
