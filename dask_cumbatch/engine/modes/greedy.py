@@ -99,8 +99,8 @@ class GreedyMode:
 
 def _by_sums(backend, opts, is_float, kernel: str) -> bool:
     """Whether batch ends may be found from prefix sums by ``kernel`` (``greedy_chain``,
-    ``greedy_sums_starts``, ``greedy_sums_ids``): plain greedy over integer weights without
-    ``by``, a limit within int64, on a backend that has the kernel."""
+    ``greedy_sums_starts``, ``greedy_sums_ids``, ``greedy_sums_end``): plain greedy over
+    integer weights without ``by``, a limit within int64, on a backend that has the kernel."""
     return (not is_float and _plain_greedy(backend, opts) and not opts.by and not limit_beyond_int64(opts, is_float)
             and hasattr(backend, kernel))
 
