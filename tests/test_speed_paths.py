@@ -384,6 +384,18 @@ def test_flags_to_ids_counts_the_flags_like_a_plain_loop(flags, start, acc, offs
         assert got.tolist() == want.tolist()
 
 
+@pytest.mark.parametrize("start", [0, 5, 4096 * 2 + 3])
+def test_flags_to_ids_across_its_chunks(start):
+    """Several of the kernel's 4,096-row chunks (and a ragged end): the flags' running count."""
+    flags = np.random.default_rng(start).random(4096 * 3 + 13) < 0.3
+    want = np.full(len(flags), -7, np.int64)
+    want[start:] = 11 + np.cumsum(flags[start:])
+    for be in (cpu, pure):
+        got = np.full(len(flags), -7, np.int64)
+        be.flags_to_ids(flags, start, 11, got)
+        assert got.tolist() == want.tolist(), be.__name__
+
+
 @settings(max_examples=examples(100), **SETTINGS)
 @given(values=st.lists(st.sampled_from([0.0, -0.0, 1.5, -1.0, np.nan, np.inf, -np.inf, 1e308]), max_size=20),
        repeat=st.sampled_from([1, 300, 5000]))

@@ -31,6 +31,7 @@ I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
+FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
 HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
@@ -969,24 +970,28 @@ def flags_to_ids(flags, start, acc, ids):
         acc += flags[i]
         ids[i] = acc
         i += 1
-    # Eight flags (0/1 bytes) at a time: in-word prefix sums by shifts and adds (a byte never
-    # exceeds 8, so nothing carries between bytes), one add on ``acc``'s chain per word.
+    # Eight flags (0/1 bytes) read as one word: its in-word prefix sums by shifts and adds (a
+    # byte never exceeds 8, so nothing carries between bytes), for a chunk of words at a time
+    # into a small buffer; then each id is ``acc`` plus its byte, with one add on ``acc``'s
+    # chain per word. Both loops vectorise (one loop doing both ran at half the speed).
     words = flags[i:i + (n - i) // 8 * 8].view(np.uint64)
-    for k in range(words.shape[0]):
-        x = words[k]
-        x += x << np.uint64(8)
-        x += x << np.uint64(16)
-        x += x << np.uint64(32)  # byte j: flags 0..j of the word (little-endian)
-        b = i + 8 * k
-        ids[b] = acc + np.int64(x & np.uint64(0xFF))
-        ids[b + 1] = acc + np.int64((x >> np.uint64(8)) & np.uint64(0xFF))
-        ids[b + 2] = acc + np.int64((x >> np.uint64(16)) & np.uint64(0xFF))
-        ids[b + 3] = acc + np.int64((x >> np.uint64(24)) & np.uint64(0xFF))
-        ids[b + 4] = acc + np.int64((x >> np.uint64(32)) & np.uint64(0xFF))
-        ids[b + 5] = acc + np.int64((x >> np.uint64(40)) & np.uint64(0xFF))
-        ids[b + 6] = acc + np.int64((x >> np.uint64(48)) & np.uint64(0xFF))
-        acc += np.int64(x >> np.uint64(56))
-        ids[b + 7] = acc
+    out = ids[i:i + 8 * words.shape[0]]
+    prefix = np.empty(FLAG_CHUNK, np.uint8)
+    prefix_words = prefix.view(np.uint64)
+    for c in range(0, words.shape[0], FLAG_CHUNK // 8):
+        m = min(words.shape[0] - c, FLAG_CHUNK // 8)
+        for k in range(m):
+            x = words[c + k]
+            x += x << np.uint64(8)
+            x += x << np.uint64(16)
+            x += x << np.uint64(32)  # byte j: flags 0..j of the word (little-endian)
+            prefix_words[k] = x
+        chunk = out[8 * c:8 * (c + m)]
+        for k in range(m):
+            base = acc
+            for j in range(8):
+                chunk[8 * k + j] = base + np.int64(prefix[8 * k + j])
+            acc += np.int64(prefix[8 * k + 7])
     for j in range(i + 8 * words.shape[0], n):
         acc += flags[j]
         ids[j] = acc
