@@ -397,11 +397,17 @@ def test_flags_to_ids_across_its_chunks(start):
 
 
 @settings(max_examples=examples(100), **SETTINGS)
-@given(values=st.lists(st.sampled_from([0.0, -0.0, 1.5, -1.0, np.nan, np.inf, -np.inf, 1e308]), max_size=20),
+@given(values=st.lists(st.sampled_from([0.0, -0.0, 1.5, -1.0, np.nan, -np.nan, np.inf, -np.inf, 1e308, 5e-324]),
+                       max_size=20),
        repeat=st.sampled_from([1, 300, 5000]))
 def test_count_invalid_counts_nan_inf_and_negatives(values, repeat):
-    """Blocks of 4,096 rows are counted in int32: lengths on both sides of a block."""
+    """Blocks of 4,096 rows are counted in int32: lengths on both sides of a block; the quick
+    test of the bits (all valid: 0) and every other row of the column (a strided view)."""
     w = np.array(values * repeat, dtype=np.float64)
-    want = sum(1 for x in w.tolist() if not (x >= 0 and x < float("inf")))
-    assert cpu.count_invalid(w) == want
-    assert pure.count_invalid(w[:200]) == sum(1 for x in w[:200].tolist() if not (x >= 0 and x < float("inf")))
+
+    def invalid(a):
+        return sum(1 for x in a.tolist() if not (x >= 0 and x < float("inf")))
+
+    assert cpu.count_invalid(w) == invalid(w)
+    assert cpu.count_invalid(w[1::2]) == invalid(w[1::2])
+    assert pure.count_invalid(w[:200]) == invalid(w[:200])

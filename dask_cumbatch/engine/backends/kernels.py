@@ -31,9 +31,10 @@ I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 CELL_MAX = 1 << 62  # grid cells saturate here (a float grid this fine carries no information)
 LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as one word
+INF_BITS = np.int64(0x7FF0000000000000)  # float64 infinity's bits as an int64
 FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_finite_nonnegative")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
@@ -887,14 +888,32 @@ def cap_walk(flags, rows, max_rows, out):
     return n_starts, rows, first
 
 
+def _finite_nonnegative(w):
+    """Whether every float64 weight is finite and >= 0 (-0.0 aside: it answers False there),
+    by the weights' bits read as int64: those of finite non-negative floats lie from 0 up to
+    below infinity's; negative floats' (and -0.0's) are negative, NaNs' and infinities' not
+    below it. A minimum and a maximum of integers vectorise."""
+    bits = w.view(np.int64)
+    lo = np.int64(0)
+    hi = np.int64(0)
+    for i in range(bits.shape[0]):
+        x = bits[i]
+        lo = min(lo, x)
+        hi = max(hi, x)
+    return lo >= 0 and hi < INF_BITS
+
+
 def count_invalid(w):
-    """How many weights are NaN, infinite or negative (branch-free, so it vectorises).
+    """How many weights are NaN, infinite or negative: 0 from a quick test of their bits where
+    all are valid (:func:`_finite_nonnegative`), else a branch-free count (both vectorise).
 
     >>> import numpy as np
     >>> int(count_invalid(np.array([1.0, -1.0, np.nan, 2.0])))
     2
     """
     n = w.shape[0]
+    if _finite_nonnegative(w):  # the usual case, found at about twice the speed of a count
+        return 0
     valid = 0
     for lo in range(0, n, 4096):  # int32 counts per block: twice the lanes of int64 ones
         block = np.int32(0)
