@@ -26,7 +26,7 @@ from test_core_properties import SETTINGS, examples, tiny_heads
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import scratch as scratch_mod
 from dask_cumbatch.engine.backends import cpu, python as pure
-from dask_cumbatch.engine.modes.greedy import chain_of
+from dask_cumbatch.engine.modes.greedy import HEAD_MAX, HEAD_STARTS, _start_number, chain_of
 from dask_cumbatch.options import BatchOptions
 
 I64_MAX = 2**63 - 1
@@ -264,3 +264,14 @@ def test_summary_walk_searches_where_batches_look_long():
     want = cpu.greedy_starts(big, np.zeros(len(big), np.bool_), False, False, np.int64(2**62 + 10),
                              np.zeros(len(big), np.bool_))
     assert sums.called and summ.spec_starts == int(want[0]) == 3
+
+
+@settings(max_examples=examples(60), **SETTINGS)
+@given(n=st.integers(0, 70_000), every=st.sampled_from([1, 3, 60, 500, 1100, 10**6]), k=st.sampled_from([0, 5, HEAD_STARTS]))
+def test_start_number_is_the_kth_flagged_row(n, every, k):
+    """The summary's head length: the row of start k among the first HEAD_MAX flags, looked
+    up in growing windows, is the one a search of all of them finds (else HEAD_MAX)."""
+    spec = np.zeros(n, bool)
+    spec[::every] = True
+    positions = np.flatnonzero(spec[:HEAD_MAX])
+    assert _start_number(spec, k, HEAD_MAX) == (int(positions[k]) if len(positions) > k else HEAD_MAX)

@@ -258,8 +258,7 @@ def _long_head(summ, prep, opts, is_float, be, spec, max_rows, prefer_whole) -> 
     ``prefer_whole`` (summaries that need not travel).
     """
     n = len(prep.w)
-    positions = np.flatnonzero(spec[:HEAD_MAX])
-    h = int(positions[HEAD_STARTS]) if len(positions) > HEAD_STARTS else HEAD_MAX
+    h = _start_number(spec, HEAD_STARTS, HEAD_MAX)
     h = min(n, max(h, HEAD_ROWS))
     if _probes_meet(prep, opts, is_float, be, spec, h):
         return h
@@ -272,14 +271,31 @@ def _long_head(summ, prep, opts, is_float, be, spec, max_rows, prefer_whole) -> 
     return n if fits else h
 
 
+def _start_number(spec, k: int, limit: int) -> int:
+    """The row of start ``k`` (from 0) among the flags ``spec[:limit]``, else ``limit``; looks at
+    4,096 rows first, then four times as many each time (finding every start of 65,536 rows
+    took a fifth of a millisecond: a tenth of the summary's walk).
+
+    >>> _start_number(np.array([1, 0, 1, 1, 0], dtype=bool), 2, 5), _start_number(np.ones(3, bool), 5, 8)
+    (3, 8)
+    """
+    window = 4096
+    while True:
+        positions = np.flatnonzero(spec[:min(window, limit)])
+        if len(positions) > k:
+            return int(positions[k])
+        if window >= limit or window >= len(spec):
+            return limit
+        window *= 4
+
+
 def _probes_meet(prep, opts, is_float, be, spec, h) -> bool:
     """Whether paths first starting at a few rows of the first batch meet the speculative one
     inside the head. Then a chain table (about five walks' work) is likely not needed; should
     the true path still miss, the scan's fallback walk keeps the result exact."""
-    starts = np.flatnonzero(spec[1:h])
-    if not len(starts):
+    if not spec[1:h].any():
         return False
-    s1 = int(starts[0]) + 1
+    s1 = int(np.argmax(spec[1:h])) + 1
     for j in sorted({1, s1 // 2, s1 - 1} - {0}):
         res, _ = _walk(be, prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, is_float, spec=spec[j:h])
         if res[6] < 0:
