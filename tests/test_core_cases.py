@@ -167,6 +167,20 @@ def test_floor_integer_floats_on_grid_points():
         assert _ids(ddf, 3, mode="floor", max_rows=2) == _ref(w, 3, dict(mode="floor", max_rows=2))
 
 
+def test_floor_float_cell_is_the_floor_of_the_rounded_quotient():
+    # docs/semantics.md: a float cell is floor(fl(S / limit)); at S = 0.8999999999999999 the
+    # quotient rounds to 3.0, where NumPy's exact // (the pandas idiom) gives 2
+    w = pd.Series(np.full(12, 0.1))
+    s = (w.cumsum() - w).to_numpy()
+    rounded = np.floor(s / 0.3).astype(np.int64)
+    assert (s // 0.3)[9] == 2 and rounded[9] == 3
+    want = np.concatenate([[0], np.cumsum(np.diff(rounded) != 0)]).tolist()
+    for sizes in ([12], [5, 7], [1] * 12):
+        pdf, ddf = make_ddf(w.tolist(), sizes)
+        assert _ids(ddf, 0.3, mode="floor") == want
+    assert pd.DataFrame({"w": w}).cumbatch.ids("w", 0.3, mode="floor").tolist() == want
+
+
 @pytest.mark.parametrize("opts", [dict(mode="greedy"), dict(mode="fill", cost="padded"),
                                   dict(mode="floor"), dict(mode="floor", max_rows=4),
                                   dict(mode="greedy", multiple=4, max_rows=9)], ids=str)
