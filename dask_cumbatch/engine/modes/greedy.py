@@ -289,13 +289,23 @@ def _start_number(spec, k: int, limit: int) -> int:
         window *= 4
 
 
+def _second_start(spec) -> int:
+    """The row of the second start among the speculative flags ``spec`` (``len(spec)`` if none).
+
+    >>> _second_start(np.array([1, 0, 0, 1, 1], dtype=bool)), _second_start(np.array([1, 0], dtype=bool))
+    (3, 2)
+    """
+    return int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(spec)
+
+
 def _probes_meet(prep, opts, is_float, be, spec, h) -> bool:
     """Whether paths first starting at a few rows of the first batch meet the speculative one
     inside the head. Then a chain table (about five walks' work) is likely not needed; should
     the true path still miss, the scan's fallback walk keeps the result exact."""
-    if not spec[1:h].any():
+    head = spec[:h]
+    s1 = _second_start(head)
+    if s1 == len(head):
         return False
-    s1 = int(np.argmax(spec[1:h])) + 1
     for j in sorted({1, s1 // 2, s1 - 1} - {0}):
         res, _ = _walk(be, prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, is_float, spec=spec[j:h])
         if res[6] < 0:
@@ -305,7 +315,7 @@ def _probes_meet(prep, opts, is_float, be, spec, h) -> bool:
 
 def _chain_head(summ, prep, opts, be, h, spec, max_rows) -> int:
     """Attach a :class:`Chain`; the head grows to cover its candidate rows (up to ``max_rows``)."""
-    s1 = int(np.argmax(spec[1:])) + 1 if spec[1:].any() else len(spec)  # the second start
+    s1 = _second_start(spec)
     h = max(h, min(s1 + 1, max_rows, len(spec)))
     summ.chain = chain_of(prep.w, prep.newgrp, opts, spec[:h], be)
     return h
