@@ -94,8 +94,7 @@ def test_floor_summary_records_the_running_sum_its_kernels_form():
     df = pd.DataFrame({"w": w, "k": [0] * 500 + [1] * 500})
     floor = engine.summarize(df, BatchOptions.make("w", 0.25, mode="floor"), True)
     assert (floor.total_kind, floor.total) == ("running", sequential)
-    for opts in (BatchOptions.make("w", 0.25, mode="floor", by="k"), BatchOptions.make("w", 0.25, mode="floor", max_rows=2),
-                 BatchOptions.make("w", 0.25)):
+    for opts in (BatchOptions.make("w", 0.25, mode="floor", by="k"), BatchOptions.make("w", 0.25, mode="floor", max_rows=2)):
         summ = engine.summarize(df, opts, True)
         assert (summ.total_kind, summ.total) == ("sum", pairwise), opts
 
@@ -117,3 +116,55 @@ def test_a_finish_without_the_quick_kernel_still_checks_a_running_total(monkeypa
     assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]  # the walk's ids
     with pytest.raises(InputChangedError, match="total"):
         engine.finish_ids(df.assign(w=[0.5, 0.25, 0.1 + 2**-50, 0.7, 0.3]), opts, True, entry)
+
+
+def bits_by_hand(w) -> int:
+    """The weights' bit total as anyone would write it: each float's bits as an unsigned
+    integer, added up in Python, modulo 2**64."""
+    return sum(int.from_bytes(np.float64(x).tobytes(), "little") for x in w) % 2**64
+
+
+@pytest.mark.parametrize("mode", ["greedy", "fill"])
+@pytest.mark.parametrize("by", [None, "k"])
+def test_greedy_float_summaries_record_the_weights_bit_total(mode, by):
+    """Greedy and fill use the total only to check the input, so for float weights it is the
+    sum of their bits: exact in any order, formed by the validity test's own pass."""
+    w = np.random.default_rng(5).random(50_000) * 3
+    df = pd.DataFrame({"w": w, "k": np.repeat([0, 1], 25_000)})
+    summ = engine.summarize(df, BatchOptions.make("w", 4.0, mode=mode, by=by), True)
+    assert (summ.total_kind, summ.total) == ("bits", bits_by_hand(w))
+    ints = engine.summarize(df.assign(w=np.arange(50_000)), BatchOptions.make("w", 400, mode=mode, by=by), False)
+    assert (ints.total_kind, ints.total) == ("sum", sum(range(50_000)))
+
+
+def test_greedy_bit_total_with_skipped_rows_covers_the_batched_weights_only():
+    w = np.random.default_rng(6).random(30_000)
+    w[[7, 20_000]] = [np.nan, -1.0]
+    opts = BatchOptions.make("w", 2.0, invalid="skip")
+    summ = engine.summarize(pd.DataFrame({"w": w}), opts, True)
+    assert (summ.total_kind, summ.total, summ.n_invalid) == ("bits", bits_by_hand(np.delete(w, [7, 20_000])), 2)
+    plan = engine.plan_frame(pd.DataFrame({"w": w}), opts, True)
+    ids = engine.finish_ids(pd.DataFrame({"w": w}), opts, True, plan.entries[0])
+    assert ids.isna().sum() == 2
+
+
+@pytest.mark.parametrize("change", ["last bit", "swap with a new value", "negative zero"])
+def test_greedy_float_finish_catches_any_change_of_one_weight(change):
+    """A change of one weight's last bit moves the bit total by one: caught however large
+    the other weights are (a float sum of 1e300 and 1.0 would not see the 1.0 change)."""
+    w = np.array([1e300, 1.0, 2.0, 0.5] * 10_000)
+    opts = BatchOptions.make("w", 1e301)
+    entry = engine.plan_frame(pd.DataFrame({"w": w}), opts, True).entries[0]
+    assert entry.total_kind == "bits"
+    assert engine.finish_ids(pd.DataFrame({"w": w}), opts, True, entry).max() >= 0  # unchanged: passes
+    changed = w.copy()
+    if change == "last bit":
+        changed[1] = np.nextafter(1.0, 2.0)
+    elif change == "swap with a new value":
+        changed[2] = 3.0
+    else:
+        changed[1::4] = 0.0
+        entry = engine.plan_frame(pd.DataFrame({"w": changed}), opts, True).entries[0]
+        changed[5] = -0.0  # still a valid weight, other bits
+    with pytest.raises(InputChangedError, match="partition .* weights' bit total 0x"):
+        engine.finish_ids(pd.DataFrame({"w": changed}), opts, True, entry)

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import subprocess
 import sys
 from unittest import mock
@@ -414,3 +416,7 @@ def test_count_invalid_counts_nan_inf_and_negatives(values, repeat):
     assert cpu.count_invalid(w) == invalid(w)
     assert cpu.count_invalid(w[1::2]) == invalid(w[1::2])
     assert pure.count_invalid(w[:200]) == invalid(w[:200])
+    for kernel, a in ((cpu.valid_bits_total, w), (cpu.valid_bits_total, w[1::2]), (pure.valid_bits_total, w[:200])):
+        valid, total = kernel(a)
+        bits = sum(int.from_bytes(np.float64(x).tobytes(), "little") for x in a.tolist()) % 2**64
+        assert (bool(valid), int(total)) == (invalid(a) == 0 and not any(math.copysign(1, x) < 0 for x in a.tolist()), bits)

@@ -12,7 +12,7 @@ import pandas as pd
 from .backends import backend_for
 from .modes import mode_for
 from .partition import host_columns, is_cudf, like_partition, prepare
-from .scan import weight_total
+from .scan import checked_total
 from .state import Entry, input_changed
 
 
@@ -46,8 +46,8 @@ def check_unchanged(arrays, entry: Entry) -> None:
     """
     if entry.n_all is None:
         return
-    summed = entry.total is not None and entry.total_kind == "sum"
-    total = weight_total(arrays.w) if summed else None
+    summed = entry.total is not None and entry.total_kind in ("sum", "bits")
+    total = checked_total(arrays, entry.total_kind) if summed else None
     if arrays.n_all != entry.n_all or (summed and total != entry.total):
         raise input_changed(entry, arrays.n_all, total)
 

@@ -45,6 +45,12 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
     >>> values.tolist(), invalid.tolist()
     ([1, 2], [])
     """
+    return _checked_weights(col, check, backend)[:2]
+
+
+def _checked_weights(col: pd.Series, check: bool, backend):
+    """:func:`weight_values` plus the weights' bit total where the validity test formed it
+    (float64 weights, all valid), else None."""
     dtype = col.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
         if dtype.kind == "u" and dtype.itemsize == 8 and len(col) and col.to_numpy().max() > I64_MAX:
@@ -52,10 +58,10 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
                 f"weight column {col.name!r} holds values above 2**63-1; weights are summed in int64"
             )
         values = col.to_numpy(dtype=np.float64 if dtype.kind == "f" else np.int64)
-        return array_weight_values(values, check and dtype.kind in "fi", backend)
+        return _checked_array(values, check and dtype.kind in "fi", backend)
     na = col.isna().to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(dtype):
-        return col.to_numpy(dtype=np.int64, na_value=0), na
+        return col.to_numpy(dtype=np.int64, na_value=0), na, None
     if pd.api.types.is_integer_dtype(dtype):
         if pd.api.types.is_unsigned_integer_dtype(dtype) and len(col) and not na.all():
             if int(col.max()) > I64_MAX:
@@ -64,10 +70,10 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
                     "weights are summed in int64"
                 )
         values = col.to_numpy(dtype=np.int64, na_value=0)
-        return values, na | (values < 0)
+        return values, na | (values < 0), None
     values = col.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
-        return values, ~np.isfinite(values) | (values < 0)
+        return values, ~np.isfinite(values) | (values < 0), None
 
 
 def array_weight_values(values: np.ndarray, check: bool = True, backend=None):
@@ -76,15 +82,40 @@ def array_weight_values(values: np.ndarray, check: bool = True, backend=None):
     >>> array_weight_values(np.array([1.0, -1.0]))[1].tolist()
     [False, True]
     """
+    return _checked_array(values, check, backend)[:2]
+
+
+def _checked_array(values: np.ndarray, check: bool, backend):
+    """:func:`array_weight_values` plus the float weights' bit total (:func:`bits_total`) where
+    the backend's validity test formed it in the same pass (``valid_bits_total``), else None."""
     if values.dtype.kind == "f":
         be = backend or backend_for("cpu", len(values))
-        if not check or be.count_invalid(be.asarray(values)) == 0:
-            return values, _NO_INVALID
+        if not check:
+            return values, _NO_INVALID, None
+        if hasattr(be, "valid_bits_total"):
+            valid, total = be.valid_bits_total(be.asarray(values))
+            if valid:
+                return values, _NO_INVALID, int(total)
+        if be.count_invalid(be.asarray(values)) == 0:  # -0.0 fails the quick test alone
+            return values, _NO_INVALID, None
         with np.errstate(invalid="ignore"):
-            return values, ~((values >= 0) & (values < np.inf))
+            return values, ~((values >= 0) & (values < np.inf)), None
     if not check or values.min(initial=0) >= 0:
-        return values, _NO_INVALID
-    return values, values < 0
+        return values, _NO_INVALID, None
+    return values, values < 0, None
+
+
+def bits_total(w: np.ndarray) -> int:
+    """The sum of a float64 array's bits read as uint64, modulo 2**64: a fingerprint of the
+    weights that is exact and the same in any order (the greedy and fill summaries record it,
+    their finish checks it; ``Summary.total_kind`` "bits").
+
+    >>> bits_total(np.array([1.0, 2.0])) == bits_total(np.array([2.0, 1.0]))
+    True
+    >>> bits_total(np.array([1.0, 2.0])) == bits_total(np.array([1.0, np.nextafter(2.0, 3.0)]))
+    False
+    """
+    return int(np.ascontiguousarray(w, dtype=np.float64).view(np.uint64).sum(dtype=np.uint64))
 
 
 def is_cudf(obj) -> bool:
@@ -150,6 +181,7 @@ class PartitionArrays:
     invalid: np.ndarray | None  # bool mask over all rows (None: every row is valid)
     first_key: tuple
     last_key: tuple
+    bits: int | None = None  # bits_total(w), where the validity test formed it (else not known)
 
     def position(self, i: int) -> int:
         """Position in the partition of the i-th batched row.
@@ -179,9 +211,9 @@ def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend
     """
     check = not (checked and opts.invalid == "raise")
     n_all, df = len(df), host_columns(df, opts)
-    values, invalid = weight_values(df[opts.weight], check=check, backend=backend)
+    values, invalid, bits = _checked_weights(df[opts.weight], check, backend)
     codes = group_codes(df, opts.by) if opts.by else []
-    return _arrays(values, invalid, codes, df, opts, n_all)
+    return _arrays(values, invalid, codes, df, opts, n_all, bits)
 
 
 def prepare_weights(values: np.ndarray, opts: BatchOptions, backend=None) -> PartitionArrays:
@@ -194,8 +226,8 @@ def prepare_weights(values: np.ndarray, opts: BatchOptions, backend=None) -> Par
     """
     if opts.by:
         raise ValueError("prepare_weights: a partition batched by keys needs its key columns (prepare)")
-    values, invalid = array_weight_values(values, check=True, backend=backend)
-    return _arrays(values, invalid, [], None, opts, len(values))
+    values, invalid, bits = _checked_array(values, True, backend)
+    return _arrays(values, invalid, [], None, opts, len(values), bits)
 
 
 def unchecked_weights(values: np.ndarray) -> PartitionArrays:
@@ -225,7 +257,7 @@ def plain_weights(df: pd.DataFrame, opts: BatchOptions) -> np.ndarray | None:
     return col.to_numpy()
 
 
-def _arrays(values, invalid, codes, df, opts, n_all) -> PartitionArrays:
+def _arrays(values, invalid, codes, df, opts, n_all, bits=None) -> PartitionArrays:
     if invalid is _NO_INVALID:
         invalid = None
     keep = np.flatnonzero(~invalid) if invalid is not None and invalid.any() else None
@@ -242,7 +274,7 @@ def _arrays(values, invalid, codes, df, opts, n_all) -> PartitionArrays:
         last = tuple(df[k].iloc[last_row] for k in opts.by)
     else:
         first = last = ()
-    return PartitionArrays(w, newgrp, keep, n_all, invalid, plain_key(first), plain_key(last))
+    return PartitionArrays(w, newgrp, keep, n_all, invalid, plain_key(first), plain_key(last), bits)
 
 
 def window_order(keep, values, codes, window):

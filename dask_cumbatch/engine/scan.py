@@ -18,7 +18,7 @@ import pandas as pd
 from ..options import BatchOptions, hinted
 from .backends import backend_for
 from .modes import mode_for, needs_extra_pass
-from .partition import plain_weights, prepare, prepare_weights, unchecked_weights
+from .partition import bits_total, plain_weights, prepare, prepare_weights, unchecked_weights
 from .state import Carry, Entry, OversizeError, PartitionPlan, Summary, WeightError, py_scalar
 
 HEAD_BUDGET = 1 << 27  # bytes of weights kept over all partitions together (128 MiB)
@@ -47,6 +47,22 @@ def weight_total(w: np.ndarray):
     (5, 0.75)
     """
     return py_scalar(w.sum()) if len(w) else (0.0 if w.dtype.kind == "f" else 0)
+
+
+def checked_total(arrays, kind: str):
+    """The total of a prepared partition that the summary records and the finish compares, of
+    ``kind`` ``"sum"`` (:func:`weight_total`) or ``"bits"`` (the weights' bit total, from the
+    validity test's pass where it formed it; see ``Summary.total_kind``).
+
+    >>> from dask_cumbatch.engine.partition import unchecked_weights
+    >>> checked_total(unchecked_weights(np.array([0.5, 0.25])), "sum")
+    0.75
+    >>> checked_total(unchecked_weights(np.array([0.5, 0.25])), "bits") == bits_total(np.array([0.25, 0.5]))
+    True
+    """
+    if kind == "bits":
+        return arrays.bits if arrays.bits is not None else bits_total(arrays.w)
+    return weight_total(arrays.w)
 
 
 def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0,
@@ -105,8 +121,8 @@ def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole
     if summ is None:
         summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
     summ.n_all, summ.n = arrays.n_all, n
-    if summ.total_kind == "sum":
-        summ.total = weight_total(arrays.w)
+    if summ.total_kind in ("sum", "bits"):
+        summ.total = checked_total(arrays, summ.total_kind)
     summ.first_key, summ.last_key = arrays.first_key, arrays.last_key
     if arrays.invalid is not None and arrays.invalid.any():
         summ.n_invalid = int(arrays.invalid.sum())

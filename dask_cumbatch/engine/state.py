@@ -169,8 +169,13 @@ def input_changed(entry, n_all: int, total=None) -> InputChangedError:
     >>> str(input_changed(Entry(Carry(), n_all=2, total=4, partition=3), 3))
     'partition 3 changed between the summary and the finish pass: 3 rows where the summary saw 2 rows; the input changed while it was being batched'
     """
-    seen, saw = (f"{n_all} rows", f"{entry.n_all} rows") if total is None else (
-        f"{n_all} rows / total {total}", f"{entry.n_all} rows / total {entry.total}")
+    if total is None:
+        seen, saw = f"{n_all} rows", f"{entry.n_all} rows"
+    elif entry.total_kind == "bits":  # a fingerprint, not a number anyone adds up
+        seen, saw = (f"{n_all} rows / weights' bit total {total:#018x}",
+                     f"{entry.n_all} rows / weights' bit total {entry.total:#018x}")
+    else:
+        seen, saw = f"{n_all} rows / total {total}", f"{entry.n_all} rows / total {entry.total}"
     return InputChangedError(
         f"partition {entry.partition} changed between the summary and the finish pass: {seen} "
         f"where the summary saw {saw}; the input changed while it was being batched",
@@ -206,9 +211,12 @@ class Summary:
 
     ``total`` is the exact total of the valid weights, checked by the finish with ``n_all``:
     ``total_kind`` ``"sum"``, summed by NumPy in batching order (int64 exact; float64 the
-    same bits in both passes), or ``"running"``, the sequential running sum the mode's
-    kernels form anyway in both passes (``floor`` without ``by`` or ``max_rows``: no pass of
-    its own), which the mode's finish checks.
+    same bits in both passes); ``"bits"``, for float64 weights of greedy and fill (which use
+    the total for nothing else), the sum of the weights' bits modulo 2**64
+    (:func:`~dask_cumbatch.engine.partition.bits_total`: exact in any order, and formed by the
+    summary's validity test in the same pass); or ``"running"``, the sequential running sum
+    the mode's kernels form anyway in both passes (``floor`` without ``by`` or ``max_rows``: no
+    pass of its own), which the mode's finish checks.
 
     >>> Summary(n_all=3, n=2, total=5).n_invalid
     0

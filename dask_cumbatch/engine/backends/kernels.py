@@ -42,7 +42,7 @@ BLOCK_HELPERS = ("_block_float", "_block_int")
 KERNELS = (
     "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
     "greedy_sums_starts",
-    "floor_walk", "floor_risky", "cap_walk", "count_invalid",
+    "floor_walk", "floor_risky", "cap_walk", "count_invalid", "valid_bits_total",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
@@ -922,6 +922,30 @@ def count_invalid(w):
             block += np.int32((x >= 0.0) & (x < np.inf))
         valid += block
     return n - valid
+
+
+def valid_bits_total(w):
+    """``(every float64 weight is finite and >= 0, the wrapping uint64 sum of their bits)`` in
+    one pass: the validity test of :func:`count_invalid` (False: count them with it) and, beside
+    it, a fingerprint of the weights that a later pass can check exactly. Integer addition
+    modulo 2**64 gives the same sum in any order, on any backend.
+
+    >>> import numpy as np
+    >>> ok, total = valid_bits_total(np.array([1.0, 2.0]))
+    >>> bool(ok), int(total) == int(np.array([1.0, 2.0]).view(np.uint64).sum())
+    (True, True)
+    """
+    bits = w.view(np.int64)
+    ubits = w.view(np.uint64)
+    lo = np.int64(0)
+    hi = np.int64(0)
+    total = np.uint64(0)
+    for i in range(bits.shape[0]):
+        x = bits[i]
+        lo = min(lo, x)
+        hi = max(hi, x)
+        total += ubits[i]
+    return lo >= 0 and hi < INF_BITS, total
 
 
 def starts_to_ids(starts, base):

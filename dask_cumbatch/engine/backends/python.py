@@ -83,3 +83,14 @@ def check_available() -> None:
 
     >>> check_available()
     """
+
+
+def valid_bits_total(w):
+    """:func:`.kernels.valid_bits_total`, quietly: its uint64 sum wraps by design, which NumPy's
+    scalars warn of and compiled code does not.
+
+    >>> bool(valid_bits_total(np.array([-1.0, 2.0]))[0])
+    False
+    """
+    with np.errstate(over="ignore"):
+        return kernels.valid_bits_total(w)

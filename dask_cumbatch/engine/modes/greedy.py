@@ -62,7 +62,7 @@ class GreedyMode:
 
     def summarize(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
         """Speculative walk from an empty batch; keep the head (and a Chain) the scan needs."""
-        summ = GreedySummary()
+        summ = GreedySummary(total_kind="bits" if is_float else "sum")  # the total only checks the input
         _summarize_walk(summ, arrays, opts, is_float, backend, head_bytes, prefer_whole)
         return summ
 
