@@ -34,7 +34,7 @@ LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as o
 INF_BITS = np.int64(0x7FF0000000000000)  # float64 infinity's bits as an int64
 FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_finite_nonnegative")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_valid_and_bits")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
@@ -888,31 +888,36 @@ def cap_walk(flags, rows, max_rows, out):
     return n_starts, rows, first
 
 
-def _finite_nonnegative(w):
-    """Whether every float64 weight is finite and >= 0 (-0.0 aside: it answers False there),
-    by the weights' bits read as int64: those of finite non-negative floats lie from 0 up to
-    below infinity's; negative floats' (and -0.0's) are negative, NaNs' and infinities' not
-    below it. A minimum and a maximum of integers vectorise."""
+def _valid_and_bits(w):
+    """``(every float64 weight is finite and >= 0, the wrapping uint64 sum of their bits)``.
+
+    Validity by the weights' bits read as int64: those of finite non-negative floats lie from 0
+    up to below infinity's; negative floats' (and -0.0's: the answer is False there) are
+    negative, NaNs' and infinities' not below it. A minimum, a maximum and a sum of integers
+    vectorise, and the sum costs nothing beside them (the loop waits on memory)."""
     bits = w.view(np.int64)
+    ubits = w.view(np.uint64)
     lo = np.int64(0)
     hi = np.int64(0)
+    total = np.uint64(0)
     for i in range(bits.shape[0]):
         x = bits[i]
         lo = min(lo, x)
         hi = max(hi, x)
-    return lo >= 0 and hi < INF_BITS
+        total += ubits[i]
+    return lo >= 0 and hi < INF_BITS, total
 
 
 def count_invalid(w):
     """How many weights are NaN, infinite or negative: 0 from a quick test of their bits where
-    all are valid (:func:`_finite_nonnegative`), else a branch-free count (both vectorise).
+    all are valid (:func:`_valid_and_bits`), else a branch-free count (both vectorise).
 
     >>> import numpy as np
     >>> int(count_invalid(np.array([1.0, -1.0, np.nan, 2.0])))
     2
     """
     n = w.shape[0]
-    if _finite_nonnegative(w):  # the usual case, found at about twice the speed of a count
+    if _valid_and_bits(w)[0]:  # the usual case, found at about twice the speed of a count
         return 0
     valid = 0
     for lo in range(0, n, 4096):  # int32 counts per block: twice the lanes of int64 ones
@@ -935,17 +940,7 @@ def valid_bits_total(w):
     >>> bool(ok), int(total) == int(np.array([1.0, 2.0]).view(np.uint64).sum())
     (True, True)
     """
-    bits = w.view(np.int64)
-    ubits = w.view(np.uint64)
-    lo = np.int64(0)
-    hi = np.int64(0)
-    total = np.uint64(0)
-    for i in range(bits.shape[0]):
-        x = bits[i]
-        lo = min(lo, x)
-        hi = max(hi, x)
-        total += ubits[i]
-    return lo >= 0 and hi < INF_BITS, total
+    return _valid_and_bits(w)
 
 
 def starts_to_ids(starts, base):

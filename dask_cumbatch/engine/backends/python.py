@@ -21,7 +21,6 @@ from .kernels import (  # noqa: F401
     batch_stats,
     cap_walk,
     chain_table,
-    count_invalid,
     flags_to_ids,
     floor_risky,
     floor_ids_quick,
@@ -94,3 +93,14 @@ def valid_bits_total(w):
     """
     with np.errstate(over="ignore"):
         return kernels.valid_bits_total(w)
+
+
+def count_invalid(w):
+    """:func:`.kernels.count_invalid`, quietly (its quick test sums the bits, see
+    :func:`valid_bits_total`).
+
+    >>> int(count_invalid(np.array([1.0, -1.0, np.nan, 2.0])))
+    2
+    """
+    with np.errstate(over="ignore"):
+        return kernels.count_invalid(w)
