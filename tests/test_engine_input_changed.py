@@ -168,3 +168,21 @@ def test_greedy_float_finish_catches_any_change_of_one_weight(change):
         changed[5] = -0.0  # still a valid weight, other bits
     with pytest.raises(InputChangedError, match="partition .* weights' bit total 0x"):
         engine.finish_ids(pd.DataFrame({"w": changed}), opts, True, entry)
+
+
+@pytest.mark.parametrize("odd", [-0.0, np.nan, -2.0])
+def test_a_weight_failing_the_quick_test_is_sorted_out_without_a_second_test(odd):
+    """-0.0 fails the bits' quick test though it is a valid weight; NaN and negatives are
+    invalid. Either way the summary makes no further validity pass (``count_invalid``), and
+    its total is the bit total of the weights it batches."""
+    from unittest import mock
+
+    from dask_cumbatch.engine.backends import cpu
+
+    w = np.random.default_rng(7).random(40_000)
+    w[123] = odd
+    opts = BatchOptions.make("w", 2.0, invalid="skip")
+    with mock.patch.object(cpu, "count_invalid", side_effect=AssertionError("a second validity pass")):
+        summ = engine.summarize(pd.DataFrame({"w": w}), opts, True)
+    batched = w if odd == 0 else np.delete(w, 123)
+    assert (summ.total_kind, summ.total, summ.n_invalid) == ("bits", bits_by_hand(batched), 0 if odd == 0 else 1)

@@ -96,13 +96,21 @@ def _checked_array(values: np.ndarray, check: bool, backend):
             valid, total = be.valid_bits_total(be.asarray(values))
             if valid:
                 return values, _NO_INVALID, int(total)
-        if be.count_invalid(be.asarray(values)) == 0:  # -0.0 fails the quick test alone
+            invalid = _invalid_floats(values)  # the quick test is not repeated by a count
+            if not invalid.any():  # -0.0 fails the quick test alone; the total covers every row
+                return values, _NO_INVALID, int(total)
+            return values, invalid, None
+        if be.count_invalid(be.asarray(values)) == 0:
             return values, _NO_INVALID, None
-        with np.errstate(invalid="ignore"):
-            return values, ~((values >= 0) & (values < np.inf)), None
+        return values, _invalid_floats(values), None
     if not check or values.min(initial=0) >= 0:
         return values, _NO_INVALID, None
     return values, values < 0, None
+
+
+def _invalid_floats(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return ~((values >= 0) & (values < np.inf))
 
 
 def bits_total(w: np.ndarray) -> int:
