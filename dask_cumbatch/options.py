@@ -87,22 +87,45 @@ def parse_limit(value) -> float | int:
     250
     >>> parse_limit("9007199254740993")  # integer strings are exact (2**53 + 1)
     9007199254740993
+
+    A string that is not a whole number becomes the nearest float64, as ``float()`` reads
+    it, unless that float lies on the other side of a whole number (or on one): integer
+    weights would then be cut at another place than the string says, so it is refused.
+
+    >>> parse_limit("0.1"), parse_limit("2.5 KB")
+    (0.1, 2500)
+    >>> parse_limit("9007199254740993.5")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: limit '9007199254740993.5' has no float64 value between the same whole numbers ...
     """
     if isinstance(value, str):
-        match = _LIMIT_RE.match(value)
-        if not match or match.group(2).upper() not in _UNITS:
-            raise ValueError(
-                f"cannot read limit {value!r}: use a number, optionally with a unit "
-                "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '5MB' or 4096"
-            )
-        number = Decimal(match.group(1)) * _UNITS[match.group(2).upper()]  # exact: no float detour
-        whole = number == number.to_integral_value() and number < _HUGE
-        value = int(number) if whole else float(number)
+        value = _limit_from_text(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"limit must be a number or a string like '5MB', not {type(value).__name__}")
     if not (math.isfinite(float(value)) and value > 0):
         raise ValueError(f"limit must be a finite number > 0, got {value!r}")
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _limit_from_text(text: str) -> float | int:
+    """The number a limit string means: an int when whole, else a float64 that keeps its place
+    between whole numbers (see :func:`parse_limit`)."""
+    match = _LIMIT_RE.match(text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise ValueError(
+            f"cannot read limit {text!r}: use a number, optionally with a unit "
+            "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '5MB' or 4096"
+        )
+    number = Decimal(match.group(1)) * _UNITS[match.group(2).upper()]  # exact: no float detour
+    if number == number.to_integral_value():
+        return int(number) if number < _HUGE else float(number)
+    rounded = float(number)
+    if math.isfinite(rounded) and not math.floor(number) < rounded < math.floor(number) + 1:
+        raise ValueError(
+            f"limit {text!r} has no float64 value between the same whole numbers (float64 makes it "
+            f"{rounded!r}, which would cut integer weights elsewhere); give a whole number, or fewer digits"
+        )
+    return rounded
 
 
 _UNSET = object()
