@@ -36,7 +36,8 @@ limit : int, float or str
 KeyError
     A weight or ``by`` column the frame does not have (with the closest name).
 ValueError
-    An option value out of range; invalid weights with ``invalid='raise'``
+    An option value out of range; a ``name`` the frame already has as a column or
+    index level, where the ids become a column; invalid weights with ``invalid='raise'``
     (:class:`~dask_cumbatch.WeightError`); a row over the limit with
     ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).""",
 }
@@ -73,9 +74,9 @@ class _Batcher:
             raise TypeError(f"the weight must be {WEIGHTS_ACCEPTED}; got {got}")
         return pd.Series(weight, index=self._obj.index, name="weight")
 
-    def _prepare(self, weight, limit, kw):
+    def _prepare(self, weight, limit, kw, adds_ids):
         weight = self._weight(weight)
-        return graph.prepare_frame(self._obj, weight, _opts(weight, limit, kw))
+        return graph.prepare_frame(self._obj, weight, _opts(weight, limit, kw), adds_ids)
 
     def _plan(self, prep):
         if isinstance(prep.ddf, pd.DataFrame):
@@ -152,7 +153,9 @@ class CumbatchDataFrameAccessor(_Batcher):
         >>> pd.DataFrame({"x": [0, 1, 2]}).cumbatch.ids(np.array([4, 4, 4]), 8).tolist()
         [0, 0, 1]
         """
-        prep = self._prepare(weight, limit, options)
+        return self._ids(self._prepare(weight, limit, options, adds_ids=False))
+
+    def _ids(self, prep):
         plan = self._plan(prep)
         if self._is_pandas:
             return engine.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
@@ -173,7 +176,8 @@ class CumbatchDataFrameAccessor(_Batcher):
         Returns
         -------
         pandas.DataFrame or dask.dataframe.DataFrame
-            The frame with the id column (an existing column of that name is replaced).
+            The frame with the id column (a column or index level of that name already in
+            the frame raises ``ValueError``: pick another ``name``).
 
         Raises
         ------
@@ -185,7 +189,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         >>> pd.DataFrame({"w": [4, 4, 4]}).cumbatch.assign("w", 8)["batch"].tolist()
         [0, 0, 1]
         """
-        ids = self.ids(weight, limit, **options)
+        ids = self._ids(self._prepare(weight, limit, options, adds_ids=True))
         return self._obj.assign(**{ids.name: ids})
 
     @takes_options(docs=_SHARED_DOCS)
@@ -216,7 +220,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         BatchPlan: 2 batches, 3 rows (mode='greedy', limit=10, cost='sum')
         ...
         """
-        prep = self._prepare(weight, limit, options)
+        prep = self._prepare(weight, limit, options, adds_ids=False)
         parts = self._plan(prep)
         if self._is_pandas:
             stats = engine.finish_stats(prep.ddf, prep.opts, prep.is_float, parts.entries[0])

@@ -92,8 +92,11 @@ class EntryTable:
         self.entries = entries
 
 
-def prepare_frame(ddf, weight, opts: BatchOptions) -> Prepared:
-    """Validate the options against the frame's schema (no data is read); pandas or Dask."""
+def prepare_frame(ddf, weight, opts: BatchOptions, adds_ids: bool = True) -> Prepared:
+    """Validate the options against the frame's schema (no data is read); pandas or Dask.
+
+    ``adds_ids``: the caller adds the id column to the frame (``ids()`` and ``plan()`` do not).
+    """
     temp = None
     if isinstance(weight, (dd.Series, pd.Series)):
         temp = WEIGHT_COLUMN
@@ -101,6 +104,8 @@ def prepare_frame(ddf, weight, opts: BatchOptions) -> Prepared:
         opts = opts.with_(weight=WEIGHT_COLUMN)
     meta = ddf._meta if isinstance(ddf, dd.DataFrame) else ddf
     opts.check_columns(meta.columns, meta.dtypes)
+    if adds_ids:
+        opts.check_id_column(meta.columns, meta.index.names)
     if opts.device == "gpu":
         backend_for("gpu")  # raises here, before any data is read, when no GPU backend runs
     return Prepared(ddf, opts, weight_kind(meta.dtypes[opts.weight]) == "float", temp)

@@ -361,7 +361,8 @@ _SPEC = (
            "'skip' leaves those rows out of every batch (their id is missing) and counts them.",
            choices=INVALID),
     Option("name", "batch", "column", "name of the batch id column (default: batch)",
-           "An existing column of that name is replaced, as DataFrame.assign does.", metavar="COL"),
+           "A column or index level of that name already in the frame is refused where the ids "
+           "become a column (not by ids()): pick a new name.", metavar="COL"),
     Option("multiple", None, "count", "greedy: cut batches to a multiple of M rows",
            "A batch closed by the limit or max_rows keeps its first m * floor(r / m) rows when it "
            "holds r >= m rows; a batch that reaches the limit with fewer than m rows (heavy rows) "
@@ -546,6 +547,27 @@ class BatchOptions:
         for key in self.by:
             if key not in columns:
                 raise hinted(missing_column(f"{keyword('by')} column", key, columns), ("by",))
+
+    def check_id_column(self, columns, index_names=()) -> None:
+        """Refuse an id column name that a column or index level of the frame already has.
+
+        Called where the ids become a column (``assign``, ``repartition``, ``iter_batches``,
+        the export), never by ``ids()``, whose Series replaces nothing.
+
+        >>> BatchOptions.make("w", 10).check_id_column(["w", "batch"])
+        Traceback (most recent call last):
+        ValueError: the input already has a column 'batch', which the batch ids would replace; name the id column otherwise, e.g. name='batch_id'
+        """
+        where = ("a column" if self.name in columns else
+                 "an index named" if self.name in index_names else None)
+        if where is None:
+            return
+        taken = set(map(str, columns)) | set(map(str, index_names))
+        free = next(n for n in (f"{self.name}_id", *(f"{self.name}_id{i}" for i in range(2, len(taken) + 3)))
+                    if n not in taken)
+        raise hinted(ValueError(f"the input already has {where} {self.name!r}, which the batch ids would "
+                                f"replace; name the id column otherwise, e.g. {keyword('name', free)}"),
+                     ("name", free))
 
 
 def _check_combination(values: dict) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 
+from ..graph import prepare_frame
 from ..options import BatchOptions
 from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
 from .formats import FORMATS, encode
@@ -131,6 +132,8 @@ def to_files(
     options = BatchOptions.make(weight, limit, **opts)
     check_export_arguments(options, format, batches_per_file, max_skips)
     source = Source(ddf, inputs, input_storage_options or storage_options, full_hash=bool(verify_inputs))
+    if source.files:  # the schema's checks (columns, dtypes, the id column) before the folder is touched
+        prepare_frame(source.ddf(source.files[:1]), weight, options)
     folder = Folder(path, storage_options)
     source.check_output_outside(folder.root, folder.url) if folder.local else None
     job = Job(
