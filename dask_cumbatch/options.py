@@ -616,6 +616,13 @@ def check_weight_dtype(dtype, label) -> None:
     Traceback (most recent call last):
     TypeError: weight column 'w' has dtype object; it must be numeric (int, uint, float or bool)
     """
+    scale = decimal_scale(dtype)
+    if scale:
+        raise TypeError(
+            f"weight column {label!r} has dtype {dtype}: decimals with digits after the point are not "
+            "summed (float64 would round them); cast it to int64 of the smallest unit (and the limit "
+            "alike), or to float64 if rounding is acceptable"
+        )
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         if not pd.api.types.is_complex_dtype(dtype):
             return
@@ -625,11 +632,32 @@ def check_weight_dtype(dtype, label) -> None:
 
 
 def weight_kind(dtype) -> str:
-    """``"int"`` when weights are summed exactly in int64, else ``"float"`` (float64).
+    """``"int"`` when weights are summed exactly in int64 (ints, bools, whole decimals), else
+    ``"float"`` (float64).
 
     >>> weight_kind(np.dtype("uint16")), weight_kind(pd.BooleanDtype()), weight_kind(np.dtype("f4"))
     ('int', 'int', 'float')
     """
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype) or decimal_scale(dtype) == 0:
         return "int"
     return "float"
+
+
+def decimal_scale(dtype) -> int | None:
+    """The digits after the point of an Arrow decimal dtype, or None for any other dtype.
+
+    Whole decimals (scale 0) are summed exactly as int64; others are refused
+    (:func:`check_weight_dtype`): never summed as float64.
+
+    >>> import pyarrow as pa
+    >>> decimal_scale(pd.ArrowDtype(pa.decimal128(20, 0))), decimal_scale(pd.ArrowDtype(pa.decimal128(9, 2)))
+    (0, 2)
+    >>> decimal_scale(np.dtype("float64")) is None
+    True
+    """
+    arrow_type = getattr(dtype, "pyarrow_dtype", None)
+    if arrow_type is None:
+        return None
+    import pyarrow.types
+
+    return arrow_type.scale if pyarrow.types.is_decimal(arrow_type) else None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..options import BatchOptions
+from ..options import BatchOptions, decimal_scale
 from .backends import backend_for
 from .state import same_key
 
@@ -60,8 +60,12 @@ def _checked_weights(col: pd.Series, check: bool, backend):
         values = col.to_numpy(dtype=np.float64 if dtype.kind == "f" else np.int64)
         return _checked_array(values, check and dtype.kind in "fi", backend)
     na = col.isna().to_numpy(dtype=bool)
-    if pd.api.types.is_bool_dtype(dtype):
-        return col.to_numpy(dtype=np.int64, na_value=0), na, None
+    if pd.api.types.is_bool_dtype(dtype):  # via bool: bool[pyarrow] refuses an int na_value
+        return col.to_numpy(dtype=bool, na_value=False).astype(np.int64), na, None
+    if decimal_scale(dtype) is not None or dtype == object:
+        values = whole_decimals(col)
+        if values is not None:
+            return values, na | (values < 0), None
     if pd.api.types.is_integer_dtype(dtype):
         if pd.api.types.is_unsigned_integer_dtype(dtype) and len(col) and not na.all():
             if int(col.max()) > I64_MAX:
@@ -74,6 +78,38 @@ def _checked_weights(col: pd.Series, check: bool, backend):
     values = col.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         return values, ~np.isfinite(values) | (values < 0), None
+
+
+def whole_decimals(col: pd.Series) -> np.ndarray | None:
+    """Decimal weights as exact int64 (missing as 0): an Arrow decimal column, or the Python
+    ``Decimal`` objects pyarrow's ``to_pandas`` makes of one; None when ``col`` holds none.
+
+    Only whole decimals get here (``check_weight_dtype`` refuses the others): a fraction
+    raises, as does a value outside int64. Never a float64 detour.
+
+    >>> from decimal import Decimal
+    >>> whole_decimals(pd.Series([Decimal(2**53 + 1), None], dtype=object)).tolist()
+    [9007199254740993, 0]
+    >>> whole_decimals(pd.Series([True, None], dtype=object)) is None
+    True
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arrow = pa.array(col, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if not pa.types.is_decimal(arrow.type):
+        return None
+    try:
+        ints = pc.cast(arrow, pa.int64())
+    except pa.ArrowInvalid as exc:
+        if "out of bounds" not in str(exc):
+            raise
+        raise OverflowError(f"weight column {col.name!r} holds decimals outside int64 (beyond 2**63-1); "
+                            "weights are summed in int64") from None
+    return pc.fill_null(ints, 0).to_numpy()
 
 
 def array_weight_values(values: np.ndarray, check: bool = True, backend=None):
