@@ -132,7 +132,7 @@ def to_files(
     check_export_arguments(options, format, batches_per_file, max_skips)
     source = Source(ddf, inputs, input_storage_options or storage_options, full_hash=bool(verify_inputs))
     folder = Folder(path, storage_options)
-    source.check_output_outside(folder.root, folder.url) if folder.local else None
+    source.check_output_outside(folder)
     job = Job(
         folder=folder, source=source, options=options,
         settings=export_settings(options, format, int(batches_per_file)),

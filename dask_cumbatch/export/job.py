@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -178,12 +177,12 @@ class Job:
         return r
 
     def clear(self, listing):
-        """Empty the folder for ``overwrite`` (never when an input lives inside it)."""
+        """Empty the folder for ``overwrite``: never one that holds, is, or lies inside an input
+        (links resolved; checked again here, next to the deletion)."""
         folder = self.folder
-        for path in self.source.paths():
-            if folder.local and os.path.abspath(path).startswith(folder.root.rstrip("/") + "/"):
-                raise export_error(f"{keyword(*OVERWRITE)} would delete the input {path}: "
-                                   "choose another output folder", OVERWRITE)
+        clash = self.source.output_clash(folder)
+        if clash is not None:
+            raise export_error(f"{keyword(*OVERWRITE)} refused: {clash}", OVERWRITE)
         for name in data_names(listing):
             folder.remove(name)
         for name in folder.listing(CONTROL):
