@@ -186,3 +186,183 @@ def test_frame_source_inside_the_output_or_around_it_is_refused(layout):
     with pytest.raises(ExportError, match=r"output folder .* the input folder"):
         dd.read_parquet("link").cumbatch.to_files("P/in/out", "w", 5, append=True, progress=False)
     assert tree(layout / "P") == before
+
+
+# ------------------------------------------------------------------ 8. entries readers would take as data
+def exported(tmp_path, **kw):
+    inp = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    to_files(inp, str(out), "w", 5, progress=False, **kw)
+    return inp, out
+
+
+def rows_read(out):
+    """The rows each reader takes from the folder (an error counts: the reader took a file)."""
+    got = {}
+    for name, read in (("dask", lambda: len(dd.read_parquet(str(out)))),
+                       ("pandas", lambda: len(pd.read_parquet(str(out)))),
+                       ("pyarrow", lambda: pads.dataset(str(out)).count_rows())):
+        try:
+            got[name] = read()
+        except Exception as exc:
+            got[name] = type(exc).__name__
+    return got
+
+
+def plant(out, name):
+    path = out / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name.endswith((".parquet", ".parq", ".pq", "_metadata")):
+        shutil.copy(out / "part-00000000.parquet", path)
+    else:
+        path.write_text("w,pos\n1,1\n")
+
+
+READ_AS_DATA = ["extra.parquet", "sub/x.parquet", "x.parq", "x.pq", "x.bin", "notes.txt", "sub/notes",
+                "_x.parquet", ".x.parquet", "_cumbatch/x.parquet", "sub/.h/x.parquet", "_sub/x.pq", "_metadata"]
+
+
+@pytest.mark.parametrize("name", READ_AS_DATA)
+def test_entries_a_reader_takes_as_data_fail_verify(tmp_path, name):
+    inp, out = exported(tmp_path)
+    n = manifest(out)["rows"]
+    assert rows_read(out) == {"dask": n, "pandas": n, "pyarrow": n}
+    plant(out, name)
+    assert rows_read(out) != {"dask": n, "pandas": n, "pyarrow": n}  # some reader takes it
+    assert name in folder_status(str(out))["stray"]
+    with pytest.raises(ExportError, match=f"{name}.*readers"):
+        folder_status(str(out), verify=True)
+    # a re-run (up to date) and an append refuse, naming it, and change nothing
+    before = tree(out)
+    with pytest.raises(ExportError, match=name):
+        to_files(inp, str(out), "w", 5, progress=False)
+    write_inputs(inp, n_files=1, first=2)
+    with pytest.raises(ExportError, match=name):
+        to_files(inp, str(out), "w", 5, append=True, progress=False)
+    assert tree(out) == before
+
+
+@pytest.mark.parametrize("name", ["_notes.txt", ".DS_Store", "_cumbatch/notes.txt", "_sub/readme", ".git/config"])
+def test_entries_every_reader_skips_are_not_strays(tmp_path, name):
+    inp, out = exported(tmp_path)
+    n = manifest(out)["rows"]
+    plant(out, name)
+    assert rows_read(out) == {"dask": n, "pandas": n, "pyarrow": n}
+    st = folder_status(str(out), verify=True)
+    assert st["verified"] and st["stray"] == []
+    write_inputs(inp, n_files=1, first=2)
+    assert to_files(inp, str(out), "w", 5, append=True, progress=False).appended
+
+
+def test_cli_status_verify_fails_on_a_stray_and_plain_status_warns(tmp_path):
+    _, out = exported(tmp_path)
+    plant(out, "sub/x.parquet")
+    proc = cli("status", out, "--verify")
+    assert proc.returncode == 3 and "sub/x.parquet" in one_line(proc.stderr)
+    assert "complete" not in proc.stdout
+    proc = cli("status", out)
+    assert "sub/x.parquet" in proc.stdout and "sub/x.parquet" in proc.stderr
+
+
+def interrupt(inp, out, calls=3):
+    """Run an export that fails (as a crash would) at the ``calls``-th joined file group."""
+    real = tasks.combine_group
+    n = {"calls": 0}
+
+    def flaky(*args, **kwargs):
+        n["calls"] += 1
+        if n["calls"] == calls:
+            raise RuntimeError("crash (simulated)")
+        return real(*args, **kwargs)
+
+    tasks.combine_group = flaky
+    try:
+        with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
+            to_files(inp, out, "w", 5, progress=False)
+    finally:
+        tasks.combine_group = real
+    assert folder_status(out)["state"] == "interrupted export"
+
+
+@pytest.mark.parametrize("name", ["extra.parquet", "_cumbatch/x.parquet", "part-00099999.parquet"])
+def test_a_resume_refuses_a_stray_and_certifies_nothing(tmp_path, name):
+    inp = write_inputs(tmp_path / "in")
+    ref = tmp_path / "ref"
+    to_files(inp, str(ref), "w", 5, progress=False)
+    out = tmp_path / "out"
+    interrupt(inp, str(out))
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ref / "part-00000000.parquet", out / name)
+    with pytest.raises(ExportError, match=name):
+        to_files(inp, str(out), "w", 5, progress=False)
+    assert folder_status(str(out))["state"] == "interrupted export"
+    assert not (out / "_SUCCESS").exists() and not (out / "_manifest.json").exists()
+    os.remove(out / name)
+    to_files(inp, str(out), "w", 5, progress=False)
+    assert {k: v for k, v in tree(out).items() if not k.startswith("_cumbatch/lock")} == \
+        {k: v for k, v in tree(ref).items() if not k.startswith("_cumbatch/lock")}
+
+
+def test_a_stray_landing_during_a_run_is_caught_before_certifying(tmp_path, monkeypatch):
+    from dask_cumbatch.export import job as job_module
+
+    inp = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    real = job_module.Run.build_manifest
+
+    def with_a_stray(self, *args):
+        shutil.copy(out / "part-00000000.parquet", out / "late.parquet")
+        return real(self, *args)
+
+    monkeypatch.setattr(job_module.Run, "build_manifest", with_a_stray)
+    with pytest.raises(ExportError, match="late.parquet"):
+        to_files(inp, str(out), "w", 5, progress=False)
+    assert not (out / "_SUCCESS").exists() and not (out / "_manifest.json").exists()
+
+
+def test_overwrite_removes_strays(tmp_path):
+    inp, out = exported(tmp_path)
+    ref = tree(out)
+    plant(out, "_cumbatch/x.parquet")
+    plant(out, "sub/x.parquet")
+    to_files(inp, str(out), "w", 5, overwrite=True, progress=False)
+    assert tree(out) == ref and folder_status(str(out), verify=True)["stray"] == []
+
+
+# ------------------------------------------------------------------ 9a. _SUCCESS is a regular file
+def _success_folder(path):
+    os.mkdir(path)
+
+
+def _success_dangling(path):
+    os.symlink("nowhere", path)
+
+
+def _success_link_to_file(path):
+    open(path + ".real", "w").close()
+    os.symlink(os.path.basename(path) + ".real", path)
+
+
+@pytest.mark.parametrize("make", [_success_folder, _success_dangling, _success_link_to_file])
+def test_success_must_be_a_regular_file(tmp_path, make):
+    inp, out = exported(tmp_path)
+    os.remove(out / "_SUCCESS")
+    make(str(out / "_SUCCESS"))
+    with pytest.raises(ExportError, match="_SUCCESS"):
+        folder_status(str(out))
+    proc = cli("status", out)
+    assert proc.returncode != 0 and "_SUCCESS" in one_line(proc.stderr) and "complete" not in proc.stdout
+    with pytest.raises(ExportError, match="_SUCCESS"):
+        to_files(inp, str(out), "w", 5, progress=False)  # the up-to-date re-run does not certify it
+
+
+@pytest.mark.parametrize("name", ["_x.csv", ".x.csv"])
+def test_a_csv_a_glob_reader_takes_fails_verify(tmp_path, name):
+    """``dd.read_csv("out/*.csv")`` matches ``_`` and ``.`` names at the top too."""
+    _, out = exported(tmp_path, format="csv")
+    n = manifest(out)["rows"]
+    assert len(dd.read_csv(f"{out}/*.csv")) == n
+    shutil.copy(out / "part-00000000.csv", out / name)
+    assert len(dd.read_csv(f"{out}/*.csv")) > n
+    with pytest.raises(ExportError, match=f"{name}.*readers"):
+        folder_status(str(out), verify=True)
