@@ -343,12 +343,14 @@ def has_success(folder: Folder, listing) -> bool:
     >>> d = tempfile.mkdtemp(); os.mkdir(os.path.join(d, SUCCESS))
     >>> has_success(Folder(d), Folder(d).listing())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    dask_cumbatch.export.ExportError: _SUCCESS in ... is not a regular file ...
+    dask_cumbatch.export.ExportError: _SUCCESS in ... is a folder, not a regular file, ...
     """
     info = listing.get(SUCCESS)
     if info is None:
         return False
     if info.get("islink") or info.get("type") not in ("file", None):
-        raise ExportError(f"{SUCCESS} in {folder.url} is not a regular file (a folder or a link) and certifies "
-                          "nothing; remove it, then re-run the same export to certify the folder")
+        what = ("a symbolic link" if info.get("islink") else
+                "a folder" if info.get("type") == "directory" else "not a regular file")
+        raise ExportError(f"{SUCCESS} in {folder.url} is {what}, not a regular file, and certifies nothing; "
+                          "remove it, then re-run the same export to certify the folder")
     return True
