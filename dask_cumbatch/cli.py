@@ -320,7 +320,10 @@ def cmd_status(args) -> int:
             print(f"  open      batch {ob['batch']:,}: {ob['rows']:,} rows, total {ob['total']:,} "
                   f"in {ob['file']} (an --append run continues it)")
     if st.get("stray"):
-        print(f"  stray     {len(st['stray'])} data file(s) not in the manifest: {', '.join(st['stray'][:3])}")
+        shown = ", ".join(st["stray"][:3]) + (", ..." if len(st["stray"]) > 3 else "")
+        print(f"  stray     {len(st['stray'])} entries not in the manifest that readers take as data: {shown}")
+        print(f"cumbatch: warning: readers of {st['path']} would also read {shown}, which its manifest does not "
+              "list (status --verify fails); remove them", file=sys.stderr)
     if st["state"].startswith("interrupted"):
         print("  the last run did not finish: repeat the same command to complete it")
     return code

@@ -135,7 +135,7 @@ def to_files(
     if source.files:  # the schema's checks (columns, dtypes, the id column) before the folder is touched
         prepare_frame(source.ddf(source.files[:1]), weight, options)
     folder = Folder(path, storage_options)
-    source.check_output_outside(folder.root, folder.url) if folder.local else None
+    source.check_output_outside(folder)
     job = Job(
         folder=folder, source=source, options=options,
         settings=export_settings(options, format, int(batches_per_file)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -28,8 +28,8 @@ from .folder import (
 from .formats import concat, encode, ipc_bytes, ipc_read, output_schema, parquet_read
 from .inputs import Source, changed_input, consumed_prefix, inputs_diff, same_inputs
 from .manifest import (
-    LEGACY_VERSION, MANIFEST_KIND, MANIFEST_VERSION, check_same_settings, columns_diff, manifest_files, upgraded,
-    validate_manifest, verify_files, with_checksum,
+    LEGACY_VERSION, MANIFEST_KIND, MANIFEST_VERSION, check_same_settings, columns_diff, has_success, manifest_files,
+    stray_entries, stray_error, upgraded, validate_manifest, verify_files, with_checksum,
 )
 from .progress import compute, progress_context
 
@@ -96,7 +96,7 @@ class Job:
         self.result = ExportResult(path=folder.url)
         tidy_control(folder)
         listing = folder.listing()
-        if overwrite and data_names(listing):
+        if overwrite:
             self.clear(listing)
         migrate_legacy(folder, folder.listing())
         listing = folder.listing()
@@ -119,6 +119,7 @@ class Job:
         if run is not None:
             current = self.current(run.get("inputs"), append)
             self.check_interrupted(run, current, append, resume)
+            self.check_strays_before_resume(run, listing)
             run["inputs"] = current[: len(run["inputs"])]  # the same inputs, with today's fingerprints
             self.result.resumed = True
             self.execute(run, fresh=False)
@@ -138,10 +139,13 @@ class Job:
         """The folder holds a finished export: up to date, or append the new inputs."""
         folder = self.folder
         validate_manifest(manifest, folder, listing)
+        stray = stray_entries(folder, manifest_files(manifest), listing)
+        if stray:
+            raise stray_error(folder, stray)
         check_same_settings(manifest["settings"], self.settings, f"{folder.url} holds an export")
         current = self.current(manifest["inputs"], append)
         if same_inputs(manifest["inputs"], current):
-            if SUCCESS not in listing:
+            if not has_success(folder, listing):
                 folder.touch(SUCCESS)
             return self.finish_result(manifest, up_to_date=not self.executed)
         if not append:
@@ -178,17 +182,29 @@ class Job:
         return r
 
     def clear(self, listing):
-        """Empty the folder for ``overwrite`` (never when an input lives inside it)."""
+        """Empty the folder for ``overwrite``: never one that holds, is, or lies inside an input
+        (links resolved; checked again here, next to the deletion)."""
         folder = self.folder
-        for path in self.source.paths():
-            if folder.local and os.path.abspath(path).startswith(folder.root.rstrip("/") + "/"):
-                raise export_error(f"{keyword(*OVERWRITE)} would delete the input {path}: "
-                                   "choose another output folder", OVERWRITE)
+        clash = self.source.output_clash(folder)
+        if clash is not None:
+            raise export_error(f"{keyword(*OVERWRITE)} refused: {clash}", OVERWRITE)
         for name in data_names(listing):
             folder.remove(name)
         for name in folder.listing(CONTROL):
             if f"{CONTROL}/{name}" not in (LOCK, HOLDER):
                 folder.remove(f"{CONTROL}/{name}")
+
+    def check_strays_before_resume(self, run, listing) -> None:
+        """Refuse to resume into a folder holding entries a reader takes as data that neither the
+        appended-to manifest lists nor the run may have written (its own data files are checked
+        against the new manifest before it is certified)."""
+        base = run.get("base")
+        own = re.compile(r"part-[0-9]{8,}\." + re.escape(str(run["settings"].get("format"))))
+        stray = [p for p in stray_entries(self.folder, manifest_files(base) if base else {}, listing)
+                 if not own.fullmatch(p)]
+        if stray:
+            raise stray_error(self.folder, stray)
+        has_success(self.folder, listing)  # a _SUCCESS folder or link: refused before any work
 
     def check_interrupted(self, run, current, append, resume):
         """Check that this call may finish the interrupted ``run`` (same options and inputs)."""
@@ -511,6 +527,9 @@ class Run:
         clean-up leaves nothing a re-run would try to resume)."""
         folder = self.folder
         validate_manifest(manifest)
+        stray = stray_entries(folder, manifest_files(manifest))
+        if stray:  # e.g. dropped in while the run wrote: certify nothing a reader would misread
+            raise stray_error(folder, stray)
         folder.sync(CONTROL)
         folder.sync()
         folder.write_atomic(MANIFEST, dumps(manifest))

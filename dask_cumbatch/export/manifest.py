@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
 from ..engine import Carry
 from ..options import BatchOptions, keyword
 from .folder import (
-    CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, ExportError, Folder, check_plain_name,
-    export_error, file_name, one_line, redo_hint, sha256,
+    CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, SUCCESS, ExportError, Folder,
+    check_plain_name, export_error, file_name, one_line, redo_hint, sha256,
 )
 from .formats import FORMATS
 
@@ -250,3 +251,106 @@ def verify_files(folder: Folder, m, names=None) -> None:
             raise export_error(
                 f"{name} in {folder.url} does not match its checksum in {MANIFEST}; "
                 f"the folder was changed after the export: {hint}", setting)
+
+
+# What readers of a folder take as data (docs/export.md, "What readers read"): pyarrow's dataset
+# discovery (pd.read_parquet, pq.read_table, pyarrow.dataset) skips every path with a part that
+# starts with "_" or "."; dd.read_parquet(folder) instead lists files by extension at any depth and
+# skips nothing, and reads the dataset from a top-level _metadata; a glob such as folder/*.csv
+# matches _x.csv and .x.csv too.
+PARQUET_NAMES = (".parquet", ".parq", ".pq")
+GLOBBED_NAMES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson")
+COMPRESSIONS = ("", ".gz", ".bz2", ".xz", ".zst", ".zstd", ".lz4", ".snappy")
+METADATA_NAMES = ("_metadata", "_common_metadata")
+
+
+def read_as_data(rel: str) -> bool:
+    """Whether a reader of the folder takes the file at ``rel`` (a path inside it) as data.
+
+    >>> [read_as_data(p) for p in ("sub/x.bin", "_cumbatch/x.parquet", "_x.csv", "_metadata")]
+    [True, True, True, True]
+    >>> [read_as_data(p) for p in ("_notes.txt", ".git/config", "_cumbatch/lock.json", "_manifest.json")]
+    [False, False, False, False]
+    """
+    parts = rel.split("/")
+    name = parts[-1].lower()
+    if not any(part.startswith(("_", ".")) for part in parts):
+        return True
+    if name.endswith(tuple(s + c for s in PARQUET_NAMES for c in COMPRESSIONS)):
+        return True
+    top = len(parts) == 1 and rel != MANIFEST
+    return top and (rel in METADATA_NAMES or name.endswith(tuple(s + c for s in GLOBBED_NAMES for c in COMPRESSIONS)))
+
+
+def stray_entries(folder: Folder, listed, listing=None) -> list:
+    """The paths inside ``folder`` (sorted) that a reader would take as data (see
+    :func:`read_as_data`) and that are not in ``listed`` (the manifest's files). Folders are
+    searched at every depth; a link is judged by its name, never followed.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(f"{d}/sub"); os.makedirs(f"{d}/_cumbatch")
+    >>> for name in ("part-0.parquet", "sub/x.parquet", "_cumbatch/lock", "_notes.txt"):
+    ...     open(os.path.join(d, name), "w").close()
+    >>> stray_entries(Folder(d), {"part-0.parquet": 0})
+    ['sub/x.parquet']
+    """
+    found = []
+
+    def walk(under, entries):
+        for name, is_folder in entries:
+            rel = f"{under}/{name}" if under else name
+            if is_folder:
+                walk(rel, _entries(folder, rel))
+            elif rel not in listed and read_as_data(rel):
+                found.append(rel)
+
+    top = _entries(folder, "") if listing is None else [
+        (name, info.get("type") == "directory" and not info.get("islink")) for name, info in listing.items()]
+    walk("", top)
+    return sorted(found)
+
+
+def _entries(folder: Folder, under: str) -> list:
+    """``[(name, is a folder (not a link))]`` directly in ``under``: on a local disk from
+    ``os.scandir`` (no stat per entry: a listing of 20,000 files took 1.2 s with one, 20 ms without)."""
+    if not folder.local:
+        return [(name, info.get("type") == "directory") for name, info in folder.listing(under).items()]
+    try:
+        with os.scandir(folder.p(under) if under else folder.root) as it:
+            return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def stray_error(folder: Folder, stray: list) -> ExportError:
+    """The error for the ``stray`` entries of ``folder`` (from :func:`stray_entries`), naming them.
+
+    >>> import tempfile
+    >>> print(stray_error(Folder(tempfile.mkdtemp()), ["x.parquet"]))  # doctest: +ELLIPSIS
+    /... holds x.parquet, which its manifest does not list: readers of the folder would read it as data; ...
+    """
+    more = f" and {len(stray) - 5} more" if len(stray) > 5 else ""
+    hint, setting = redo_hint()
+    return export_error(f"{folder.url} holds {', '.join(stray[:5])}{more}, which its manifest does not list: "
+                        f"readers of the folder would read it as data; remove it, or {hint}", setting)
+
+
+def has_success(folder: Folder, listing) -> bool:
+    """Whether ``listing`` (of ``folder``) holds the ``_SUCCESS`` marker; one that is not a regular
+    file (a folder, a link) certifies nothing and raises :class:`ExportError`.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp(); os.mkdir(os.path.join(d, SUCCESS))
+    >>> has_success(Folder(d), Folder(d).listing())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: _SUCCESS in ... is a folder, not a regular file, ...
+    """
+    info = listing.get(SUCCESS)
+    if info is None:
+        return False
+    if info.get("islink") or info.get("type") not in ("file", None):
+        what = ("a symbolic link" if info.get("islink") else
+                "a folder" if info.get("type") == "directory" else "not a regular file")
+        raise ExportError(f"{SUCCESS} in {folder.url} is {what}, not a regular file, and certifies nothing; "
+                          "remove it, then re-run the same export to certify the folder")
+    return True

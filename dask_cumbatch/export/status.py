@@ -1,12 +1,8 @@
 """What an output folder holds: :func:`folder_status`."""
 from __future__ import annotations
 
-import re
-
-from .folder import CONTROL, LEGACY_WORK, MANIFEST, RUN, SUCCESS, WORK, ExportError, Folder, load_json
-from .manifest import manifest_files, validate_manifest, verify_files
-
-DATA_FILE = re.compile(r"^part-[0-9]{8,}\.(parquet|csv|jsonl)$")
+from .folder import CONTROL, LEGACY_WORK, MANIFEST, RUN, WORK, Folder, load_json
+from .manifest import has_success, manifest_files, stray_entries, stray_error, validate_manifest, verify_files
 
 
 def folder_status(path, storage_options=None, verify: bool = False) -> dict:
@@ -14,9 +10,10 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
 
     ``state`` is ``"complete"``, ``"interrupted export"``, ``"interrupted append"``,
     ``"incomplete (no _SUCCESS)"``, ``"empty"`` (also for a missing folder) or ``"not an export"``.
-    ``stray`` lists data files the manifest does not list. With ``verify`` every file's
-    checksum is checked and a stray data file is an error. A damaged or tampered folder raises
-    :class:`~dask_cumbatch.export.ExportError`.
+    ``stray`` lists the entries a reader would take as data (``dd.read_parquet``, pyarrow: see
+    docs/export.md) that the manifest does not list. With ``verify`` every file's checksum is
+    checked and a stray entry is an error. A damaged or tampered folder, or a ``_SUCCESS`` that
+    is not a regular file, raises :class:`~dask_cumbatch.export.ExportError`.
 
     >>> import tempfile, pandas as pd
     >>> from dask_cumbatch.export import to_files
@@ -41,12 +38,11 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
     if manifest is not None:
         validate_manifest(manifest, folder if run is None else None, listing)
         listed = manifest_files(manifest)  # once: per listing entry it made status quadratic in the files
-        out["stray"] = sorted(n for n in listing if DATA_FILE.match(n) and n not in listed)
+        out["stray"] = stray_entries(folder, listed, listing)
         if verify and run is None:
             verify_files(folder, manifest)
             if out["stray"]:
-                raise ExportError(f"{folder.url} holds data files its manifest does not list: "
-                                  f"{', '.join(out['stray'][:5])}; readers of the folder would read them")
+                raise stray_error(folder, out["stray"])
             out["verified"] = True
     if run is not None:
         out["state"] = f"interrupted {run.get('kind', 'export')}"
@@ -54,8 +50,8 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
         if run.get("kind") == "append" and run.get("base"):
             manifest = run["base"]
     else:
-        out["state"] = "complete" if SUCCESS in listing else "incomplete (no _SUCCESS)"
-        out["complete"] = SUCCESS in listing
+        out["complete"] = has_success(folder, listing)
+        out["state"] = "complete" if out["complete"] else "incomplete (no _SUCCESS)"
     if manifest is not None:
         out.update(_summary(manifest))
     return out
