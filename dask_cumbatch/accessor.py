@@ -458,7 +458,7 @@ def _check_series_keys(name, by) -> None:
     KeyError: "by='user' names a column, and a Series has none: put the weights and the key in a DataFrame and batch that: df.cumbatch.ids('tokens', limit, by='user')"
     """
     keys = OPTIONS["by"].check(by)
-    if any(key != name for key in keys):
+    if any(pd.api.types.is_hashable(key) and key != name for key in keys):
         what = "a column" if len(keys) == 1 else "columns"
         raise KeyError(f"{keyword('by', by)} names {what}, and a Series has none: put the weights and the key "
                        f"in a DataFrame and batch that: df.cumbatch.ids({name!r}, limit, {keyword('by', by)})")

@@ -394,11 +394,11 @@ def _checked(st: dict) -> str:
 
 
 def _progress_text(p: dict) -> str:
-    """``500 of 1,000 rows, 7 of 15 batches written (2 of 4 partitions)``; without the totals
-    (a run record of an older version) the counts alone.
+    """``500 of 1,000 rows, 7 of 15 batches written (2 of 4 partitions)`` (a total the record
+    lacks is left out).
 
-    >>> _progress_text({"rows_done": 5, "batches_done": 2, "partitions_done": 1})
-    '5 rows, 2 batches written (1 partitions)'
+    >>> _progress_text({"rows_done": 5, "rows_total": 9, "batches_done": 2, "partitions_done": 1})
+    '5 of 9 rows, 2 batches written (1 partitions)'
     """
     def of(key):
         total = p.get(f"{key}_total")

@@ -316,6 +316,11 @@ def test_interrupted_status_reports_rows_and_batches_done_of_the_total(inp, tmp_
     assert (f"  progress  500 of 1,000 rows, {progress['batches_done']:,} of {plan.n_batches:,} batches "
             "written (2 of 4 partitions)") in proc.stdout, proc.stdout
     assert json.loads(cumbatch("status", out, "--json").stdout)["progress"] == progress
+    run_record = out / "_cumbatch" / "work" / "run.json"
+    saved = run_record.read_text()
+    run_record.write_text(json.dumps({k: v for k, v in json.loads(saved).items() if k != "planned"}))
+    assert "progress" not in folder_status(str(out))  # a record of an older version: no totals to report
+    run_record.write_text(saved)
 
     to_files(str(inp), str(out), "w", 300, progress=False)  # the same command finishes it
     done = folder_status(str(out))
@@ -335,6 +340,8 @@ def test_series_accessor_by_a_name_says_the_series_has_no_columns():
                        "DataFrame and batch that: df.cumbatch.ids('tokens', limit, by='x')")
     with pytest.raises(KeyError, match=r"a Series has none: .* df\.cumbatch\.ids\('weight', limit, by=\['x', 'y'\]\)"):
         pd.Series([1, 2]).cumbatch.ids(5, by=["x", "y"])
+    with pytest.raises(TypeError, match="unhashable"):  # keys as values are not taken (yet): as on a frame
+        s.cumbatch.ids(5, by=pd.Series(list("aabb")))
 
 
 # ------------------------------------------------------------------ 9. the plot and the summary

@@ -18,8 +18,8 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
     list. ``verified`` says whether every file's checksum was checked: only with ``verify``,
     and then a stray data file is an error. For an interrupted run, ``progress`` says how far it
     got: ``partitions_done``, ``rows_done``, ``batches_done`` (in the files its finished tasks
-    wrote) and, when its record has them, the run's ``partitions_total``, ``rows_total`` and
-    ``batches_total``. A damaged or tampered folder raises :class:`~dask_cumbatch.export.ExportError`.
+    wrote) of the run's ``partitions_total``, ``rows_total`` and ``batches_total`` (no
+    ``progress`` for a run record of an older version, which did not record its plan). A damaged or tampered folder raises :class:`~dask_cumbatch.export.ExportError`.
 
     >>> import tempfile, pandas as pd
     >>> from dask_cumbatch.export import to_files
@@ -62,7 +62,8 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
     if run is not None:
         out["state"] = f"interrupted {run.get('kind', 'export')}"
         out["interrupted_inputs"] = len(run.get("inputs", [])) - int(run.get("first_new", 0))
-        out["progress"] = run_progress(folder, run)
+        if isinstance(run.get("planned"), dict):
+            out["progress"] = run_progress(folder, run)
         if run.get("kind") == "append" and run.get("base"):
             manifest = run["base"]
     else:
@@ -85,7 +86,7 @@ def _run_record(folder: Folder, listing):
 
 def run_progress(folder: Folder, run: dict) -> dict:
     """How far an interrupted run got, from the records its finished tasks wrote: partitions,
-    rows and batches done (in files written), of the totals its run record planned (if any).
+    rows and batches done (in files written), of the totals its run record planned.
 
     >>> import tempfile
     >>> run_progress(Folder(tempfile.mkdtemp()), {"planned": {"partitions": 4, "rows": 10, "batches": 3}})
@@ -99,9 +100,8 @@ def run_progress(folder: Folder, run: dict) -> dict:
         "rows_done": sum(int(rec.get("rows", 0)) for rec in parts),
         "batches_done": sum(len(g.get("batches", [])) for g in groups if isinstance(g, dict)),
     }
-    planned = run.get("planned")
-    if isinstance(planned, dict):
-        out.update({f"{key}_total": planned[key] for key in ("partitions", "rows", "batches") if key in planned})
+    planned = run["planned"]
+    out.update({f"{key}_total": planned[key] for key in ("partitions", "rows", "batches") if key in planned})
     return out
 
 
