@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import engine, graph
-from .options import WEIGHTS_ACCEPTED, BatchOptions, keyword, parse_limit, takes_options, whole_number
+from .options import OPTIONS, WEIGHTS_ACCEPTED, BatchOptions, keyword, parse_limit, takes_options, whole_number
 from .result import BatchPlan, empty_batches
 
 
@@ -448,9 +448,24 @@ class CumbatchSeriesAccessor:
         """
         s = self._obj
         name = s.name if s.name is not None else "weight"
+        _check_series_keys(name, options.get("by"))
         frame = s.to_frame(name=name)
         result = CumbatchDataFrameAccessor(frame).ids(name, limit, **options)
         return result
+
+
+def _check_series_keys(name, by) -> None:
+    """A Series has no key columns: refuse ``by=`` naming one, saying how to batch with it.
+
+    >>> _check_series_keys("tokens", "user")
+    Traceback (most recent call last):
+    KeyError: "by='user' names a column, and a Series has none: put the weights and the key in a DataFrame and batch that: df.cumbatch.ids('tokens', limit, by='user')"
+    """
+    keys = OPTIONS["by"].check(by)
+    if any(pd.api.types.is_hashable(key) and key != name for key in keys):
+        what = "a column" if len(keys) == 1 else "columns"
+        raise KeyError(f"{keyword('by', by)} names {what}, and a Series has none: put the weights and the key "
+                       f"in a DataFrame and batch that: df.cumbatch.ids({name!r}, limit, {keyword('by', by)})")
 
 
 def register() -> None:

@@ -1,8 +1,10 @@
 """The ``cumbatch`` command line: ``export``, ``plan``, ``demo`` and ``status``.
 
 Every failure is one line on stderr (``cumbatch: error: ...``) and a non-zero exit code:
-1 for a failed command, 2 for a usage error, 130 when interrupted. Progress bars go to
-stderr, only when it is a terminal and ``--quiet`` is not given.
+1 for a failed command, 2 for a usage error (an unknown or misspelt flag, a value out of
+range, options that do not go together: found before any work), 130 when interrupted;
+``status`` has its own codes (:func:`status_exit_code`). Progress bars go to stderr, only
+when it is a terminal and ``--quiet`` is not given.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 import time
 import warnings
 
-from .options import OPTIONS, count_argument, for_cli
+from .options import OPTIONS, close_match, count_argument, for_cli
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -22,17 +24,49 @@ EXIT_INTERRUPTED = 130
 # `cumbatch status` (docs/cli.md): scripts branch on these
 STATUS_COMPLETE = 0
 STATUS_INTERRUPTED = 1
-STATUS_MISSING = 2
 STATUS_CORRUPT = 3
+STATUS_MISSING = 4  # not 2: that is a usage error, as for every command
 
 _EPILOG_LIMIT = "Limits take plain numbers or byte units: 5MB, 512KiB, 1.5GB, 4096."
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (no usage dump)."""
+    """argparse with a one-line error message (no usage dump) that points at this (sub)command's
+    help, "did you mean" for a misspelt flag or choice, and no abbreviated flags: a misspelling
+    must fail, never change meaning (``--max-row`` is not ``--max-rows``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Arguments this parser does not know are an error here, where the subcommand's
+        flags are known (argparse would report them from the top-level parser)."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unrecognized(extras))
+        return namespace, extras
+
+    def _unrecognized(self, extras) -> str:
+        flags = [x for x in extras if x.startswith("-") and x != "-"]
+        first = (flags or extras)[0]
+        hint = ""
+        if flags:
+            match = close_match(first.split("=", 1)[0], [s for s in self._option_string_actions if len(s) > 2])
+            hint = f"; did you mean {match}?" if match else ""
+        return f"unrecognized argument {first}{hint}"
+
+    def _check_value(self, action, value):  # noqa: D401 - argparse API
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as err:
+            match = close_match(value, action.choices) if isinstance(value, str) and action.choices else None
+            if match is None:
+                raise
+            raise argparse.ArgumentError(action, f"{err.message}; did you mean {match!r}?") from None
 
 
 def _batching_options(p: argparse.ArgumentParser) -> None:
@@ -121,12 +155,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="what an export folder holds",
                        description="Show an export folder's batches, rows, inputs and open batch. "
-                       "Exit code: 0 complete, 1 interrupted, 2 missing or not an export, 3 corrupt.")
+                       "Exit code: 0 complete, 1 interrupted, 3 corrupt, 4 missing or not an export "
+                       "(2: a usage error, as for every command).")
     p.add_argument("output", metavar="OUTPUT", help="export folder")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--verify", action="store_true", help="check every file's checksum")
     p.set_defaults(func=cmd_status)
     return parser
+
+
+def check_usage(args) -> None:
+    """Check what the parser cannot (the limit, options that do not go together) before any
+    work: a problem raises ``ValueError``/``TypeError``, which :func:`main` reports as a usage
+    error (exit 2), as argparse reports its own.
+
+    >>> check_usage(build_parser().parse_args(["plan", "in/", "-w", "w", "-l", "-5"]))
+    Traceback (most recent call last):
+    ValueError: limit must be a finite number > 0, got -5
+    """
+    from .options import BatchOptions, parse_limit
+
+    if args.command in ("export", "plan"):
+        options = BatchOptions.make(args.weight, args.limit, **_opts_from(args))
+        if args.command == "export":
+            from .export import check_export_arguments
+
+            check_export_arguments(options, args.format, args.batches_per_file, args.max_skips)
+    elif args.command == "demo":
+        parse_limit(args.limit)
 
 
 def _opts_from(args) -> dict:
@@ -225,8 +281,7 @@ def _save_plot(plan, path):
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    ax = plan.plot()
-    ax.figure.tight_layout()
+    ax = plan.plot()  # lays itself out: its labels fit the figure
     ax.figure.savefig(path, dpi=120)
     plt.close(ax.figure)
 
@@ -268,11 +323,11 @@ def cmd_demo(args) -> int:
 
 def status_exit_code(st: dict) -> int:
     """The exit code of ``cumbatch status`` for a :func:`~dask_cumbatch.export.folder_status` result:
-    0 complete, 1 interrupted (a run in progress or no _SUCCESS), 2 missing or not an export
-    (3, corrupt, is for a folder whose check fails).
+    0 complete, 1 interrupted (a run in progress or no _SUCCESS), 4 missing or not an export
+    (3, corrupt, is for a folder whose check fails; 2, as for every command, a usage error).
 
     >>> status_exit_code({"state": "complete"}), status_exit_code({"state": "empty"})
-    (0, 2)
+    (0, 4)
     """
     state = st["state"]
     if state == "complete":
@@ -298,10 +353,11 @@ def cmd_status(args) -> int:
         print(f"{st['path']}: empty or missing (no export yet)")
         return code
     if st["state"] == "not an export":
-        print(f"cumbatch: error: {st['path']} holds files but no cumbatch export (no _manifest.json)",
-              file=sys.stderr)
+        what = "is a file, not an export folder" if st.get("file") else \
+            "holds files but no cumbatch export (no _manifest.json)"
+        print(f"cumbatch: error: {st['path']} {what}", file=sys.stderr)
         return code
-    print(f"{st['path']}: {st['state']}" + (" (checksums verified)" if st.get("verified") else ""))
+    print(f"{st['path']}: {st['state']}" + _checked(st))
     if "batches" in st:
         s = st["settings"]
         extra = "".join(f" {k}={s[k]!r}" for k in ("max_rows", "by", "multiple", "sort_window")
@@ -324,9 +380,34 @@ def cmd_status(args) -> int:
         print(f"  stray     {len(st['stray'])} entries not in the manifest that readers take as data: {shown}")
         print(f"cumbatch: warning: readers of {st['path']} would also read {shown}, which its manifest does not "
               "list (status --verify fails); remove them", file=sys.stderr)
+    if "progress" in st:
+        print(f"  progress  {_progress_text(st['progress'])}")
     if st["state"].startswith("interrupted"):
         print("  the last run did not finish: repeat the same command to complete it")
     return code
+
+
+def _checked(st: dict) -> str:
+    """What the first line of ``status`` says about the files' checksums."""
+    if st.get("verified"):
+        return " (checksums verified)"
+    if "verified" in st and st["state"] == "complete":
+        return " (files not verified: add --verify to check every file's checksum)"
+    return ""
+
+
+def _progress_text(p: dict) -> str:
+    """``500 of 1,000 rows, 7 of 15 batches written (2 of 4 partitions)`` (a total the record
+    lacks is left out).
+
+    >>> _progress_text({"rows_done": 5, "rows_total": 9, "batches_done": 2, "partitions_done": 1})
+    '5 of 9 rows, 2 batches written (1 partitions)'
+    """
+    def of(key):
+        total = p.get(f"{key}_total")
+        return f"{p[f'{key}_done']:,}" + ("" if total is None else f" of {total:,}")
+
+    return f"{of('rows')} rows, {of('batches')} batches written ({of('partitions')} partitions)"
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -359,6 +440,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        try:
+            check_usage(args)
+        except (ValueError, TypeError) as exc:
+            _subparser(parser, args.command).error(_message(exc))
     except SystemExit as exc:  # --help, --version, usage errors (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
@@ -376,6 +461,14 @@ def main(argv=None) -> int:
             raise
         print(f"cumbatch: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command`` (its errors point at its own help)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser  # pragma: no cover - every command is a subcommand
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,7 +67,7 @@ _UNITS = {
     "M": 10**6,
     "G": 10**9,
 }
-_LIMIT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_LIMIT_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
 _HUGE = Decimal(2) ** 1023  # whole numbers beyond this stay floats (then inf: rejected)
@@ -179,10 +179,27 @@ def for_cli(exc: BaseException) -> str:
 
 
 def _close_match(name, candidates) -> str:
-    """``"; did you mean 'x'?"`` for the candidate closest to ``name``, or ``""``."""
+    """``"; did you mean 'x'?"`` for the candidate closest to ``name``, or ``""``.
+
+    A candidate that differs only in case comes first (``"W"`` for ``"w"``).
+
+    >>> _close_match("W", ["w", "v"]), _close_match("gready", ["greedy", "fill"]), _close_match("z", ["w"])
+    ("; did you mean 'w'?", "; did you mean 'greedy'?", '')
+    """
+    match = close_match(name, candidates)
+    return "" if match is None else f"; did you mean {match!r}?"
+
+
+def close_match(name, candidates):
+    """The candidate closest to ``name`` (same letters in another case first), or None.
+
+    >>> close_match("--limt", ["--limit", "--weight"]), close_match("Key", ["key"])
+    ('--limit', 'key')
+    """
     words = {str(c): c for c in candidates}
-    match = difflib.get_close_matches(str(name), list(words), n=1, cutoff=0.6)
-    return f"; did you mean {words[match[0]]!r}?" if match else ""
+    folded = [w for w in words if w.casefold() == str(name).casefold()]
+    match = folded or difflib.get_close_matches(str(name), list(words), n=1, cutoff=0.6)
+    return words[match[0]] if match else None
 
 
 def unexpected_keyword(method: str, name: str, accepted) -> TypeError:
@@ -282,7 +299,8 @@ class Option:
         if self.kind == "choice":
             if value not in self.allowed:
                 allowed = ", ".join(map(repr, self.allowed))
-                raise hinted(ValueError(f"{keyword(self.name, value)} is not one of {allowed}"),
+                hint = _close_match(value, self.allowed) if isinstance(value, str) else ""
+                raise hinted(ValueError(f"{keyword(self.name, value)} is not one of {allowed}{hint}"),
                              (self.name, value))
             return value
         if self.kind == "count":
@@ -340,7 +358,8 @@ def count_argument(text: str, minimum: int = 1) -> int:
 
 _SPEC = (
     Option("mode", "greedy", "choice",
-           "greedy: never exceed the limit (default); fill: reach it; floor: the cumsum // limit grid",
+           "greedy: never exceed the limit (default); fill: reach it; floor: the grid of the running "
+           "sum before each row, (cumsum - w) // limit",
            "'floor' puts row i in batch floor(S / limit) with S the running sum before row i, i.e. "
            "``(df.w.cumsum() - df.w) // limit`` with dense ids (see docs/semantics.md).",
            choices=known_modes),

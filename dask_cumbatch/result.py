@@ -109,11 +109,11 @@ class BatchPlan:
             "mode": self.options.mode,
         }
         if len(b):
-            tot = b["total"].astype(float)
+            tot = b["total"]
             out.update({
-                "total min": tot.min(), "total median": tot.median(), "total max": tot.max(),
-                "fill (mean total / limit)": tot.mean() / float(self.limit),
-                "rows min": int(b["rows"].min()), "rows median": float(b["rows"].median()),
+                "total min": _scalar(tot.min()), "total median": exact_median(tot), "total max": _scalar(tot.max()),
+                "fill (mean total / limit)": tot.astype(float).mean() / float(self.limit),
+                "rows min": int(b["rows"].min()), "rows median": exact_median(b["rows"]),
                 "rows max": int(b["rows"].max()),
             })
             if self.options.cost == "padded":
@@ -126,10 +126,11 @@ class BatchPlan:
                  + (f", {self.skipped:,} skipped" if self.skipped else "")
                  + f" (mode={o.mode!r}, limit={o.limit!r}, cost={o.cost!r})"]
         if len(self.batches):
-            tot = self.batches["total"].astype(float)
+            tot = self.batches["total"]
             rows = self.batches["rows"]
-            lines.append(f"  batch totals: min {_num(tot.min())}  median {_num(tot.median())}  max {_num(tot.max())}")
-            lines.append(f"  batch rows:   min {rows.min():,}  median {_num(rows.median())}  max {rows.max():,}")
+            lines.append(f"  batch totals: min {_num(_scalar(tot.min()))}  median {_num(exact_median(tot))}  "
+                         f"max {_num(_scalar(tot.max()))}")
+            lines.append(f"  batch rows:   min {rows.min():,}  median {_num(exact_median(rows))}  max {rows.max():,}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -150,15 +151,17 @@ class BatchPlan:
         """
         try:
             import matplotlib.pyplot as plt
+            from matplotlib.ticker import MaxNLocator
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError("BatchPlan.plot needs matplotlib: pip install 'dask-cumbatch[plot]'") from err
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3.2))
+        if ax is None:  # constrained: the axis labels stay inside the figure, however it is saved
+            _, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
         totals = self.batches["total"].astype(float).to_numpy()
         ax.hist(totals, bins=bins, color="#4c72b0")
         ax.axvline(float(self.limit), color="#c44e52", linestyle="--", label=f"limit {self.limit:,}")
         ax.set_xlabel("batch total")
         ax.set_ylabel("batches")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of batches: no 2.5
         ax.set_title(f"{self.n_batches:,} batches, mode={self.options.mode!r}")
         ax.legend(loc="upper left")
         return ax
@@ -179,12 +182,42 @@ class BatchPlan:
         return buf.getvalue()
 
 
-def _num(x: float) -> str:
-    """A readable number: thousands separators, no exponent below 1e15.
+def _scalar(x):
+    """A NumPy scalar as the Python number it holds (an int64 stays an exact int).
 
-    >>> _num(1810200.0), _num(12.3456789), _num(0.000123)
-    ('1,810,200', '12.3457', '0.000123')
+    >>> _scalar(np.int64(2**62 + 1)), _scalar(np.float64(0.5))
+    (4611686018427387905, 0.5)
     """
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def exact_median(values: pd.Series):
+    """The median, exact for integers (an int, or a float only when it falls between two ints);
+    pandas' median goes through float64 and rounds totals above 2**53.
+
+    >>> exact_median(pd.Series([2**62 + 1, 2**62 + 3, 7])), exact_median(pd.Series([3, 4]))
+    (4611686018427387905, 3.5)
+    >>> exact_median(pd.Series([0.5, 0.25]))
+    0.375
+    """
+    if not pd.api.types.is_integer_dtype(values.dtype):
+        return _scalar(values.median())
+    ordered = np.sort(values.to_numpy())
+    n = len(ordered)
+    if n % 2:
+        return int(ordered[n // 2])
+    twice = int(ordered[n // 2 - 1]) + int(ordered[n // 2])  # Python ints: no overflow
+    return twice // 2 if twice % 2 == 0 else twice / 2
+
+
+def _num(x) -> str:
+    """A readable number: thousands separators, no exponent below 1e15 (ints: never).
+
+    >>> _num(1810200.0), _num(12.3456789), _num(0.000123), _num(4620693217682128901)
+    ('1,810,200', '12.3457', '0.000123', '4,620,693,217,682,128,901')
+    """
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):,}"
     if x == int(x) and abs(x) < 1e15:
         return f"{int(x):,}"
     if abs(x) >= 1000:

@@ -4,7 +4,8 @@
 #   bash docs/build.sh            # HTML into docs/_build/html, then the doctests
 #
 # Needs: pip install -e ".[docs]"   (Sphinx, pydata-sphinx-theme, myst-parser, sphinx-argparse,
-# matplotlib, distributed, pytest). No system packages.
+# matplotlib, distributed, pytest). No system packages. PyTorch is optional: without it the
+# examples of dask_cumbatch/torch.py are reported as skipped (conftest.py); with it they run.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

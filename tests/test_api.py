@@ -209,13 +209,13 @@ def test_python_errors_name_keywords(tmp_path):
 def test_command_line_errors_name_flags(tmp_path):
     folder = invalid_input(tmp_path)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
-    for args, flag in [([], "pass --invalid skip"), (["--mode", "fill", "--multiple", "8"], "--multiple applies")]:
+    for args, flag, code in [([], "pass --invalid skip", 1), (["--mode", "fill", "--multiple", "8"], "--multiple applies", 2)]:
         proc = subprocess.run(
             [sys.executable, "-m", "dask_cumbatch", "export", str(folder), str(tmp_path / "out"), "-w", "w",
              "-l", "4", *args],
             capture_output=True, text=True, env=env, timeout=300,
         )
-        assert proc.returncode == 1, proc.stderr
+        assert proc.returncode == code, proc.stderr  # 2: a usage error, found before reading the data
         assert flag in proc.stderr and "invalid='skip'" not in proc.stderr and "mode='" not in proc.stderr
         assert proc.stderr.count("\n") == 1  # one line, no traceback
 

@@ -34,11 +34,11 @@ def run(args, capsys):
     return code, out, err
 
 
-def assert_one_line_error(code, err, pattern, exit_code=1):
+def assert_one_line_error(code, err, pattern, exit_code=1, prefix="cumbatch: error: "):
     assert code == exit_code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("cumbatch: error: "), err
+    assert lines[0].startswith(prefix), err
     assert "Traceback" not in err
     import re
 
@@ -117,20 +117,20 @@ def test_demo_is_friendly(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "args, pattern",
+    "args, pattern, exit_code",
     [
-        (["--limit", "5XB"], r"cannot read limit '5XB'"),
-        (["--limit", "0"], r"limit must be a finite number > 0"),
-        (["--limit", "-3"], r"cannot read limit|limit must be"),
-        (["--weight", "nope"], r"weight column 'nope' not found; available columns"),
-        (["--weight", "t"], r"weight column 't' has dtype .*must be numeric"),
-        (["--by", "zz"], r"--by column 'zz' not found"),
-        (["--mode", "fill", "--multiple", "8"], r"--multiple applies to --mode greedy only"),
-        (["--mode", "floor", "--cost", "padded"], r"use --cost sum"),
-        (["--oversize", "raise", "--limit", "10"], r"above the limit 10"),
+        (["--limit", "5XB"], r"cannot read limit '5XB'", 2),  # usage errors: found before any work
+        (["--limit", "0"], r"limit must be a finite number > 0", 2),
+        (["--limit", "-3"], r"limit must be a finite number > 0, got -3", 2),
+        (["--weight", "nope"], r"weight column 'nope' not found; available columns", 1),
+        (["--weight", "t"], r"weight column 't' has dtype .*must be numeric", 1),
+        (["--by", "zz"], r"--by column 'zz' not found", 1),
+        (["--mode", "fill", "--multiple", "8"], r"--multiple applies to --mode greedy only", 2),
+        (["--mode", "floor", "--cost", "padded"], r"use --cost sum", 2),
+        (["--oversize", "raise", "--limit", "10"], r"above the limit 10", 1),
     ],
 )
-def test_export_errors_are_one_line(inp, tmp_path, capsys, args, pattern):
+def test_export_errors_are_one_line(inp, tmp_path, capsys, args, pattern, exit_code):
     base = {"--weight": "w", "--limit": "1000"}
     extra = []
     i = 0
@@ -142,7 +142,8 @@ def test_export_errors_are_one_line(inp, tmp_path, capsys, args, pattern):
         i += 2
     argv = ["export", inp, tmp_path / "o"] + [x for kv in base.items() for x in kv] + extra
     code, stdout, err = run(argv, capsys)
-    assert_one_line_error(code, err, pattern)
+    prefix = "cumbatch export: error: " if exit_code == 2 else "cumbatch: error: "
+    assert_one_line_error(code, err, pattern, exit_code, prefix)
     assert not (tmp_path / "o" / "_SUCCESS").exists()
     assert not (tmp_path / "o").exists() or not any(p.name.startswith("part-") for p in (tmp_path / "o").iterdir())
 
@@ -162,7 +163,7 @@ def test_input_and_folder_errors(inp, tmp_path, capsys):
     code, _, err = run(["export", inp, busy, "-w", "w", "-l", "500", "--overwrite"], capsys)
     assert code == 0 and not (busy / "x.txt").exists()
     code, _, err = run(["status", inp], capsys)
-    assert_one_line_error(code, err, r"holds files but no cumbatch export", exit_code=2)  # status: 2 = not an export
+    assert_one_line_error(code, err, r"holds files but no cumbatch export", exit_code=4)  # status: 4 = not an export
 
 
 def test_invalid_weights_raise_or_skip(tmp_path, capsys):
@@ -218,5 +219,5 @@ def test_console_script_and_module_in_subprocesses(inp, tmp_path):
     if os.path.exists(exe):
         proc = subprocess.run([exe, "plan", str(inp), "-w", "w", "-l", "5XB"], capture_output=True, text=True,
                               env=env, timeout=120)
-        assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
         assert proc.stdout == ""

@@ -592,10 +592,10 @@ def test_file_too_large_names_the_file(tmp_path):
 
 def test_status_exit_codes(tmp_path):
     inp = write_inputs(tmp_path / "in", n_files=2)
-    assert cli("status", tmp_path / "missing").returncode == 2
+    assert cli("status", tmp_path / "missing").returncode == 4
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
-    assert cli("status", tmp_path / "other").returncode == 2
+    assert cli("status", tmp_path / "other").returncode == 4
     out = tmp_path / "out"
     to_files(inp, str(out), "w", 300, progress=False)
     assert cli("status", out).returncode == 0

@@ -44,7 +44,7 @@ def test_python_block_runs_as_pasted(line, code, tmp_path):
     assert done.returncode == 0, f"README.md:{line} failed:\n{done.stderr}"
 
 
-def test_quickstart_exports_every_row(tmp_path):
+def test_quickstart_exports_every_row_and_can_be_pasted_twice(tmp_path):
     quickstart = next(code for _, code in PYTHON if "to_files(" in code)
     done = run_block(quickstart, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -53,6 +53,11 @@ def test_quickstart_exports_every_row(tmp_path):
     assert (out / "_SUCCESS").exists()
     files = sorted(out.glob("part-*.parquet"))
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 100_000
+    first = {f.name: f.read_bytes() for f in files}
+    again = run_block(quickstart, tmp_path)  # pasted a second time, in the same folder
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout and "up to date" not in done.stdout
+    assert {f.name: f.read_bytes() for f in sorted(out.glob("part-*.parquet"))} == first
 
 
 def test_links_point_at_files_in_the_repository():

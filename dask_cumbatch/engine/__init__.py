@@ -15,7 +15,7 @@ partition. Modes plug in through :func:`register_mode`, kernels through :func:`b
 """
 from __future__ import annotations
 
-from .backends import backend_for, gpu_available
+from .backends import backend_for, gpu_available, gpu_path_available
 from .finish import batch_ids, batch_stats, check_unchanged, finish_frame, finish_ids, finish_stats
 from .modes import Mode, Step, mode_for, needs_extra_pass, register_mode, registered_modes, unregister_mode
 from .partition import PartitionArrays, invalid_mask, prepare, weight_values
@@ -47,7 +47,7 @@ __all__ = [
     "HEAD_BUDGET", "Carry", "Entry", "InputChangedError", "Mode", "OversizeError",
     "PartitionArrays", "PartitionPlan", "Step", "Summary", "WeightError", "backend_for",
     "batch_ids", "batch_stats", "check_summaries", "check_unchanged", "extra_summary",
-    "finish_frame", "finish_ids", "finish_stats", "gpu_available", "head_bytes_for",
+    "finish_frame", "finish_ids", "finish_stats", "gpu_available", "gpu_path_available", "head_bytes_for",
     "invalid_mask", "mode_for", "needs_extra_pass", "overflow_error", "plan_frame", "prepare",
     "register_mode", "registered_modes", "same_key", "scan", "scan_extra", "summarize", "summarize_weights",
     "unregister_mode", "weight_total", "weight_values",

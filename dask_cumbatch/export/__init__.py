@@ -22,10 +22,11 @@ See docs/export.md for how it works and what it guarantees.
 """
 from __future__ import annotations
 
+import inspect
 import time
 
 from ..graph import prepare_frame
-from ..options import BatchOptions
+from ..options import OPTIONS, BatchOptions, unexpected_keyword
 from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
 from .formats import FORMATS, encode
 from .inputs import Source, list_inputs, read_inputs
@@ -61,7 +62,7 @@ __all__ = [
 
 
 def to_files(
-    ddf,
+    source,
     path,
     weight,
     limit,
@@ -81,13 +82,14 @@ def to_files(
     inputs=None,
     **opts,
 ) -> ExportResult:
-    """Cut ``ddf`` into batches by cumulative ``weight`` and write them to files in ``path``.
+    """Cut ``source`` into batches by cumulative ``weight`` and write them to files in ``path``.
 
-    ``ddf`` is a Dask (or pandas) DataFrame, or input path(s): a Parquet/CSV file, folder, glob
-    or fsspec URL (then a re-run checks the inputs' sizes and modification times, and an append
-    reads only new files). ``weight`` must be a column name; ``limit`` and ``**opts`` are the
-    batching options of ``ddf.cumbatch.repartition`` (``mode``, ``max_rows``, ``by``, ``cost``,
-    ``oversize``, ``invalid``, ``name``, ``multiple``, ``sort_window``).
+    ``source`` is a Dask (or pandas) DataFrame, or input path(s): a Parquet/CSV file, folder,
+    glob or fsspec URL (then a re-run checks the inputs' sizes and modification times, and an
+    append reads only new files). ``weight`` must be a column name; ``limit`` and ``**opts`` are
+    the batching options of ``ddf.cumbatch.repartition`` (``mode``, ``max_rows``, ``by``,
+    ``cost``, ``oversize``, ``invalid``, ``name``, ``multiple``, ``sort_window``, ``device``);
+    a keyword that is neither raises ``TypeError`` naming ``to_files`` and the closest one.
 
     Files: one per ``batches_per_file`` consecutive batches, ``format`` ``"parquet"``, ``"csv"``
     or ``"jsonl"``, plus ``_manifest.json``, ``_SUCCESS`` and the ``_cumbatch/`` control folder (see
@@ -127,11 +129,12 @@ def to_files(
     True
     """
     t0 = time.perf_counter()
+    _check_keywords(opts)
     if not isinstance(weight, str):
         raise TypeError(f"to_files needs the weight as a column name, not {type(weight).__name__}")
     options = BatchOptions.make(weight, limit, **opts)
     check_export_arguments(options, format, batches_per_file, max_skips)
-    source = Source(ddf, inputs, input_storage_options or storage_options, full_hash=bool(verify_inputs))
+    source = Source(source, inputs, input_storage_options or storage_options, full_hash=bool(verify_inputs))
     if source.files:  # the schema's checks (columns, dtypes, the id column) before the folder is touched
         prepare_frame(source.ddf(source.files[:1]), weight, options)
     folder = Folder(path, storage_options)
@@ -146,3 +149,11 @@ def to_files(
         result = job.run(append=append, overwrite=overwrite, resume=resume)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_keywords(opts: dict) -> None:
+    """Refuse a keyword that is neither a batching option nor one of ``to_files``'s own."""
+    unknown = [key for key in opts if key not in OPTIONS]
+    if unknown:
+        own = [name for name, p in inspect.signature(to_files).parameters.items() if p.kind is not p.VAR_KEYWORD]
+        raise unexpected_keyword("to_files", unknown[0], own + list(OPTIONS))

@@ -305,6 +305,8 @@ class Run:
             for name, data in self.saved.items():  # before anything changes: what an append rewrites
                 folder.write_atomic(f"{WORK}/{name}", data)
             self.run["saved"] = {name: sha256(data) for name, data in self.saved.items()}
+            plan = self.plan_  # what `cumbatch status` reports progress against
+            self.run["planned"] = {"partitions": len(plan.entries), "rows": plan.n_rows, "batches": plan.n_batches}
             folder.write_atomic(RUN, dumps(self.run))
             folder.remove(SUCCESS)
         else:

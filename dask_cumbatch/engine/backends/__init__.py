@@ -85,9 +85,26 @@ def _take_tiny(n_rows: int) -> bool:
 
 
 def gpu_available() -> bool:
-    """True when a GPU backend is part of this install and can run here.
+    """True when CuPy is installed and a CUDA device is visible: ``device="gpu"`` runs on a GPU.
+
+    numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``) is no GPU: under it this is False
+    unless a device is there too (see :func:`gpu_path_available`).
 
     >>> isinstance(gpu_available(), bool)
+    True
+    """
+    gpu = _gpu_module()
+    if gpu is None:
+        return False
+    return _device_visible() if gpu.simulated() else _runs(gpu)
+
+
+def gpu_path_available() -> bool:
+    """True when ``device="gpu"`` can run here: on a CUDA device, or under numba-cuda's
+    simulator (``NUMBA_ENABLE_CUDASIM=1`` with the ``gpusim`` extra), which runs the same
+    kernels on the CPU, slowly.
+
+    >>> gpu_path_available() >= gpu_available()
     True
     """
     gpu = _gpu_module()
@@ -106,6 +123,17 @@ def _on_device(backend) -> bool:
     """Whether ``backend`` runs on a real device: "auto" never picks the (slow) simulator."""
     simulated = getattr(backend, "simulated", None)
     return _runs(backend) and not (simulated and simulated())
+
+
+def _device_visible() -> bool:
+    """Whether CuPy is installed and sees a CUDA device (asked of CuPy, not of numba-cuda,
+    whose simulator stands in for a device when ``NUMBA_ENABLE_CUDASIM=1``)."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver
+        return False
 
 
 def _runs(backend) -> bool:

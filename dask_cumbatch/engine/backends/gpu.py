@@ -51,6 +51,8 @@ FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
 
 _INSTALL_HINT = "pip install 'dask-cumbatch[gpu]'"
+_SIMULATOR_HINT = ("to try the GPU path without a GPU, pip install 'dask-cumbatch[gpusim]' and set "
+                   "NUMBA_ENABLE_CUDASIM=1 before Python starts (numba-cuda's simulator: slow)")
 _GPU = keyword("device", "gpu")
 # The simulator is not thread safe (a launch swaps a module-wide fake `cuda`, shared memory
 # included): under it, one backend call runs at a time (Dask's threads call concurrently).
@@ -91,14 +93,14 @@ def check_available() -> None:
         from numba import cuda
     except ImportError as e:
         raise RuntimeError(f"{_GPU} needs CuPy and numba-cuda ({e.name} is missing): "
-                           f"{_INSTALL_HINT} on a machine with an NVIDIA GPU") from None
+                           f"{_INSTALL_HINT} on a machine with an NVIDIA GPU; {_SIMULATOR_HINT}") from None
     try:
         found = cupy.cuda.runtime.getDeviceCount() > 0 and cuda.is_available()
     except Exception:  # no driver
         found = False
     if not found:
         raise RuntimeError(f"{_GPU} found no CUDA device: {_INSTALL_HINT} on a machine "
-                           "with an NVIDIA GPU, or set NUMBA_ENABLE_CUDASIM=1 to simulate one")
+                           f"with an NVIDIA GPU; {_SIMULATOR_HINT}")
 
 
 def _check_simulator() -> None:
