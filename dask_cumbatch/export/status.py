@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from .folder import CONTROL, LEGACY_WORK, MANIFEST, RUN, SUCCESS, WORK, ExportError, Folder, load_json
-from .manifest import manifest_files, validate_manifest, verify_files
+from .manifest import manifest_files, validate_manifest, verify_batches, verify_files
 
 DATA_FILE = re.compile(r"^part-[0-9]{8,}\.(parquet|csv|jsonl)$")
 
@@ -44,6 +44,7 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
         out["stray"] = sorted(n for n in listing if DATA_FILE.match(n) and n not in listed)
         if verify and run is None:
             verify_files(folder, manifest)
+            verify_batches(folder, manifest)  # the files keep the recorded settings
             if out["stray"]:
                 raise ExportError(f"{folder.url} holds data files its manifest does not list: "
                                   f"{', '.join(out['stray'][:5])}; readers of the folder would read them")
