@@ -422,7 +422,7 @@ def input_paths(entries: list) -> set:
     >>> sorted(input_paths([{"path": "a"}, {"dataframe": "t", "files": [{"path": "b"}]}]))
     ['a', 'b']
     """
-    return {e["path"] for e in flat_inputs(entries) if isinstance(e, dict) and "path" in e}
+    return {e["path"] for e in flat_inputs(entries) if isinstance(e, dict) and isinstance(e.get("path"), str)}
 
 
 def flat_inputs(entries: list) -> list:

@@ -29,7 +29,7 @@ from .formats import concat, encode, ipc_bytes, ipc_read, output_schema, parquet
 from .inputs import Source, changed_input, consumed_prefix, flat_inputs, input_paths, inputs_diff, same_inputs
 from .manifest import (
     LEGACY_VERSION, MANIFEST_KIND, MANIFEST_VERSION, check_same_settings, columns_diff, manifest_files, upgraded,
-    validate_manifest, verify_files, with_checksum,
+    validate_manifest, verify_batches, verify_files, with_checksum,
 )
 from .progress import compute, progress_context
 
@@ -605,6 +605,7 @@ class Run:
             saved["base_open.arrow"] = ipc_bytes(parquet_read(data))
         if self.job.verify:
             verify_files(folder, base)
+            verify_batches(folder, base)
         if base.get("rejects"):
             data = folder.read(REJECTS)
             if sha256(data) != base["rejects"]["sha256"]:
