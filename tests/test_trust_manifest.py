@@ -20,6 +20,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import ExportError, folder_status, to_files
@@ -282,3 +283,29 @@ def test_an_append_checks_the_recorded_sha256_without_the_flag(tmp_path):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert cli("export", inp, out, *args, "--append").returncode == 0
     assert all("sha256" in f for f in manifest(out)["inputs"])  # the new input recorded as well
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    weights=st.lists(st.integers(0, 12), min_size=1, max_size=60),
+    float_weights=st.booleans(),
+    mode=st.sampled_from(["greedy", "fill", "floor"]),
+    cost=st.sampled_from(["sum", "padded"]),
+    max_rows=st.sampled_from([None, 3]),
+    by=st.booleans(),
+    multiple=st.sampled_from([None, 2]),
+    limit=st.sampled_from([7, 10, 25]),
+    fmt=st.sampled_from(["parquet", "csv"]),
+)
+def test_status_verify_passes_every_genuine_export(tmp_path_factory, weights, float_weights, mode, cost, max_rows,
+                                                   by, multiple, limit, fmt):
+    if mode != "greedy":
+        multiple = None
+    if mode == "floor":
+        cost = "sum"
+    w = np.array(weights) / 4.0 if float_weights else np.array(weights)
+    df = pd.DataFrame({"w": w, "k": np.where(np.arange(len(w)) % 13 < 6, "a", "b")})
+    out = tmp_path_factory.mktemp("verify") / "o"
+    to_files(dd.from_pandas(df, npartitions=3), str(out), "w", limit, mode=mode, cost=cost, max_rows=max_rows,
+             by="k" if by else None, multiple=multiple, format=fmt, batches_per_file=2, progress=False)
+    assert folder_status(str(out), verify=True)["verified"]
