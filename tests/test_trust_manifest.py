@@ -114,6 +114,22 @@ def test_a_frame_that_is_not_a_plain_read_is_refused_when_it_holds_consumed_file
     assert tree(out) == before
 
 
+def test_a_csv_frame_append_is_refused_when_it_reads_consumed_files(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "o"
+    inp.mkdir()
+    pd.DataFrame({"w": [1, 2, 3], "pos": [0, 1, 2]}).to_csv(inp / "a.csv", index=False)
+    to_files(dd.read_csv(str(inp / "*.csv")), str(out), "w", 5, append=True, progress=False)
+    before = tree(out)
+    again = to_files(dd.read_csv(str(inp / "*.csv")), str(out), "w", 5, append=True, progress=False)
+    assert again.up_to_date and tree(out) == before
+    pd.DataFrame({"w": [4], "pos": [3]}).to_csv(inp / "b.csv", index=False)
+    with pytest.raises(ExportError, match=r"a\.csv was already exported"):  # read_csv: no way to take b alone
+        to_files(dd.read_csv(str(inp / "*.csv")), str(out), "w", 5, append=True, progress=False)
+    assert tree(out) == before
+    res = to_files(dd.read_csv(str(inp / "b.csv")), str(out), "w", 5, append=True, progress=False)
+    assert res.rows == 4 and exported(out)["pos"].tolist() == [0, 1, 2, 3]
+
+
 def test_a_frame_over_other_files_appends_whole(tmp_path):
     out = tmp_path / "o"
     write(tmp_path / "in1", "a.parquet", [1, 2, 3])
@@ -222,6 +238,19 @@ def test_appends_with_a_recomputed_state_equal_one_export(tmp_path, mode, multip
     to_files(str(inp), str(tmp_path / "one"), "w", 5.5, **opts)
     assert tree(out) == tree(tmp_path / "one")
     assert folder_status(str(out), verify=True)["verified"]
+
+
+def test_an_export_of_no_rows_carries_the_empty_state(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "o"
+    write(inp, "a.parquet", [np.nan, np.nan])  # every row left out: no batch yet
+    to_files(str(inp), str(out), "w", 5, invalid="skip", max_skips=None, progress=False)
+    edit_manifest(out, lambda m: m["state"].update(tot=3, rows=1))
+    write(inp, "b.parquet", [1, 2], start=2)
+    with pytest.raises(ExportError, match="state.rows 1"):
+        to_files(str(inp), str(out), "w", 5, invalid="skip", max_skips=None, append=True, progress=False)
+    edit_manifest(out, lambda m: m["state"].update(tot=0, rows=0))
+    res = to_files(str(inp), str(out), "w", 5, invalid="skip", max_skips=None, append=True, progress=False)
+    assert res.rows == 2 and res.rejects == 2
 
 
 @pytest.mark.parametrize("new_limit", [20, 5])

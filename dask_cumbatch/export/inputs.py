@@ -270,7 +270,7 @@ class Source:
         seen = [f for f in now if f["path"] in done]
         if not seen:
             return now
-        if frame_read(self.frame) is None:
+        if len(seen) < len(now) and frame_read(self.frame) is None:
             raise ExportError(f"input {seen[0]['path']} was already exported and this DataFrame reads it again, "
                               "but is not a plain read_parquet (with column selections and row-wise steps): "
                               "cannot take only its new files; append a frame over the new files only")
@@ -356,9 +356,24 @@ def frame_paths(ddf):
             if "path" in getattr(node, "_parameters", ()):
                 value = node.operand("path")
                 paths.extend([value] if isinstance(value, str) else list(value))
+            elif "iterables" in getattr(node, "_parameters", ()):  # read_csv: blocks of opened files
+                paths.extend(dict.fromkeys(_opened_paths(node.operand("iterables"))))
     except Exception:
         return []
     return [p for p in paths if isinstance(p, str)]
+
+
+def _opened_paths(value, depth: int = 0):
+    """The paths of the fsspec files that ``read_csv``'s block tasks open, in order."""
+    from fsspec.core import OpenFile
+
+    if isinstance(value, OpenFile):
+        yield value.path if is_local(value.fs) else value.fs.unstrip_protocol(value.path)
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _opened_paths(v, depth + 1)
+    elif depth < 4 and hasattr(value, "args") and hasattr(value, "func"):  # a task: its arguments
+        yield from _opened_paths(list(value.args), depth + 1)
 
 
 def inputs_diff(old: list, new: list) -> str:

@@ -547,9 +547,11 @@ class Run:
         import pyarrow.compute as pc
 
         base, recorded = self.base, json.loads(self.start.to_json())
-        if self.g_open is None:
-            return self._refuse_state("batches", "none") if recorded != json.loads(Carry().to_json()) \
-                else self.start
+        if self.g_open is None:  # nothing exported yet: the state of an empty table
+            for f, value in json.loads(Carry().to_json()).items():
+                if recorded[f] != value:
+                    self._refuse_state(f, value)
+            return self.start
         name = f"{WORK}/base_open.arrow"
         table = ipc_read(self.saved[name.rsplit("/", 1)[1]] if self.fresh else self.folder.read(name))
         last = base["batches"][-1]
@@ -582,8 +584,8 @@ class Run:
     def _refuse_state(self, field, recomputed):
         recorded = json.loads(self.start.to_json())[field]
         raise export_error(
-            f"{MANIFEST} in {self.folder.url} records state.{field} {show_state(recorded)}, the last batch's rows "
-            f"give {show_state(recomputed)}: the manifest was changed; {redo_hint()[0]}", OVERWRITE)
+            f"{MANIFEST} in {self.folder.url} records state.{field} {show_state(recorded)}, its batches and the "
+            f"last batch's rows give {show_state(recomputed)}: the manifest was changed; {redo_hint()[0]}", OVERWRITE)
 
     def read_base(self) -> dict:
         """Check and read what an append rewrites: the previous run's open rows and rejects.
