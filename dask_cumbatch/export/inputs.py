@@ -291,10 +291,47 @@ class Source:
         return None
 
     def ddf(self, entries):
-        """The frame to export: the given frame, or the input files of ``entries``."""
-        if self.frame is not None:
+        """The frame to export: the given frame (restricted to the files of ``entries`` when an
+        append takes only the frame's new files), or the input files of ``entries``."""
+        if self.frame is None:
+            return read_inputs(self.kind, [e["path"] for e in entries], self.storage_options)
+        paths = [f["path"] for e in entries for f in e.get("files", [])]
+        if "files" not in self.files[0] or paths == [f["path"] for f in self.files[0]["files"]]:
             return self.frame
-        return read_inputs(self.kind, [e["path"] for e in entries], self.storage_options)
+        return frame_over(self.frame, paths)
+
+    def new_frame_files(self, consumed: list) -> list:
+        """The files of this (file-reading) frame that an append into an export of ``consumed``
+        inputs takes: all of them when none was consumed, else those after the consumed ones,
+        which must be an unchanged prefix of the frame's files and be read by a plain file read
+        (:func:`frame_read`); anything else is refused, naming a consumed file.
+
+        >>> Source(pd.DataFrame({"w": [1]})).new_frame_files([])
+        []
+        """
+        now = self.files[0].get("files", [])
+        done = input_paths(consumed)
+        seen = [f for f in now if f["path"] in done]
+        if not seen:
+            return now
+        if len(seen) < len(now) and frame_read(self.frame) is None:
+            raise ExportError(f"input {seen[0]['path']} was already exported and this DataFrame reads it again, "
+                              "but is not a plain read_parquet (with column selections and row-wise steps): "
+                              "cannot take only its new files; append a frame over the new files only")
+        k = consumed_prefix([f for f in flat_inputs(consumed) if isinstance(f, dict) and f.get("path") in
+                             {g["path"] for g in now}], now)
+        return now[k:]
+
+    def hash_fully(self) -> None:
+        """Record (and so check) the sha256 of every input file from now on: an export whose
+        manifest records them keeps checking them on append, with or without ``verify_inputs``."""
+        import fsspec
+
+        self.full_hash = True
+        for entry in flat_inputs(self.files):
+            if "path" in entry and "sha256" not in entry:
+                fs, path = fsspec.core.url_to_fs(entry["path"], **(self.storage_options or {}))
+                entry["sha256"] = full_sha256(fs, path)
 
     def paths(self) -> list:
         """Every input file path this source reads (for a frame: the files under it, if known)."""
@@ -424,6 +461,42 @@ def _frame_entry(ddf, inputs, storage_options, full_hash) -> dict:
     return {"dataframe": tokenize(ddf)}  # in-memory data: Dask's deterministic token of the data
 
 
+def frame_read(ddf):
+    """The one ``read_parquet`` expression under ``ddf`` when every other step is row-wise
+    (column selections, assignments, filters, arithmetic), else None: then the frame over some
+    of its files is the same steps over a read of those files.
+
+    >>> import dask.dataframe as dd
+    >>> frame_read(dd.from_pandas(pd.DataFrame({"w": [1]}), npartitions=1)) is None
+    True
+    """
+    from dask.dataframe.dask_expr._expr import Blockwise, MapPartitions
+    from dask.dataframe.dask_expr.io.io import IO
+    from dask.dataframe.dask_expr.io.parquet import ReadParquet
+
+    reads = []
+    for node in ddf.expr.walk():
+        if isinstance(node, ReadParquet):
+            reads.append(node)
+        elif isinstance(node, (IO, MapPartitions)) or not isinstance(node, Blockwise):
+            return None
+    if len(reads) != 1 or reads[0].operand("_partitions"):
+        return None
+    return reads[0]
+
+
+def frame_over(ddf, paths: list):
+    """``ddf`` (see :func:`frame_read`) over the given files instead of its own."""
+    from dask.dataframe.dask_expr import new_collection
+
+    read = frame_read(ddf)
+    if read is None:  # pragma: no cover - new_frame_files refused such a frame before
+        raise ExportError("internal error: this DataFrame cannot be restricted to some of its files")
+    changes = {"path": list(paths), "_dataset_info_cache": None}
+    new = read.substitute_parameters({k: v for k, v in changes.items() if k in read._parameters})
+    return new_collection(ddf.expr.substitute(read, new))
+
+
 def frame_paths(ddf):
     """Input paths of the read_parquet/read_csv expressions under ``ddf`` (for the fingerprint).
 
@@ -437,9 +510,24 @@ def frame_paths(ddf):
             if "path" in getattr(node, "_parameters", ()):
                 value = node.operand("path")
                 paths.extend([value] if isinstance(value, str) else list(value))
+            elif "iterables" in getattr(node, "_parameters", ()):  # read_csv: blocks of opened files
+                paths.extend(dict.fromkeys(_opened_paths(node.operand("iterables"))))
     except Exception:
         return []
     return [p for p in paths if isinstance(p, str)]
+
+
+def _opened_paths(value, depth: int = 0):
+    """The paths of the fsspec files that ``read_csv``'s block tasks open, in order."""
+    from fsspec.core import OpenFile
+
+    if isinstance(value, OpenFile):
+        yield value.path if is_local(value.fs) else value.fs.unstrip_protocol(value.path)
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _opened_paths(v, depth + 1)
+    elif depth < 4 and hasattr(value, "args") and hasattr(value, "func"):  # a task: its arguments
+        yield from _opened_paths(list(value.args), depth + 1)
 
 
 def inputs_diff(old: list, new: list) -> str:
@@ -486,7 +574,7 @@ def changed_input(before: list, after: list):
     >>> changed_input([{"path": "a", "size": 1}], [{"path": "a", "size": 2}])
     'a'
     """
-    flat_before, flat_after = _flat(before), _flat(after)
+    flat_before, flat_after = flat_inputs(before), flat_inputs(after)
     after_by_path = {e.get("path"): e for e in flat_after}
     for old in flat_before:
         if not same_input(old, after_by_path.get(old.get("path"))):
@@ -497,8 +585,22 @@ def changed_input(before: list, after: list):
     return None
 
 
-def _flat(entries: list) -> list:
+def input_paths(entries: list) -> set:
+    """The paths of every input file in ``entries`` (files under DataFrame entries too).
+
+    >>> sorted(input_paths([{"path": "a"}, {"dataframe": "t", "files": [{"path": "b"}]}]))
+    ['a', 'b']
+    """
+    return {e["path"] for e in flat_inputs(entries) if isinstance(e, dict) and isinstance(e.get("path"), str)}
+
+
+def flat_inputs(entries: list) -> list:
+    """Input entries with each DataFrame entry replaced by its files' entries.
+
+    >>> flat_inputs([{"path": "a"}, {"dataframe": "t", "files": [{"path": "b"}]}, {"dataframe": "u"}])
+    [{'path': 'a'}, {'path': 'b'}, {'dataframe': 'u'}]
+    """
     out = []
     for e in entries:
-        out.extend(e["files"] if "files" in e else [e])
+        out.extend(e["files"] if isinstance(e, dict) and isinstance(e.get("files"), list) else [e])
     return out

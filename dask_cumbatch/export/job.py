@@ -18,7 +18,7 @@ import pandas as pd
 from dask import delayed
 
 from .. import graph
-from ..engine import Carry
+from ..engine import Carry, scan, summarize, weight_values
 from ..options import BatchOptions, keyword
 from . import tasks
 from .folder import (
@@ -26,10 +26,10 @@ from .folder import (
     SUCCESS, TMP, WORK, ExportError, Folder, dumps, export_error, file_name, load_json, redo_hint, sha256,
 )
 from .formats import concat, encode, ipc_bytes, ipc_read, output_schema, parquet_read
-from .inputs import Source, changed_input, consumed_prefix, inputs_diff, same_inputs
+from .inputs import Source, changed_input, consumed_prefix, flat_inputs, input_paths, inputs_diff, same_inputs
 from .manifest import (
     LEGACY_VERSION, MANIFEST_KIND, MANIFEST_VERSION, check_same_settings, columns_diff, has_success, manifest_files,
-    stray_entries, stray_error, upgraded, validate_manifest, verify_files, with_checksum,
+    stray_entries, stray_error, upgraded, validate_manifest, verify_batches, verify_files, with_checksum,
 )
 from .progress import compute, progress_context
 
@@ -117,6 +117,7 @@ class Job:
             folder.remove(WORK)
         manifest = load_json(folder, MANIFEST, "the manifest") if MANIFEST in listing else None
         if run is not None:
+            self.keep_full_hash(run.get("inputs"))
             current = self.current(run.get("inputs"), append)
             self.check_interrupted(run, current, append, resume)
             self.check_strays_before_resume(run, listing)
@@ -143,6 +144,7 @@ class Job:
         if stray:
             raise stray_error(folder, stray)
         check_same_settings(manifest["settings"], self.settings, f"{folder.url} holds an export")
+        self.keep_full_hash(manifest["inputs"])
         current = self.current(manifest["inputs"], append)
         if same_inputs(manifest["inputs"], current):
             if not has_success(folder, listing):
@@ -161,13 +163,24 @@ class Job:
 
     def current(self, consumed, append) -> list:
         """The inputs after this run: listed files, or for a DataFrame source on append the
-        consumed ones plus this frame (unless it is the last one consumed)."""
+        consumed ones plus this frame (unless it is the last one consumed; for a frame that reads
+        files, plus its files not consumed yet, see :meth:`Source.new_frame_files`)."""
         current = self.source.files
         if self.source.frame is None or not append or not isinstance(consumed, list):
             return current
+        if "files" in current[0]:  # a frame that reads files: only the files not consumed yet
+            new = self.source.new_frame_files(consumed)
+            return consumed + [dict(current[0], files=new)] if new else consumed
         if consumed and same_inputs(consumed[-1:], current[:1]):
             return consumed
         return consumed + current
+
+    def keep_full_hash(self, recorded) -> None:
+        """Inputs recorded with their whole-file sha256 (``verify_inputs``) are checked by it on
+        every later run, and the new ones recorded with it, with or without the option."""
+        if not self.source.full_hash and isinstance(recorded, list) and any(
+                isinstance(f, dict) and "sha256" in f for f in flat_inputs(recorded)):
+            self.source.hash_fully()
 
     def finish_result(self, manifest, up_to_date) -> ExportResult:
         """The result for a folder whose manifest is ``manifest``."""
@@ -282,6 +295,8 @@ class Run:
                               f"({columns_diff(base['columns'], self.columns)})")
         if self.fresh and base is not None:
             self.saved = self.read_base()
+        if base is not None:
+            self.start = self.checked_start(opts)
         with progress_context(self.job.progress, self.job.client):
             with self.input_errors():
                 self.plan_ = graph.plan_partitions(self.prep, self.start)
@@ -381,7 +396,8 @@ class Run:
         now = source.listed_again()
         if source.frame is None:
             return changed_input(recorded, now[: len(recorded)])
-        return changed_input(recorded[-1:], now)
+        earlier = input_paths(recorded[:-1])  # an append of a frame reads only its files not consumed before
+        return changed_input(recorded[-1:], [dict(now[0], files=[f for f in now[0]["files"] if f["path"] not in earlier])])
 
     def input_of_partition(self, k):
         """The input file that partition ``k`` reads, when partitions and files correspond."""
@@ -540,6 +556,58 @@ class Run:
         folder.sync()
         retire_work(folder)
 
+    def checked_start(self, opts) -> Carry:
+        """The state the append carries on from, recomputed from the last batch's rows in the
+        previous run's open file (a walk of those rows alone: a batch's state does not depend on
+        what came before it); raise where the manifest records another.
+
+        ``floor`` carries the group's running sum, which the last batch alone does not give:
+        the batch's rows, total and key are checked, the sum is taken from the manifest (and
+        ``status --verify`` checks the grid against the files).
+        """
+        import pyarrow.compute as pc
+
+        base, recorded = self.base, json.loads(self.start.to_json())
+        if self.g_open is None:  # nothing exported yet: the state of an empty table
+            for f, value in json.loads(Carry().to_json()).items():
+                if recorded[f] != value:
+                    self._refuse_state(f, value)
+            return self.start
+        name = f"{WORK}/base_open.arrow"
+        table = ipc_read(self.saved[name.rsplit("/", 1)[1]] if self.fresh else self.folder.read(name))
+        last = base["batches"][-1]
+        rows = table.filter(pc.equal(table.column(self.opts.name), last["batch"])).to_pandas()
+        prep = graph.prepare_frame(rows, self.opts.weight, opts)
+        values, _ = weight_values(rows[self.opts.weight])
+        stats = tasks.stats_of(np.full(len(rows), last["batch"]), values, prep.is_float) if len(rows) else []
+        if stats != [[last["batch"], last["rows"], last["total"]]]:
+            got = f"{stats[0][1]} rows of total {stats[0][2]}" if stats else "no rows"
+            raise ExportError(f"{MANIFEST} in {self.folder.url} says batch {last['batch']} holds {last['rows']} rows "
+                              f"of total {last['total']}, its file {last['file']} holds {got}: the manifest "
+                              f"or the file was changed; {redo_hint()[0]}")
+        walked = scan([summarize(rows, prep.opts, prep.is_float)], prep.opts, prep.is_float, [rows].__getitem__)
+        walked = json.loads(walked.end_state.to_json())
+        floor = self.settings["mode"] == "floor"
+        if floor and self.settings["max_rows"]:  # the open batch's row count, for the cap
+            walked["rows"] = last["rows"]
+        fields = ("rows", "tot", "mx", "tail", "key", "has_prev") if floor else \
+            [f for f in walked if f not in ("batches", "position", "start")]
+        for f in fields:
+            if walked[f] != recorded[f]:
+                self._refuse_state(f, walked[f])
+        position = base["rows"]
+        if recorded["position"] != position:
+            self._refuse_state("position", position)
+        if not floor and recorded["start"] != position - walked["rows"]:
+            self._refuse_state("start", position - walked["rows"])
+        return Carry.from_json(json.dumps({**recorded, **{f: walked[f] for f in fields}}))
+
+    def _refuse_state(self, field, recomputed):
+        recorded = json.loads(self.start.to_json())[field]
+        raise export_error(
+            f"{MANIFEST} in {self.folder.url} records state.{field} {show_state(recorded)}, its batches and the "
+            f"last batch's rows give {show_state(recomputed)}: the manifest was changed; {redo_hint()[0]}", OVERWRITE)
+
     def read_base(self) -> dict:
         """Check and read what an append rewrites: the previous run's open rows and rejects.
 
@@ -560,12 +628,27 @@ class Run:
             saved["base_open.arrow"] = ipc_bytes(parquet_read(data))
         if self.job.verify:
             verify_files(folder, base)
+            verify_batches(folder, base)
         if base.get("rejects"):
             data = folder.read(REJECTS)
             if sha256(data) != base["rejects"]["sha256"]:
                 raise ExportError(f"{REJECTS} in {folder.url} does not match its checksum in {MANIFEST}")
             saved["base_rejects.arrow"] = ipc_bytes(parquet_read(data))
         return saved
+
+
+def show_state(value) -> str:
+    """A carried state's field as written in the manifest, for messages (floats in decimal).
+
+    >>> show_state({"f": "0x1.8000000000000p+1"}), show_state([{"s": "a"}]), show_state(3)
+    ('3.0', "['a']", '3')
+    """
+    if isinstance(value, list):
+        return str([show_state(v) if not isinstance(v, dict) or "f" in v else next(iter(v.values()))
+                    for v in value]).replace('"', "'")
+    if isinstance(value, dict) and set(value) == {"f"}:
+        return repr(float.fromhex(value["f"]))
+    return str(value)
 
 
 def groups_per_task(n: int) -> int:

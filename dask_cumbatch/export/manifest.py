@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 
 from ..engine import Carry
 from ..options import BatchOptions, keyword
@@ -118,9 +119,37 @@ def _check_structure(m) -> None:
         _bad(f"version {m.get('version')!r}, expected {MANIFEST_VERSION}")
     if m["version"] == MANIFEST_VERSION and m.get("checksum") != manifest_checksum(m):
         _bad("its checksum does not match its content: it was changed or damaged")
+    if m["version"] == LEGACY_VERSION:
+        _check_legacy(m)
     for key, typ in (("settings", dict), ("inputs", list), ("state", dict), ("batches", list), ("columns", list)):
         if not isinstance(m.get(key), typ):
             _bad(f"{key} missing or not a {typ.__name__}")
+
+
+def _check_legacy(m) -> None:
+    """A version 1 manifest holds nothing that only version 2 writes (a checksum, content
+    fingerprints of its inputs, files under ``_cumbatch/``): else it is a version 2 manifest
+    edited to skip its checksum."""
+    inputs = [f for e in m.get("inputs") or [] if isinstance(e, dict) for f in [e, *(e.get("files") or [])]]
+    found = ("a checksum" if "checksum" in m else
+             "input fingerprints" if any(isinstance(f, dict) and ("fp" in f or "sha256" in f) for f in inputs) else
+             f"files under {CONTROL}/" if any(isinstance(m.get(k), dict) and str(m[k].get("file", "")).startswith(
+                 CONTROL + "/") for k in ("rejects", "open")) else None)
+    if found:
+        _bad(f"it says version 1 but holds {found}, which only version {MANIFEST_VERSION} writes: "
+             "it was changed to skip its checks")
+
+
+def _check_legacy_layout(m, folder: Folder, listing) -> None:
+    """A version 1 manifest in a folder of the version 2 layout: ``_cumbatch/`` holds rejects or
+    open rows that no version 1 file was migrated to."""
+    if m["version"] != LEGACY_VERSION or CONTROL not in listing:
+        return
+    control = folder.listing(CONTROL)
+    for name, legacy in ((REJECTS, LEGACY_REJECTS), (OPEN, LEGACY_OPEN)):
+        if name.rsplit("/", 1)[1] in control and legacy not in listing:
+            _bad(f"it says version 1 but the folder holds {name}, which only version {MANIFEST_VERSION} "
+                 "writes: it was changed to skip its checks")
 
 
 def _check_batches(m) -> None:
@@ -186,7 +215,8 @@ def validate_manifest(m, folder: Folder | None = None, listing=None) -> dict:
     folder, its state against its batches, and (given the folder) the files' sizes.
 
     A manifest is data, not instructions: any problem raises :class:`ExportError` before
-    anything is written. Manifests of the version 1 layout are accepted as they are.
+    anything is written. Manifests of the version 1 layout are accepted as they are, unless they
+    hold what only version 2 writes (a version 2 manifest edited to skip its checksum).
 
     >>> validate_manifest({"kind": "other"})
     Traceback (most recent call last):
@@ -196,7 +226,9 @@ def validate_manifest(m, folder: Folder | None = None, listing=None) -> dict:
     _check_batches(m)
     _check_state(m)
     if folder is not None:
-        _check_files(m, folder, folder.listing() if listing is None else listing)
+        listing = folder.listing() if listing is None else listing
+        _check_legacy_layout(m, folder, listing)
+        _check_files(m, folder, listing)
     return m
 
 
@@ -354,3 +386,154 @@ def has_success(folder: Folder, listing) -> bool:
         raise ExportError(f"{SUCCESS} in {folder.url} is {what}, not a regular file, and certifies nothing; "
                           "remove it, then re-run the same export to certify the folder")
     return True
+
+
+def read_batch_rows(folder: Folder, m, name: str) -> pd.DataFrame:
+    """The id, weight and ``by`` columns of data file ``name`` of the export ``m``, as pandas.
+
+    >>> import os, tempfile
+    >>> from dask_cumbatch.export import to_files
+    >>> out = tempfile.mkdtemp()
+    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3)
+    >>> m = json.load(open(os.path.join(out, MANIFEST)))
+    >>> read_batch_rows(Folder(out), m, "part-00000001.parquet")
+       batch  w
+    0      1  3
+    """
+    import io
+
+    s = m["settings"]
+    wanted = list(dict.fromkeys([s["name"], s["weight"], *s.get("by", [])]))
+    data = folder.read(name)
+    if s["format"] == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        file = pq.ParquetFile(pa.BufferReader(data))  # one thread: small files read 4x faster
+        missing = [c for c in wanted if c not in file.schema_arrow.names]
+        table = None if missing else file.read(columns=wanted, use_threads=False)
+        df = None if missing else pd.DataFrame({c: table.column(c).to_pandas() for c in wanted})
+    else:
+        types = dict(m["columns"])
+        dtypes = {c: {"double": "float64", "float": "float64"}.get(types.get(c), types.get(c))
+                  for c in (s["name"], s["weight"]) if types.get(c) in ("double", "float", "int64", "int32")}
+        df = (pd.read_csv(io.BytesIO(data), dtype=dtypes) if s["format"] == "csv"
+              else pd.read_json(io.BytesIO(data), lines=True, dtype=dtypes) if data else pd.DataFrame(columns=wanted))
+        missing = [c for c in wanted if c not in df.columns]
+        df = None if missing else df[wanted]
+    if df is None:
+        raise ExportError(f"{name} in {folder.url} has no column {missing[0]!r}, which the settings in {MANIFEST} "
+                          f"name; the manifest or the files were changed: {redo_hint()[0]}")
+    return df
+
+
+def verify_batches(folder: Folder, m) -> None:
+    """Recompute every batch (rows, total, cost) from the data files and check it against the
+    manifest and against the recorded settings (the mode's rule, ``max_rows``, ``multiple``):
+    raise :class:`ExportError` naming the first batch that differs.
+
+    >>> import os, tempfile
+    >>> from dask_cumbatch.export import to_files
+    >>> out = tempfile.mkdtemp()
+    >>> _ = to_files(pd.DataFrame({"w": [3, 3, 3]}), out, "w", 6)
+    >>> m = json.load(open(os.path.join(out, MANIFEST)))
+    >>> verify_batches(Folder(out), m)  # the files keep the settings
+    >>> m["settings"]["limit"] = 3
+    >>> verify_batches(Folder(out), m)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: batch 0 in part-00000000.parquet does not keep the recorded settings (cost 6 > limit=3): ...
+    """
+    s = m["settings"]
+    # JSON lines keep 15 digits of a float: their float totals are not the exact ones
+    exact = s["format"] != "jsonl" or dict(m["columns"]).get(s["weight"]) not in ("double", "float", "halffloat")
+    stats = []
+    for name in dict.fromkeys(b["file"] for b in m["batches"]):
+        stats.extend(_file_batch_stats(folder, m, name, read_batch_rows(folder, m, name)))
+    for b, st in zip(m["batches"], stats):
+        if st["batch"] != b["batch"] or st["rows"] != b["rows"] or (exact and st["total"] != b["total"]):
+            _breaks(folder, b, f"the file holds {st['rows']} rows of total {st['total']} for it, "
+                               f"the manifest says {b['rows']} rows of total {b['total']}")
+    if len(stats) != len(m["batches"]):
+        _breaks(folder, m["batches"][-1], f"the files hold {len(stats)} batches, the manifest lists {len(m['batches'])}")
+    why = _rule_breaks(s, stats) if exact else None
+    if why is not None:
+        k, text = why
+        _breaks(folder, m["batches"][k], text)
+
+
+def _breaks(folder, b, why):
+    hint, setting = redo_hint()
+    raise export_error(f"batch {b['batch']} in {b['file']} does not keep the recorded settings ({why}): "
+                       f"the manifest or the files were changed; {hint}", setting)
+
+
+def _file_batch_stats(folder, m, name, df) -> list:
+    """Per batch of one data file: id, rows, total (in row order), max weight, the cost of all
+    its rows but the last, its first weight, its first and last group key."""
+    from ..engine import batch_stats, weight_values
+
+    s = m["settings"]
+    ids = df[s["name"]].to_numpy(dtype=np.int64)
+    w, invalid = weight_values(df[s["weight"]])
+    if len(invalid) and invalid.any() or (len(ids) > 1 and (np.diff(ids) < 0).any()):
+        raise ExportError(f"{name} in {folder.url} holds invalid weights or unsorted batch ids; "
+                          f"the files were changed: {redo_hint()[0]}")
+    if not len(ids):
+        return []
+    pos = np.arange(len(ids), dtype=np.int64)
+    batch, rows, total, mx, first, last = batch_stats(ids, w, pos)
+    head = np.ones(len(ids), dtype=bool)
+    head[last] = False  # every row but each batch's last
+    h_batch, h_rows, h_total, h_mx, _, _ = batch_stats(ids[head], w[head], pos[head]) if head.any() else ((),) * 6
+    heads = {int(b): (int(r), _py(t), _py(x)) for b, r, t, x in zip(h_batch, h_rows, h_total, h_mx)}
+    keys = [df[c].to_numpy(dtype=object) for c in s.get("by", [])]
+    return [{"batch": int(b), "rows": int(r), "total": _py(t), "mx": _py(x), "first_w": _py(w[f]),
+             "head": heads.get(int(b), (0, 0, 0)), "first_key": tuple(k[f] for k in keys),
+             "last_key": tuple(k[la] for k in keys)}
+            for b, r, t, x, f, la in zip(batch, rows, total, mx, first, last)]
+
+
+def _py(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _cost(cost, rows, total, mx):
+    return mx * rows if cost == "padded" else total
+
+
+def _rule_breaks(s, stats):
+    """``(index, why)`` of the first batch that breaks the settings' rules, or None."""
+    from ..engine import same_key
+
+    limit, cost, mode, cap, mult = s["limit"], s["cost"], s["mode"], s.get("max_rows"), s.get("multiple")
+    s_group = 0  # floor: exclusive running sum within the group at the batch's first row
+    for k, st in enumerate(stats):
+        nxt = stats[k + 1] if k + 1 < len(stats) else None
+        same_group = nxt is not None and same_key(st["last_key"], nxt["first_key"])
+        capped = cap is not None and st["rows"] >= cap
+        c = _cost(cost, st["rows"], st["total"], st["mx"])
+        if cap is not None and st["rows"] > cap:
+            return k, f"{st['rows']} rows > max_rows={cap}"
+        if mode == "greedy":
+            if c > limit and (st["rows"] > 1 or s.get("oversize") == "raise"):
+                return k, f"cost {c} > limit={limit}"
+            if mult and same_group and st["rows"] >= mult and st["rows"] % mult:
+                return k, f"{st['rows']} rows, not a multiple of multiple={mult}"
+            if same_group and not capped and not mult and _cost(
+                    cost, st["rows"] + 1, st["total"] + nxt["first_w"], max(st["mx"], nxt["first_w"])) <= limit:
+                return k + 1, f"its first row fits batch {st['batch']} under limit={limit}"
+        elif mode == "fill":
+            h_rows, h_total, h_mx = st["head"]
+            if h_rows and _cost(cost, h_rows, h_total, h_mx) >= limit:
+                return k, f"it reaches limit={limit} before its last row"
+            if same_group and not capped and c < limit:
+                return k, f"cost {c} < limit={limit}, yet batch {nxt['batch']} starts"
+        elif mode == "floor" and all(isinstance(v, int) for v in (limit, st["total"], st["head"][1])):
+            if k and not same_key(stats[k - 1]["last_key"], st["first_key"]):
+                s_group = 0
+            if s_group // limit != (s_group + st["head"][1]) // limit:
+                return k, f"its rows lie in more than one cell of limit={limit}"
+            s_group += st["total"]
+            if same_group and not capped and (s_group - st["total"] + st["head"][1]) // limit == s_group // limit:
+                return k + 1, f"it starts in the cell of batch {st['batch']} under limit={limit}"
+    return None

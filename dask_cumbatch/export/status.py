@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from .folder import CONTROL, LEGACY_WORK, MANIFEST, RUN, WORK, ExportError, Folder, load_json
-from .manifest import has_success, manifest_files, stray_entries, stray_error, validate_manifest, verify_files
+from .manifest import (
+    has_success, manifest_files, stray_entries, stray_error, validate_manifest, verify_batches, verify_files,
+)
 
 
 def folder_status(path, storage_options=None, verify: bool = False) -> dict:
@@ -54,6 +56,7 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
         out["verified"] = False
         if verify and run is None:
             verify_files(folder, manifest)
+            verify_batches(folder, manifest)  # the files keep the recorded settings
             if out["stray"]:
                 raise stray_error(folder, out["stray"])
             out["verified"] = True
