@@ -129,7 +129,7 @@ def test_kill9_then_resume_gives_the_objects_of_a_clean_export(s3, bucket, tmp_p
     ref = s3.objects(bucket, "ref/")
     total = sum(k.startswith("part-") for k in ref)
     assert total > 100
-    env = dict(os.environ, CUMBATCH_LOCK_LEASE="1")
+    env = dict(os.environ, CUMBATCH_LOCK_LEASE="3")  # renewed every second
     cmd = [sys.executable, "-m", "dask_cumbatch", *map(str, export_cmd(inp, f"s3://{bucket}/out"))]
     rnd, killed = random.Random(3), 0
     for target in sorted(int(rnd.uniform(0.1, 0.8) * total) for _ in range(2)):
@@ -222,9 +222,27 @@ def test_expired_lock_of_a_dead_holder_is_taken_over(s3, bucket, tmp_path):
         export_threaded(str(tmp_path / "in"), f"s3://{bucket}/out", "w", LIMIT, overwrite=True)
 
 
-def test_store_without_conditional_create_warns_and_exports(tmp_path):
+def test_a_writer_whose_lock_was_replaced_certifies_nothing(s3, bucket, monkeypatch):
+    monkeypatch.setenv("CUMBATCH_LOCK_LEASE", "2")
+    holder = WriterLock(Folder(f"s3://{bucket}/out")).acquire()
+    try:
+        holder.remote.check_held()  # its own, with time left
+        other = {"pid": 2, "host": "h", "started": "s", "token": "other", "expires": time.time() + 60}
+        s3.client.put_object(Bucket=bucket, Key=f"out/{LOCK}", Body=json.dumps(other).encode())
+        time.sleep(1.5)  # the renewal (every lease / 3), conditional on the holder's ETag, is refused
+        assert holder.remote.lost
+        with pytest.raises(ExportError, match="this export lost the lock of .*nothing was certified"):
+            holder.remote.check_held()
+    finally:
+        holder.release()
+    assert json.loads(s3.objects(bucket, f"out/{LOCK}")[""])["token"] == "other"  # not deleted by the release
+
+
+def test_store_without_conditional_create_warns_and_exports(tmp_path, capsys):
     import fsspec
     from fsspec.implementations.memory import MemoryFileSystem
+
+    from dask_cumbatch.cli import main
 
     class PlainStore(MemoryFileSystem):  # a store that offers no conditional create
         protocol = "plainstore"
@@ -235,6 +253,11 @@ def test_store_without_conditional_create_warns_and_exports(tmp_path):
         with pytest.warns(StoreWarning, match="offers no conditional create, so this export takes no lock"):
             res = export_threaded(pd.DataFrame({"w": [3, 3, 3]}), "plainstore://b/out", "w", 6)
         assert res.files == 2 and folder_status("plainstore://b/out", verify=True)["verified"]
+        pd.DataFrame({"w": [3, 3, 3]}).to_parquet(tmp_path / "in.parquet")
+        assert main(["export", str(tmp_path / "in.parquet"), "plainstore://b/cli", "-w", "w", "-l", "6", "-q"]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cumbatch: warning: plainstore://b/cli: the plainstore:// store "
+                                                   "offers no conditional create, so this export takes no lock")
     finally:
         PlainStore.store.clear()
 
