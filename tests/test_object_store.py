@@ -222,6 +222,22 @@ def test_expired_lock_of_a_dead_holder_is_taken_over(s3, bucket, tmp_path):
         export_threaded(str(tmp_path / "in"), f"s3://{bucket}/out", "w", LIMIT, overwrite=True)
 
 
+def test_expired_lock_taken_over_without_conditional_put_and_a_bad_lease(monkeypatch):
+    import fsspec
+
+    fs, url = fsspec.filesystem("memory"), "memory://cumbatch-lease/out"
+    try:  # memory://: no If-Match, so the takeover deletes the expired lock and creates its own
+        fs.pipe_file(f"/cumbatch-lease/out/{LOCK}", json.dumps({"pid": 1, "host": "gone", "token": "x",
+                                                                 "expires": time.time() - 1}).encode())
+        assert export_threaded(pd.DataFrame({"w": [3, 3, 3]}), url, "w", 6).files == 2
+        assert not fs.exists(f"/cumbatch-lease/out/{LOCK}")
+        monkeypatch.setenv("CUMBATCH_LOCK_LEASE", "soon")
+        with pytest.raises(ExportError, match="CUMBATCH_LOCK_LEASE='soon' is not a number of seconds > 0"):
+            export_threaded(pd.DataFrame({"w": [3, 3, 3]}), url, "w", 6)
+    finally:
+        fs.rm("/cumbatch-lease", recursive=True)
+
+
 def test_a_writer_whose_lock_was_replaced_certifies_nothing(s3, bucket, monkeypatch):
     monkeypatch.setenv("CUMBATCH_LOCK_LEASE", "2")
     holder = WriterLock(Folder(f"s3://{bucket}/out")).acquire()
