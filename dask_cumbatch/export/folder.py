@@ -584,6 +584,25 @@ def lease_seconds() -> float:
     return value
 
 
+def conditional_create(fs) -> bool:
+    """Whether ``fs`` is known to create a file only where none exists, decided by the store:
+    its protocol is one of :data:`CONDITIONAL_CREATE` and its ``pipe_file`` takes ``mode``
+    (s3fs 2024.12 and later; an older one would ignore or reject it).
+
+    >>> import fsspec
+    >>> conditional_create(fsspec.filesystem("memory")), conditional_create(fsspec.filesystem("file"))
+    (True, False)
+    """
+    import inspect
+
+    pipe = getattr(type(fs), "_pipe_file", None) or type(fs).pipe_file
+    try:
+        takes_mode = "mode" in inspect.signature(pipe).parameters
+    except (TypeError, ValueError):
+        takes_mode = False
+    return protocol_of(fs) in CONDITIONAL_CREATE and takes_mode
+
+
 class LockLost(Exception):
     """The lock object is no longer this writer's (taken over, deleted, or replaced)."""
 
@@ -627,7 +646,7 @@ class ObjectLock:
         """The folder's lock, taken; None (after a :class:`StoreWarning`) where the store
         offers no conditional create. Any error of the store is one :class:`ExportError` line."""
         protocol = protocol_of(folder.fs)
-        if protocol not in CONDITIONAL_CREATE:
+        if not conditional_create(folder.fs):
             return cls.no_lock(folder, f"the {protocol}:// store offers no conditional create")
         lock = cls(folder, lease_seconds())
         try:
