@@ -122,6 +122,23 @@ def test_python_export_from_s3_inputs_status_verify(s3, bucket, tmp_path):
 # ------------------------------------------------------------------------------ kill -9, resume, append
 
 
+def kill_at(s3, bucket, cmd, env, target):
+    """Run ``cmd``, kill -9 it once ``target`` data objects are under ``out/``; returns its pid
+    if it was killed (None if it finished first), after its lock's lease has ended."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        if sum(k.startswith("part-") for k in s3.keys(bucket, "out/")) >= target:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    if proc.wait() != -signal.SIGKILL:
+        return None
+    lock = json.loads(s3.objects(bucket, f"out/{LOCK}")[""])  # the dead holder's lock, until its lease ends
+    assert lock["pid"] == proc.pid
+    time.sleep(max(0.0, lock["expires"] - time.time()) + 0.1)
+    return proc.pid
+
+
 def test_kill9_then_resume_gives_the_objects_of_a_clean_export(s3, bucket, tmp_path):
     inp = tmp_path / "in"
     write_inputs(inp, n_files=12, rows=120)
@@ -133,39 +150,39 @@ def test_kill9_then_resume_gives_the_objects_of_a_clean_export(s3, bucket, tmp_p
     cmd = [sys.executable, "-m", "dask_cumbatch", *map(str, export_cmd(inp, f"s3://{bucket}/out"))]
     rnd, killed = random.Random(3), 0
     for target in sorted(int(rnd.uniform(0.1, 0.8) * total) for _ in range(2)):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while proc.poll() is None:
-            if sum(k.startswith("part-") for k in s3.keys(bucket, "out/")) >= target:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.05)
-        if proc.wait() != -signal.SIGKILL:
+        if kill_at(s3, bucket, cmd, env, target) is None:
             continue
         killed += 1
-        objects = s3.objects(bucket, "out/")
         # what a killed run leaves: complete objects under their final names, each the very object
         # a clean export writes there; the manifest and _SUCCESS are not written yet
-        outside = {k: v for k, v in objects.items() if not k.startswith("_cumbatch/")}
-        assert all(k.startswith("part-") and ref[k] == v for k, v in outside.items())
+        assert all(k.startswith("part-") and ref[k] == v for k, v in data(s3, bucket, "out/").items())
         assert folder_status(f"s3://{bucket}/out")["state"] == "interrupted export"
-        lock = json.loads(objects["_cumbatch/lock"])  # the dead holder's lock, until its lease ends
-        assert lock["pid"] == proc.pid
-        time.sleep(max(0.0, lock["expires"] - time.time()) + 0.1)
     assert killed >= 1
     code, _, err = cli(*export_cmd(inp, f"s3://{bucket}/out"), env=env)  # takes the expired lock over
     assert code == 0 and err == "", err
     assert s3.objects(bucket, "out/") == ref
 
 
-def test_append_equals_one_export(s3, bucket, tmp_path):
+def test_append_killed_then_resumed_equals_one_export(s3, bucket, tmp_path):
     inp = tmp_path / "in"
-    write_inputs(inp, n_files=3, rows=200)
+    write_inputs(inp, n_files=3, rows=120)
     export_threaded(str(inp), f"s3://{bucket}/out", "w", LIMIT, append=True)
-    write_inputs(inp, n_files=2, rows=200, first=3)
-    code, _, err = cli(*export_cmd(inp, f"s3://{bucket}/out", "--append"))
-    assert code == 0 and err == "", err
+    before = data(s3, bucket, "out/")
+    write_inputs(inp, n_files=8, rows=120, first=3)
     export_threaded(str(inp), f"s3://{bucket}/ref", "w", LIMIT)
-    assert s3.objects(bucket, "out/") == s3.objects(bucket, "ref/")
+    ref = s3.objects(bucket, "ref/")
+    env = dict(os.environ, CUMBATCH_LOCK_LEASE="3")
+    cmd = [sys.executable, "-m", "dask_cumbatch", *map(str, export_cmd(inp, f"s3://{bucket}/out", "--append"))]
+    n_before, n_ref = sum(k.startswith("part-") for k in before), sum(k.startswith("part-") for k in ref)
+    assert kill_at(s3, bucket, cmd, env, random.Random(5).randint(n_before + 5, (n_before + n_ref) // 2))
+    # the old manifest still certifies the old files; each data object is the old or the new one
+    assert folder_status(f"s3://{bucket}/out")["state"] == "interrupted append"
+    now = data(s3, bucket, "out/")
+    assert now["_manifest.json"] == before["_manifest.json"]
+    assert all(v in (before.get(k), ref.get(k)) for k, v in now.items() if k.startswith("part-"))
+    code, _, err = cli(*export_cmd(inp, f"s3://{bucket}/out", "--append"), env=env)
+    assert code == 0 and err == "", err
+    assert s3.objects(bucket, "out/") == ref
 
 
 def test_changed_input_object_is_refused(s3, bucket, tmp_path):
