@@ -21,6 +21,7 @@ LocalCluster with one thread per worker; it is compared with one partition's in-
     python benchmarks/bench_export.py --cluster            # per-worker memory on a LocalCluster
     python benchmarks/bench_export.py --rows 2000000 --markdown docs/_bench_export.md
     python benchmarks/bench_export.py --rows 2000000 --fsync-cost   # also: export with fsync disabled
+    python benchmarks/bench_export.py --url s3://bench/run --rows 200000 --parts 8   # an object store
 
 ``--file-floor`` adds two plain writes of as many files as the export wrote (each partition cut
 into equal slices, each slice encoded by the export's own encoder, so with the same compression
@@ -29,6 +30,14 @@ weight column once, as the contract's two passes do (DESIGN.md: data needed twic
 from the source, never persisted). Neither has a plan, batch ids, checksums, temporary names or
 ``syncfs``, so the export's own overhead is told from the cost of its file count and of its
 second read.
+
+``--url s3://BUCKET/PREFIX`` writes to an object store instead: a local S3 API server (moto's, started
+in its own process on 127.0.0.1 unless ``AWS_ENDPOINT_URL`` names one) receives both
+``dd.read_parquet(INPUT).to_parquet(URL/...)`` and the export (``to_files``, local input, Dask's
+threaded scheduler, both in this process), one after the other; reported: wall time, rows/s, the
+throughput ratio, the same ``to_parquet`` repartitioned to as many files as the export wrote
+(what the file count alone costs), and the requests each made (counted in the server's request log), per data
+file and by kind (PUT, GET, HEAD, LIST of the bucket, DELETE, POST: a batch delete).
 
 ``--fsync-cost`` adds a third command, the same export with ``os.fsync`` and ``syncfs`` replaced
 by no-ops in its process, so that the cost of the durability the export pays (each task's files
@@ -224,7 +233,10 @@ def main(argv=None):
                     help="also write as many plain files as the export wrote (no plan, no safety)")
     ap.add_argument("--idiom-cap", type=float, default=120.0,
                     help="seconds the Dask idiom (cumsum // limit, partition_on) may run (0: skip it)")
+    ap.add_argument("--url", help="s3://BUCKET/PREFIX: benchmark against a local S3 API server instead")
     args = ap.parse_args(argv)
+    if args.url:
+        return object_store(args)
 
     import pandas as pd
 
@@ -325,6 +337,134 @@ def main(argv=None):
     if client is not None:
         client.close()
         cluster.close()
+    if not args.dir:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+_MOTO = r"""
+import logging, sys
+from moto.server import ThreadedMotoServer
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]))
+server.start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class MotoServer:
+    """moto's S3 server in its own process (not competing for this process's GIL); its request
+    log (one line per request) is collected for counting."""
+
+    def __init__(self):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, "-c", _MOTO, str(self.port)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        while self.proc.stdout.readline().strip() != "ready":
+            if self.proc.poll() is not None:
+                raise SystemExit("the moto server did not start (pip install 'moto[server]')")
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def logged(self) -> int:
+        """How many requests the server logged so far (after a short wait for the last ones)."""
+        time.sleep(0.5)
+        return len(self.lines)
+
+    def requests(self, start: int, stop: int) -> dict:
+        """The requests logged between two :meth:`logged` counts, by kind (LIST: a GET of the
+        bucket, i.e. a listing; POST: a batch delete)."""
+        import re
+
+        out = {}
+        for line in self.lines[start:stop]:
+            m = re.search(r'"(GET|PUT|HEAD|POST|DELETE) /([^/?\s]*)(/?)(\S*) HTTP', line)
+            if m:
+                method, _, slash, key = m.groups()
+                kind = "LIST" if method == "GET" and not (slash and key) else method
+                out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+def object_store(args) -> int:
+    """The ``--url`` benchmark: plain ``to_parquet`` and the export to the same local S3 server."""
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from dask_cumbatch.demo import write_dataset
+    from dask_cumbatch.export import to_files
+
+    if not args.url.startswith("s3://") or len(args.url[5:].strip("/").split("/")) < 2:
+        raise SystemExit("--url takes s3://BUCKET/PREFIX")
+    bucket, prefix = args.url[5:].strip("/").split("/", 1)
+    server = None
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        server = MotoServer()
+        os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID="dummy",
+                          AWS_SECRET_ACCESS_KEY="dummy", AWS_DEFAULT_REGION="us-east-1")
+    import boto3
+
+    client = boto3.client("s3")
+    if bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=bucket)
+    root = args.dir or tempfile.mkdtemp(prefix="cumbatch-bench-")
+    inp = os.path.join(root, "input")
+    write_dataset(inp, rows=args.rows, parts=args.parts)
+    many = "to_parquet, as many files"  # repartitioned to the export's file count: the cost of the files
+    runs = {"to_parquet": [], "export": [], many: []}
+    for r in range(args.repeat):
+        for name in runs:
+            sub = f"{prefix}/{name.replace('_', '-').replace(', ', '-').replace(' ', '-')}-{r}"
+            url = f"s3://{bucket}/{sub}"
+            start = server.logged() if server else 0
+            t0 = time.perf_counter()
+            with dask.config.set(scheduler="threads"):
+                if name == "to_parquet":
+                    dd.read_parquet(inp).to_parquet(url, write_index=False)
+                elif name == many:
+                    n_files = runs["export"][-1][1]
+                    dd.read_parquet(inp).repartition(npartitions=n_files).to_parquet(url, write_index=False)
+                else:
+                    to_files(inp, url, "tokens", args.limit, progress=False)
+            seconds = time.perf_counter() - t0
+            counts = server.requests(start, server.logged()) if server else {}
+            files = sum(1 for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=sub + "/")
+                        for o in page.get("Contents", []) if o["Key"].rsplit("/", 1)[-1].startswith("part"))
+            runs[name].append((seconds, files, counts))
+            print(f"run {r + 1}: {name:10s} {seconds:.2f} s", file=sys.stderr)
+    rows = []
+    for name, results in runs.items():
+        seconds, files, counts = min(results, key=lambda x: x[0])
+        total = sum(counts.values())
+        rows.append({"command": name, "seconds": seconds, "rows/s": args.rows / seconds, "data files": files,
+                     "requests": total or float("nan"), "requests / data file": total / files if total else float("nan"),
+                     **{k: counts.get(k, 0) for k in ("PUT", "GET", "HEAD", "LIST", "DELETE", "POST")}})
+    table = pd.DataFrame(rows)
+    header = (f"{args.rows:,} rows, {args.parts} partitions, limit {args.limit} tokens; local input, output "
+              f"{args.url} on a local moto S3 server ({'its own process' if server else 'AWS_ENDPOINT_URL'}); "
+              "Dask threaded scheduler")
+    text = header + "\n\n" + (table.to_markdown(index=False, floatfmt=",.2f") if _has_tabulate()
+                                else table.to_string(index=False))
+    text += f"\n\nexport throughput / to_parquet throughput = {rows[0]['seconds'] / rows[1]['seconds']:.2f}\n"
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    if server:
+        server.close()
     if not args.dir:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -93,6 +93,30 @@ _positive_int = _int_at_least(1)
 _nonneg_int = _int_at_least(0)
 
 
+def storage_option(text: str) -> tuple:
+    """An argparse type: ``KEY=VALUE`` for fsspec's ``storage_options``; the value is parsed as
+    JSON where it parses (numbers, true/false, objects), else taken as a string.
+
+    >>> storage_option("anon=true"), storage_option("endpoint_url=http://localhost:9000")
+    (('anon', True), ('endpoint_url', 'http://localhost:9000'))
+    >>> storage_option('config_kwargs={"retries": {"max_attempts": 1}}')
+    ('config_kwargs', {'retries': {'max_attempts': 1}})
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or key != key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _storage_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--storage-option", dest="storage_options", action="append", type=storage_option, default=[],
+                   metavar="KEY=VALUE", help=f"fsspec storage option for {what} (repeatable; the value is "
+                   "JSON where it parses, else a string), e.g. endpoint_url=http://localhost:9000")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cumbatch`` argument parser (subcommands export, plan, demo, status).
 
@@ -130,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check every file's checksum before appending")
     p.add_argument("--verify-inputs", action="store_true",
                    help="record and check the sha256 of every input file's whole content")
+    _storage_options(p, "OUTPUT and INPUT")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plan", help="count batches and summarise their totals, without writing",
@@ -138,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _batching_options(p)
     p.add_argument("--json", action="store_true", help="print the plan (summary and every batch) as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="save a histogram of batch totals")
+    _storage_options(p, "INPUT")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("demo", help="export a built-in synthetic dataset (start here)",
@@ -160,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUTPUT", help="export folder")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--verify", action="store_true", help="check every file's checksum")
+    _storage_options(p, "OUTPUT")
     p.set_defaults(func=cmd_status)
     return parser
 
@@ -209,7 +236,7 @@ def cmd_export(args) -> int:
         format=args.format, batches_per_file=args.batches_per_file, resume=args.resume,
         max_skips=args.max_skips, progress=_progress(args), append=args.append,
         overwrite=args.overwrite, verify=args.verify, verify_inputs=getattr(args, "verify_inputs", False),
-        scheduler=args.scheduler, **_opts_from(args),
+        scheduler=args.scheduler, storage_options=dict(args.storage_options) or None, **_opts_from(args),
     )
     if not args.quiet:
         if result.up_to_date:
@@ -230,8 +257,9 @@ def cmd_plan(args) -> int:
 
     from .export import list_inputs, progress_context, read_inputs, resolve_scheduler
 
-    kind, files = list_inputs(args.input)
-    ddf = read_inputs(kind, [f["path"] for f in files])
+    storage_options = dict(args.storage_options) or None
+    kind, files = list_inputs(args.input, storage_options)
+    ddf = read_inputs(kind, [f["path"] for f in files], storage_options)
     with resolve_scheduler(args.scheduler) as client, progress_context(_progress(args), client):
         plan = ddf.cumbatch.plan(args.weight, args.limit, **_opts_from(args))
     if args.plot:
@@ -341,7 +369,7 @@ def cmd_status(args) -> int:
     from .export import ExportError, folder_status
 
     try:
-        st = folder_status(args.output, verify=args.verify)
+        st = folder_status(args.output, dict(args.storage_options) or None, verify=args.verify)
     except ExportError as exc:  # damaged, tampered, or failed --verify
         print(f"cumbatch: error: {_message(exc)}", file=sys.stderr)
         return STATUS_CORRUPT
@@ -428,6 +456,26 @@ def _message(exc: BaseException) -> str:
     return text
 
 
+_STORE_WARNING = r".*takes no lock"  # export.folder.StoreWarning (matched by text: no import at start-up)
+
+
+def _show_store_warnings() -> None:
+    """Show an export's :class:`~dask_cumbatch.export.folder.StoreWarning` (a store it cannot
+    lock) as one line on stderr, whatever the other warnings' filter."""
+    import re
+
+    warnings.filterwarnings("always", message=_STORE_WARNING)
+    default = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if re.match(_STORE_WARNING, str(message), re.S):
+            print(f"cumbatch: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (never raises, never prints a traceback).
 
@@ -450,6 +498,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             if not os.environ.get("CUMBATCH_WARNINGS"):
                 warnings.simplefilter("ignore")
+            _show_store_warnings()
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("cumbatch: interrupted", file=sys.stderr)

@@ -107,8 +107,10 @@ def to_files(
     in a Jupyter kernel (the distributed progress widget when a client runs the export);
     ``True`` always, ``False`` never.
 
-    One writer at a time: a second export into the same (local) folder fails at once naming the
-    holder. See docs/export.md for the folder layout and the guarantees.
+    One writer at a time: a second export into the same folder fails at once naming the holder
+    (on an object store through a lock object with a lease; a store without conditional create
+    is not locked, and a ``StoreWarning`` says so). See docs/export.md for the folder layout and
+    the guarantees.
 
     >>> import json, os, tempfile, pandas as pd
     >>> out = os.path.join(tempfile.mkdtemp(), "batches")

@@ -12,6 +12,12 @@ renamed into place; a task's data and work files are written without, then made 
 together by :meth:`Folder.make_durable` (one ``syncfs`` of the file system on Linux, else an
 fsync of each) before the task's record is written; :meth:`Folder.sync` fsyncs a directory
 (before the manifest and ``_SUCCESS``).
+
+On an object store (any non-local filesystem: ``s3://``, ``gs://``, ``memory://``) there is no
+rename and no folder: a file is committed by one PUT under its final name (atomic per object:
+readers see the old object or the whole new one), folders are never created (on S3 that would
+create a bucket), and a folder is "renamed" by copying its objects and deleting the old ones.
+The writer's lock is an object made by the store's conditional create (:class:`ObjectLock`).
 """
 from __future__ import annotations
 
@@ -24,7 +30,10 @@ import os
 import posixpath
 import stat
 import sys
+import threading
+import time
 import uuid
+import warnings
 
 from ..options import hinted, keyword
 
@@ -43,6 +52,11 @@ RETIRED = CONTROL + "/retired-"  # a work folder being removed (name + random su
 LEGACY_REJECTS = "_rejects.parquet"
 LEGACY_OPEN = "_open.parquet"
 LEGACY_WORK = "_cumbatch_work"
+LEASE_ENV = "CUMBATCH_LOCK_LEASE"  # seconds an object-store lock stays valid without renewal
+DEFAULT_LEASE = 60.0
+# stores whose exclusive create (fsspec ``pipe_file(mode="create")``) the server decides atomically:
+# s3fs sends If-None-Match: *; the memory filesystem checks and creates in one step
+CONDITIONAL_CREATE = ("s3", "s3a", "memory")
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
@@ -99,8 +113,17 @@ def is_local(fs) -> bool:
     >>> is_local(fsspec.filesystem("file")), is_local(fsspec.filesystem("memory"))
     (True, False)
     """
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
+    return protocol_of(fs) in ("file", "local")
+
+
+def protocol_of(fs) -> str:
+    """The main protocol name of an fsspec filesystem.
+
+    >>> import fsspec
+    >>> protocol_of(fsspec.filesystem("memory"))
+    'memory'
+    """
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
 
 
 def sha256(data: bytes) -> str:
@@ -166,6 +189,20 @@ class Folder:
             root = os.path.abspath(root)
         self.root = root.rstrip("/") or "/"
         self.url = path
+        self.lock = None  # the ObjectLock this process holds on the folder, if any (not pickled)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, lock=None)
+
+    def fresh(self, path: str) -> str:
+        """``path``, with what a remote filesystem cached about it (and its parents) forgotten:
+        other processes (resumed runs, Dask workers) write into the folder too."""
+        if not self.local:
+            self.fs.invalidate_cache(path)
+        return path
 
     def p(self, name: str) -> str:
         """The full path of ``name`` inside the folder."""
@@ -201,7 +238,7 @@ class Folder:
         """Whether ``name`` exists in the folder (a link counts, and is refused when used)."""
         if self.local:
             return os.path.lexists(self.p(name))
-        return self.fs.exists(self.p(name))
+        return self.fs.exists(self.fresh(self.p(name)))
 
     def read(self, name: str) -> bytes:
         """The bytes of ``name`` (never through a link)."""
@@ -215,14 +252,14 @@ class Folder:
         """The size of ``name`` in bytes (None when missing; a link raises)."""
         self.check_no_link(name)
         try:
-            return int(self.fs.size(self.p(name)))
+            return int(self.fs.size(self.fresh(self.p(name))))
         except FileNotFoundError:
             return None
 
     def listing(self, under: str = "") -> dict:
         """Entries directly in the folder (or its subfolder ``under``): ``{name: info}``;
         {} when missing. ``info["islink"]`` marks links."""
-        root = self.p(under) if under else self.root
+        root = self.fresh(self.p(under) if under else self.root)
         try:
             if not self.fs.isdir(root):
                 if self.fs.exists(root) and not under:
@@ -242,7 +279,10 @@ class Folder:
 
     # ---------------------------------------------------------------- writing
     def makedirs(self, *names):
-        """Create the folder and the named subfolders (never through a link)."""
+        """Create the folder and the named subfolders (never through a link). Nothing on an
+        object store: prefixes need no creation (and s3fs would create a missing bucket)."""
+        if not self.local:
+            return
         self.fs.makedirs(self.root, exist_ok=True)
         for name in names:
             self.check_no_link(name)
@@ -251,14 +291,12 @@ class Folder:
     def write_atomic(self, name: str, data: bytes, durable: bool = True) -> None:
         """Write ``data`` to ``name``: a temporary file in the work folder, fsynced, then renamed
         over ``name`` (a link at ``name`` is refused, never followed). With ``durable=False``
-        the fsync is left to a later :meth:`make_durable` of many files at once."""
-        tmp = f"{TMP}/{posixpath.basename(name)}.{uuid.uuid4().hex}.tmp"
+        the fsync is left to a later :meth:`make_durable` of many files at once. On an object
+        store: one PUT under ``name`` (the store makes it visible whole or not at all)."""
         if not self.local:
-            self.fs.makedirs(self.p(TMP), exist_ok=True)
-            with self.fs.open(self.p(tmp), "wb") as f:
-                f.write(data)
-            self.fs.mv(self.p(tmp), self.p(name))
+            self.fs.pipe_file(self.p(name), data)
             return
+        tmp = f"{TMP}/{posixpath.basename(name)}.{uuid.uuid4().hex}.tmp"
         # the folders on the way to the temporary file; the file itself is new (a random name)
         # and opened with O_EXCL | O_NOFOLLOW, so it needs no lstat of its own
         if not self.check_no_link(TMP):
@@ -317,13 +355,30 @@ class Folder:
         _fsync_path(self.p(name) if name else self.root, os.O_RDONLY | os.O_DIRECTORY)
 
     def rename(self, old: str, new: str) -> None:
-        """Rename ``old`` to ``new`` inside the folder (no links on either side)."""
+        """Rename ``old`` to ``new`` inside the folder (no links on either side). On an object
+        store, which has no rename: :meth:`copy_folder`, then delete ``old``."""
         self.check_no_link(old)
         self.check_no_link(new)
         if self.local:
             os.replace(self.p(old), self.p(new))
         else:
-            self.fs.mv(self.p(old), self.p(new), recursive=True)
+            self.copy_folder(old, new)
+            self.remove(old)
+
+    def copy_folder(self, old: str, new: str, last: str | None = None) -> None:
+        """Copy every object under ``old`` to ``new`` (object stores), the one named ``last``
+        (relative to ``old``) after all others: its copy then marks a complete copy.
+
+        >>> f = Folder("memory://cumbatch-doc/copy")
+        >>> f.write_atomic("a/x", b"1"); f.write_atomic("a/run.json", b"{}")
+        >>> f.copy_folder("a", "b", last="run.json"); sorted(f.listing("b"))
+        ['run.json', 'x']
+        >>> f.remove("")
+        """
+        src = self.fresh(self.p(old))
+        names = sorted((posixpath.relpath(path, src) for path in self.fs.find(src)), key=lambda n: n == last)
+        for name in names:
+            self.fs.copy(posixpath.join(src, name), self.p(f"{new}/{name}"))
 
     def remove(self, name: str) -> None:
         """Remove ``name`` (a file or a folder) if it exists; a link is removed, never followed."""
@@ -332,9 +387,15 @@ class Folder:
             return
         self.check_no_link(name)
         try:
-            self.fs.rm(self.p(name), recursive=True)
+            self.fs.rm(self.fresh(self.p(name)), recursive=True)
         except FileNotFoundError:
             pass
+
+    def check_lock(self) -> None:
+        """Raise unless this process still holds the folder's object-store lock (when it took
+        one): called before the manifest certifies the folder."""
+        if self.lock is not None:
+            self.lock.check_held()
 
 
 def _fsync_path(path: str, flags: int) -> None:
@@ -396,12 +457,14 @@ def load_json(folder: Folder, name: str, what: str):
 
 
 class WriterLock:
-    """One writer per folder: an OS-level lock on ``_cumbatch/lock`` (the ``filelock`` package).
+    """One writer per folder.
 
-    The kernel releases the lock when its process dies, so a crashed (even ``kill -9``) writer
+    A local folder: an OS-level lock on ``_cumbatch/lock`` (the ``filelock`` package). The
+    kernel releases the lock when its process dies, so a crashed (even ``kill -9``) writer
     never leaves it stuck. The holder's pid, host and start time are written next to it, in
-    ``_cumbatch/lock.json``, for the message a second writer gets. Remote (non-local) folders
-    are not locked: fsspec stores offer no such lock (see docs/export.md).
+    ``_cumbatch/lock.json``, for the message a second writer gets. An object store: an
+    :class:`ObjectLock` (the lock object ``_cumbatch/lock``, with a lease); a store that offers
+    no conditional create is not locked, and a :class:`StoreWarning` says so.
 
     >>> import tempfile
     >>> folder = Folder(tempfile.mkdtemp())
@@ -414,6 +477,7 @@ class WriterLock:
     def __init__(self, folder: Folder):
         self.folder = folder
         self.lock = None
+        self.remote = None
 
     def acquire(self) -> "WriterLock":
         """Take the lock at once, or raise :class:`ExportError` naming the folder and the holder."""
@@ -421,6 +485,7 @@ class WriterLock:
 
         folder = self.folder
         if not folder.local:
+            self.remote = ObjectLock.take(folder)
             return self
         self.made_root = not os.path.isdir(folder.root)
         self.made_control = not os.path.lexists(folder.p(CONTROL))
@@ -446,31 +511,30 @@ class WriterLock:
             return "holder unknown"
 
     def _write_holder(self) -> None:
-        import datetime
-        import socket
-
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         tmp = self.folder.p(f"{HOLDER}.{uuid.uuid4().hex}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
-            write_all(fd, dumps(info))
+            write_all(fd, dumps(holder_info()))
         finally:
             os.close(fd)
         os.replace(tmp, self.folder.p(HOLDER))
 
     def release(self) -> None:
         """Release the lock. Its sidecar goes first (while still held). The lock file stays, but
-        where this writer created the folder and wrote nothing else, the folder goes too: a
-        failed first export leaves nothing behind."""
+        where this writer created the control folder and the folder holds no export (a refused
+        or failed first run), the control folder goes too, and the folder itself where this
+        writer created it: such a run leaves the folder as it found it."""
+        if self.remote is not None:
+            self.remote.release()
+            self.remote = None
         if self.lock is None:
             return
         folder = self.folder
         folder.remove(HOLDER)
-        if self.made_control and set(folder.listing(CONTROL)) <= {"lock"} and set(folder.listing()) <= {CONTROL}:
+        if self.made_control and set(folder.listing(CONTROL)) <= {"lock"} and MANIFEST not in folder.listing():
             folder.remove(LOCK)
             os.rmdir(folder.p(CONTROL))
-            if self.made_root:
+            if self.made_root and not os.listdir(folder.root):
                 os.rmdir(folder.root)
         self.lock.release()
         self.lock = None
@@ -480,3 +544,257 @@ class WriterLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def holder_info() -> dict:
+    """Who this writer is: pid, host and start time (for the message a second writer gets).
+
+    >>> sorted(holder_info())
+    ['host', 'pid', 'started']
+    """
+    import datetime
+    import socket
+
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+class StoreWarning(UserWarning):
+    """An export into a store that offers no conditional create: it cannot take a lock, so
+    running one writer at a time into the folder is the user's job (docs/export.md)."""
+
+
+def lease_seconds() -> float:
+    """How long an object-store lock stays valid without renewal: ``$CUMBATCH_LOCK_LEASE``
+    seconds, default 60. The holder renews it every third of that.
+
+    >>> lease_seconds()
+    60.0
+    """
+    text = os.environ.get(LEASE_ENV, "").strip()
+    if not text:
+        return DEFAULT_LEASE
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ExportError(f"{LEASE_ENV}={text!r} is not a number of seconds > 0; unset it or set e.g. "
+                          f"{LEASE_ENV}=60")
+    return value
+
+
+def conditional_create(fs) -> bool:
+    """Whether ``fs`` is known to create a file only where none exists, decided by the store:
+    its protocol is one of :data:`CONDITIONAL_CREATE` and its ``pipe_file`` takes ``mode``
+    (s3fs 2024.12 and later; an older one would ignore or reject it).
+
+    >>> import fsspec
+    >>> conditional_create(fsspec.filesystem("memory")), conditional_create(fsspec.filesystem("file"))
+    (True, False)
+    """
+    import inspect
+
+    pipe = getattr(type(fs), "_pipe_file", None) or type(fs).pipe_file
+    try:
+        takes_mode = "mode" in inspect.signature(pipe).parameters
+    except (TypeError, ValueError):
+        takes_mode = False
+    return protocol_of(fs) in CONDITIONAL_CREATE and takes_mode
+
+
+class LockLost(Exception):
+    """The lock object is no longer this writer's (taken over, deleted, or replaced)."""
+
+
+class ObjectLock:
+    """One writer per folder on an object store: the object ``_cumbatch/lock``.
+
+    It is made with the store's conditional create (fsspec ``pipe_file(mode="create")``: S3
+    ``If-None-Match: *``), so of two writers exactly one creates it. It holds the holder (pid,
+    host, start), a random token and a lease expiry; a background thread renews the lease
+    every third of it, and the lock is deleted when the export ends. A lock whose lease ran
+    out (its holder died, e.g. by ``kill -9``) is taken over: on S3 by a PUT conditional on the
+    expired object's ETag (``If-Match``), elsewhere by deleting it and creating it again, the
+    conditional create deciding between writers. Before the manifest certifies the folder the
+    holder checks that the lock is still its own (:meth:`check_held`). Lease times are compared
+    with the writers' clocks: they must agree to well within the lease.
+
+    >>> f = Folder("memory://cumbatch-doc/locked")
+    >>> with WriterLock(f):
+    ...     WriterLock(f).acquire()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dask_cumbatch.export.ExportError: memory://cumbatch-doc/locked is being written by another export (pid ...
+    >>> f.exists(LOCK)
+    False
+    """
+
+    def __init__(self, folder: Folder, lease: float):
+        self.folder, self.lease = folder, lease
+        self.path = folder.p(LOCK)
+        self.token = uuid.uuid4().hex
+        self.holder = holder_info()
+        self.s3 = hasattr(folder.fs, "call_s3")  # conditional PUTs (If-Match) on the lock object
+        self.etag = None
+        self.expires = 0.0
+        self.lost = None  # why the lock is no longer this writer's, once it is not
+        self._stop = threading.Event()
+        self._thread = None
+
+    @classmethod
+    def take(cls, folder: Folder):
+        """The folder's lock, taken; None (after a :class:`StoreWarning`) where the store
+        offers no conditional create. Any error of the store is one :class:`ExportError` line."""
+        protocol = protocol_of(folder.fs)
+        if not conditional_create(folder.fs):
+            return cls.no_lock(folder, f"the {protocol}:// store offers no conditional create")
+        lock = cls(folder, lease_seconds())
+        try:
+            lock.acquire()
+        except ExportError:
+            raise
+        except NotImplementedError:
+            return cls.no_lock(folder, "the store refused a conditional create")
+        except Exception as exc:
+            raise ExportError(f"cannot write to {folder.url}: {one_line(exc)}") from exc
+        folder.lock = lock
+        return lock
+
+    @staticmethod
+    def no_lock(folder: Folder, why: str) -> None:
+        warnings.warn(f"{folder.url}: {why}, so this export takes no lock: run one writer at a time "
+                      "into this folder", StoreWarning, stacklevel=4)
+        return None
+
+    def acquire(self) -> None:
+        """Create the lock object, or take over an expired one; raise naming a live holder."""
+        for _ in range(3):
+            try:
+                self._put(create=True)
+                break
+            except FileExistsError:
+                pass
+            held, etag = self._read()
+            if held is None:  # released in between: try again
+                continue
+            if not isinstance(held.get("expires"), (int, float)):
+                raise ExportError(f"{LOCK} in {self.folder.url} is not a cumbatch lock; delete it if no export "
+                                  "is writing into the folder, then re-run")
+            if held["expires"] > time.time():
+                raise ExportError(f"{self.folder.url} is being written by another export ({describe(held)}); "
+                                  "wait for it to finish, or stop it and re-run once its lease ends")
+            self._take_over(held, etag)
+            break
+        else:
+            raise ExportError(f"cannot take {LOCK} in {self.folder.url}: it keeps changing; re-run")
+        self._thread = threading.Thread(target=self._renew_loop, name="cumbatch-lock-lease", daemon=True)
+        self._thread.start()
+
+    def _take_over(self, held: dict, etag) -> None:
+        """Replace the expired lock ``held`` by this writer's, unless another writer is faster."""
+        try:
+            if self.s3 and etag:
+                self._put(if_match=etag)  # the store replaces exactly the expired object, or refuses
+            else:
+                again, _ = self._read()
+                if again is None or again.get("token") != held.get("token"):
+                    raise LockLost
+                self.folder.fs.rm_file(self.path)
+                self._put(create=True)  # the conditional create decides between writers taking over
+        except (LockLost, FileExistsError, FileNotFoundError) as exc:
+            raise ExportError(f"{self.folder.url} is being written by another export (it took over an expired "
+                              "lock just now); wait for it to finish") from exc
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # s3fs: PreconditionFailed (If-Match)
+                raise ExportError(f"{self.folder.url} is being written by another export (it took over an "
+                                  "expired lock just now); wait for it to finish") from exc
+            raise
+
+    def _put(self, create: bool = False, if_match=None) -> None:
+        """Write the lock object with a new lease (``create``: only if none exists)."""
+        expires = time.time() + self.lease
+        data = dumps(dict(self.holder, token=self.token, lease_s=self.lease, expires=expires))
+        extra = {"IfMatch": if_match} if if_match else {}
+        out = self.folder.fs.pipe_file(self.path, data, mode="create" if create else "overwrite", **extra)
+        self.etag = out.get("ETag") if isinstance(out, dict) else None
+        self.expires = expires
+
+    def _read(self):
+        """The lock object's content and ETag (``(None, None)`` when there is none)."""
+        fs = self.folder.fs
+        try:
+            etag = fs.info(self.folder.fresh(self.path)).get("ETag")
+            data = fs.cat_file(self.path)
+        except FileNotFoundError:
+            return None, None
+        try:
+            held = json.loads(data.decode())
+        except ValueError:
+            held = None
+        return (held if isinstance(held, dict) else {}), etag
+
+    def renew(self) -> None:
+        """Extend the lease; raise :class:`LockLost` if the lock is no longer this writer's."""
+        try:
+            if self.s3 and self.etag:
+                self._put(if_match=self.etag)
+                return
+            held, _ = self._read()
+            if held is None or held.get("token") != self.token:
+                raise LockLost
+            self._put()
+        except FileNotFoundError as exc:
+            raise LockLost from exc
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # s3fs: PreconditionFailed (If-Match)
+                raise LockLost from exc
+            raise
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                self.renew()
+            except LockLost:
+                self.lost = "another writer replaced or deleted the lock object"
+                return
+            except Exception as exc:  # the store is unreachable for now: retry until the lease ends
+                if time.time() > self.expires:
+                    self.lost = f"its lease ran out while it could not be renewed ({one_line(exc)})"
+                    return
+
+    def check_held(self) -> None:
+        """Raise :class:`ExportError` unless the lock is still this writer's, with time left."""
+        if self.lost is None:
+            held, _ = self._read()
+            if held is None or held.get("token") != self.token:
+                self.lost = "another writer replaced or deleted the lock object"
+            elif time.time() > self.expires:
+                self.lost = "its lease ran out"
+        if self.lost is not None:
+            raise ExportError(f"this export lost the lock of {self.folder.url} ({self.lost}); nothing was "
+                              "certified: re-run it once no other export writes into the folder")
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock object (if it is still this writer's)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.folder.lock = None
+        try:
+            held, _ = self._read()
+            if held is not None and held.get("token") == self.token:
+                self.folder.fs.rm_file(self.path)
+        except Exception:  # the lease ends anyway
+            pass
+
+
+def describe(held: dict) -> str:
+    """A lock holder, in words.
+
+    >>> describe({"pid": 7, "host": "h", "started": "2026-01-01T00:00:00+00:00", "expires": 0})
+    'pid 7 on h since 2026-01-01T00:00:00+00:00, lease until 1970-01-01T00:00:00+00:00'
+    """
+    import datetime
+
+    until = datetime.datetime.fromtimestamp(held["expires"], datetime.timezone.utc).isoformat(timespec="seconds")
+    return f"pid {held.get('pid')} on {held.get('host')} since {held.get('started')}, lease until {until}"

@@ -22,7 +22,7 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
     Returns ``(kind, files)``: ``kind`` is ``"parquet"`` or ``"csv"`` (by extension), ``files``
     a list of ``{"path", "size", "mtime", "fp"}`` fingerprints: ``fp`` is a cheap content
     fingerprint (see ``content_fingerprint`` in this module); ``full_hash`` adds ``sha256``, the hash of
-    the whole file. Folders are searched recursively; names starting with ``_`` or ``.`` are
+    the whole file; an object store adds the object's ``etag`` (see :func:`etag_of`). Folders are searched recursively; names starting with ``_`` or ``.`` are
     ignored. Files are in natural name order (as Dask reads them), each spec's files after the
     previous spec's.
 
@@ -48,6 +48,7 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
             info = fs.info(p)
             entry = {"path": _url(fs, p), "size": int(info.get("size") or 0), "mtime": _mtime(fs, p, info),
                      "fp": content_fingerprint(fs, p, int(info.get("size") or 0))}
+            entry.update(etag_of(fs, info))
             if full_hash:
                 entry["sha256"] = full_sha256(fs, p)
             files.append(entry)
@@ -63,6 +64,8 @@ def _expand(spec: str, storage_options):
     fs, root = fsspec.core.url_to_fs(spec, **(storage_options or {}))
     if is_local(fs):
         root = os.path.abspath(root)
+    else:  # list what is there now, not what this process listed before
+        fs.invalidate_cache()
     if any(ch in root for ch in "*?["):
         found = [p for p in fs.glob(root) if fs.isfile(p)]
     elif fs.isdir(root):
@@ -110,6 +113,22 @@ def content_fingerprint(fs, path: str, size: int) -> str:
     return h.hexdigest()
 
 
+def etag_of(fs, info: dict) -> dict:
+    """``{"etag": ...}``: an object store's version tag of the object (S3 and Azure ``ETag``,
+    GCS ``etag``), which changes whenever the object is written again; ``{}`` on a local disk.
+
+    >>> import fsspec
+    >>> etag_of(fsspec.filesystem("memory"), {"ETag": '"abc"'})
+    {'etag': '"abc"'}
+    """
+    if is_local(fs):
+        return {}
+    for key in ("ETag", "etag"):
+        if isinstance(info.get(key), str):
+            return {"etag": info[key]}
+    return {}
+
+
 def full_sha256(fs, path: str) -> str:
     """The sha256 of a whole file (read in 1 MiB blocks)."""
     import hashlib
@@ -136,7 +155,7 @@ def same_input(old: dict, new: dict) -> bool:
         return old.get("dataframe") == new.get("dataframe") and same_inputs(old.get("files"), new.get("files"))
     required = ("path", "size", "mtime", "dataframe")
     return all(old.get(k) == new.get(k) for k in required) and all(
-        old[k] == new[k] for k in ("fp", "sha256") if k in old and k in new)
+        old[k] == new[k] for k in ("fp", "sha256", "etag") if k in old and k in new)
 
 
 def same_inputs(old, new) -> bool:
@@ -560,7 +579,7 @@ def consumed_prefix(consumed: list, current: list) -> int:
                                f"restore it or {hint}", setting)
         if not same_input(old, now):
             raise export_error(f"input {old.get('path')} changed since it was exported (its size, modification "
-                               f"time or content differ); {hint}", setting)
+                               f"time, ETag or content differ); {hint}", setting)
         if k >= len(current) or current[k]["path"] != old["path"]:
             new = current[k]["path"] if k < len(current) else "?"
             raise ExportError(f"new input {new} sorts before the already exported {old['path']}; "

@@ -542,12 +542,14 @@ class Run:
     def commit(self, manifest: dict) -> None:
         """Certify the folder: make the files' renames durable, then the manifest, then
         ``_SUCCESS``; then retire the work folder (its record first, so that a kill during the
-        clean-up leaves nothing a re-run would try to resume)."""
+        clean-up leaves nothing a re-run would try to resume). On an object store the writer
+        first checks that its lock is still its own."""
         folder = self.folder
         validate_manifest(manifest)
         stray = stray_entries(folder, manifest_files(manifest))
         if stray:  # e.g. dropped in while the run wrote: certify nothing a reader would misread
             raise stray_error(folder, stray)
+        folder.check_lock()
         folder.sync(CONTROL)
         folder.sync()
         folder.write_atomic(MANIFEST, dumps(manifest))
@@ -675,10 +677,15 @@ def data_names(listing: dict) -> list:
 
 def retire_work(folder: Folder) -> None:
     """Remove the work folder: its run record goes first, then the folder is renamed aside and
-    deleted (a kill at any moment leaves either a finished run or a retired folder)."""
+    deleted (a kill at any moment leaves either a finished run or a retired folder). An object
+    store has no rename: its work files are deleted where they are (a work folder without its
+    run record is removed by the next run)."""
     if not folder.exists(WORK):
         return
     folder.remove(RUN)
+    if not folder.local:
+        folder.remove(WORK)
+        return
     retired = f"{RETIRED}{uuid.uuid4().hex}"
     folder.rename(WORK, retired)
     folder.remove(retired)
@@ -698,11 +705,18 @@ def migrate_legacy(folder: Folder, listing: dict) -> None:
     ``_cumbatch_work/`` at the top) to the current one. Nothing moves before the manifest is
     validated; each step can be repeated after a crash."""
     if LEGACY_WORK in listing:
-        if folder.exists(WORK):
+        if not folder.local:  # no rename: copy (its run record last), then delete
+            if folder.exists(WORK) and not folder.exists(RUN):  # a copy that was cut short
+                folder.remove(WORK)
+            if not folder.exists(WORK):
+                folder.copy_folder(LEGACY_WORK, WORK, last="run.json")
+            folder.remove(LEGACY_WORK)
+        elif folder.exists(WORK):
             raise export_error(f"{folder.url} holds two work folders ({LEGACY_WORK} and {WORK}); "
                                f"{redo_hint()[0]}", OVERWRITE)
-        folder.makedirs(CONTROL)
-        folder.rename(LEGACY_WORK, WORK)
+        else:
+            folder.makedirs(CONTROL)
+            folder.rename(LEGACY_WORK, WORK)
     manifest = load_json(folder, MANIFEST, "the manifest") if MANIFEST in listing else None
     if manifest is not None and manifest.get("version") == LEGACY_VERSION:
         interrupted = folder.exists(WORK)
