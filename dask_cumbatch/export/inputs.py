@@ -277,12 +277,10 @@ def frame_paths(ddf):
     >>> frame_paths(dd.from_pandas(pd.DataFrame({"w": [1]}), npartitions=1))
     []
     """
-    paths = []
+    from ..dask_compat import read_paths
+
     try:
-        for node in ddf.expr.walk():
-            if "path" in getattr(node, "_parameters", ()):
-                value = node.operand("path")
-                paths.extend([value] if isinstance(value, str) else list(value))
+        paths = read_paths(ddf)
     except Exception:
         return []
     return [p for p in paths if isinstance(p, str)]
