@@ -36,6 +36,17 @@ def test_task_spec_task_takes_keyword_arguments():
     assert task({}) == (1, {"number": 4})
 
 
+def test_task_spec_task_passes_an_opaque_argument_as_it_is():
+    class Opaque:  # graph._Parts: partitions' tasks a fat task runs itself
+        def __init__(self, items):
+            self.items = items
+
+    arg = Opaque([compat.TaskRef("never-resolved")])
+    task = compat.Task("t", lambda x: x, arg)
+    assert not task.dependencies, "Dask looked into an opaque task argument"
+    assert task({}) is arg
+
+
 def test_collection_graphs_are_made_of_task_spec_nodes():
     graph = (_frame() + 1).__dask_graph__()
     assert compat.is_task_graph(graph), {type(n) for n in graph.values()}
