@@ -14,7 +14,6 @@ Every public operation is three steps (DESIGN.md "The parallel algorithm"):
 from __future__ import annotations
 
 
-import functools
 import sys
 import uuid
 from collections import Counter
@@ -27,10 +26,9 @@ from dask import delayed
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from dask._task_spec import GraphNode, Task, TaskRef
-from dask.dataframe.dask_expr._collection import new_collection
-from dask.dataframe.dask_expr._expr import MapPartitions
 
+from .dask_compat import Task, TaskRef, is_task_graph, pandas_slices, renumbered, source_partitions, unwrap_map
+from .dask_compat import without_string_conversion
 from .engine import (
     Carry,
     PartitionPlan,
@@ -181,9 +179,7 @@ class SummarySource:
     """
 
     def __init__(self, ddf: dd.DataFrame, opts: BatchOptions):
-        full = as_mapped(ddf)
-        if isinstance(full.expr, MapPartitions) and full.expr.func is _same:  # its tasks only copy
-            full = new_collection(full.expr.frame)
+        full = unwrap_map(as_mapped(ddf), _same)  # its tasks only copy
         self.frame, self.tune = full, None  # None: Dask's tuning as configured, as the finish
         columns = list(dict.fromkeys([opts.weight, *opts.by]))
         if len(columns) < len(ddf.columns):
@@ -205,21 +201,12 @@ def without_idle_string_conversion(ddf: dd.DataFrame) -> dd.DataFrame:
     ``from_pandas`` converts each partition as its task is built: about 0.5 ms a partition
     (5 s at 10,000 partitions) even for numeric columns, which it then leaves as they are.
 
+    >>> from dask_cumbatch.dask_compat import from_pandas_reads
     >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1.0, 2.0]}), npartitions=1)
-    >>> from dask.dataframe.dask_expr.io.io import FromPandas
-    >>> [n.operand("pyarrow_strings_enabled") for n in without_idle_string_conversion(ddf).expr.find_operations(FromPandas)]
+    >>> [r.operand("pyarrow_strings_enabled") for r in from_pandas_reads(without_idle_string_conversion(ddf))]
     [False]
     """
-    from dask.dataframe.dask_expr.io.io import FromPandas
-
-    expr = ddf.expr
-    for read in list(expr.find_operations(FromPandas)):
-        if not read.operand("pyarrow_strings_enabled"):
-            continue
-        plain = read.substitute_parameters({"pyarrow_strings_enabled": False})
-        if _same_schema(read._meta, plain._meta):
-            expr = expr.substitute(read, plain)
-    return ddf if expr is ddf.expr else new_collection(expr)
+    return without_string_conversion(ddf, _same_schema)
 
 
 def _same_schema(a, b) -> bool:
@@ -277,7 +264,7 @@ def _own_tasks(frame: dd.DataFrame) -> list | None:
     """For each partition of ``frame``, the tasks that compute it (a small graph and its output
     key); None unless no task serves two partitions (then each partition can run alone)."""
     graph = frame.__dask_graph__()
-    if not all(isinstance(node, GraphNode) for node in graph.values()):
+    if not is_task_graph(graph):
         return None
     owner, parts = {}, []
     for k, key in enumerate(frame.__dask_keys__()):
@@ -297,7 +284,7 @@ def _own_tasks(frame: dd.DataFrame) -> list | None:
 class _Deferred:
     """The tasks of one partition, run by a fat task itself (Dask does not run them first).
 
-    >>> from dask._task_spec import DataNode
+    >>> from dask_cumbatch.dask_compat import DataNode
     >>> _Deferred({"a": DataNode("a", 3), "b": Task("b", abs, TaskRef("a"))}, "b").run()
     3
     """
@@ -374,21 +361,15 @@ def in_memory_column(frame: dd.DataFrame, opts: BatchOptions):
     >>> in_memory_column(ddf, BatchOptions.make("w", 5))[2]
     [(0, 2), (2, 3)]
     """
-    from dask.dataframe.dask_expr.io.io import FromPandas
-
-    expr = frame.expr
-    if opts.by or not isinstance(expr, FromPandas):
+    sliced = None if opts.by else pandas_slices(frame)
+    if sliced is None:
         return None
-    data = expr.frame  # sorted by the index as the partitions are
-    data = getattr(data, "_data", data)
+    data, bounds = sliced  # sorted by the index as the partitions are
     if not isinstance(data, pd.DataFrame) or list(data.columns).count(opts.weight) != 1:
         return None
     col = data[opts.weight]
     if not (isinstance(col.dtype, np.dtype) and col.dtype.kind in "fi" and col.dtype.itemsize == 8):
         return None
-    locations = list(expr._locations())
-    chosen = list(expr._partitions) if expr._filtered else range(len(locations) - 1)
-    bounds = [(locations[p], locations[p + 1]) for p in chosen]
     contiguous = all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
     if len(bounds) != frame.npartitions or not contiguous:
         return None
@@ -515,68 +496,7 @@ def _map_finish(prep: Prepared, plan: PartitionPlan, task, meta, **kw):
     mapped = without_idle_string_conversion(prep.ddf).map_partitions(
         task, table, _spec(prep), meta=meta, enforce_metadata=False, align_dataframes=False, **kw
     )
-    return _numbered(mapped, source_partitions(prep.ddf.expr))
-
-
-def _numbered(mapped, planned: list):
-    """``mapped`` as a :class:`_FinishPartitions`: tasks numbered as the plan numbers them."""
-    expr = mapped.expr
-    kwargs = dict(expr.kwargs or {}, _planned=tuple(planned))
-    operands = [kwargs if name == "kwargs" else expr.operand(name) for name in expr._parameters]
-    return new_collection(_FinishPartitions(*operands, *expr.operands[len(operands):]))
-
-
-def source_partitions(expr) -> list:
-    """For each partition of ``expr``, the partition of its source it is computed from.
-
-    Follows the partition selections (``Partitions``, a read's own ``_partitions``) down a
-    chain of blockwise expressions, where Dask pushes them (``tail()``, ``.partitions[k]``).
-
-    >>> ddf = dd.from_pandas(pd.DataFrame({"w": range(6)}), npartitions=3)
-    >>> source_partitions(ddf.expr), source_partitions((ddf + 1).partitions[[2, 0]].optimize().expr)
-    ([0, 1, 2], [2, 0])
-    """
-    from dask.dataframe.dask_expr._expr import Blockwise, Partitions, PartitionsFiltered
-
-    chosen = list(range(expr.npartitions))
-    while True:
-        if isinstance(expr, Partitions):
-            picked = expr.partitions
-        else:  # an operand, not getattr: an expression without a _meta (from_delayed's) raises there
-            picked = expr.operand("_partitions") if "_partitions" in expr._parameters else None
-        if isinstance(expr, (Partitions, PartitionsFiltered)) and picked:
-            picked = list(picked)
-            chosen = [picked[i] for i in chosen]
-        if isinstance(expr, Partitions):
-            expr = expr.frame
-            continue
-        below = [d for d in expr.dependencies() if not expr._broadcast_dep(d)] if isinstance(expr, Blockwise) else []
-        if not below:
-            return chosen
-        expr = below[0]  # a selection pushed below a blockwise expression reaches all its inputs alike
-
-
-class _FinishPartitions(MapPartitions):
-    """The finish's ``map_partitions``: ``partition_info["number"]`` is the partition's number in
-    the plan, also after Dask pushed a partition selection below it (where plain
-    ``MapPartitions`` would number the selected partitions from 0)."""
-
-    @functools.cached_property
-    def _plan_numbers(self) -> list:
-        where = {p: i for i, p in enumerate(self.kwargs["_planned"])}
-        current = source_partitions(self.frame)
-        if len(current) != self.frame.npartitions or any(p not in where for p in current):
-            raise RuntimeError(
-                "dask-cumbatch cannot tell which planned partitions this selection holds; "
-                "select partitions of the frame before batching it, or compute the whole result"
-            )
-        return [where[p] for p in current]
-
-    def _task(self, name, index: int) -> Task:
-        args = [self._blockwise_arg(op, index) for op in self.args]
-        kwargs = {k: v for k, v in (self.kwargs or {}).items() if k != "_planned"}
-        kwargs["partition_info"] = {"number": self._plan_numbers[index], "division": self.divisions[index]}
-        return Task(name, self.func, *args, **kwargs)
+    return renumbered(mapped, source_partitions(prep.ddf.expr))
 
 
 def ids_series(prep: Prepared, plan: PartitionPlan) -> dd.Series:
@@ -619,8 +539,23 @@ def output_ranges(plan: PartitionPlan, batches_per_partition: int | None):
     return [(bases[k], bases[k + 1] - 1) for k in range(len(plan.entries))]
 
 
+def _rows_between(f: pd.DataFrame, lo, hi, name) -> pd.DataFrame:
+    """The rows of ``f`` whose id is in ``[lo, hi]``: one slice where the ids are sorted, which
+    keeps a ``RangeIndex`` (a boolean mask does not on pandas 2, and 8 bytes a row then change
+    the partition sizes ``partition_size`` plans for).
+
+    >>> f = pd.DataFrame({"batch": [0, 1, 1, 2]})
+    >>> _rows_between(f, 1, 1, "batch").index
+    RangeIndex(start=1, stop=3, step=1)
+    """
+    ids = f[name].to_numpy()
+    if len(ids) and bool((ids[1:] >= ids[:-1]).all()):
+        return f.iloc[int(np.searchsorted(ids, lo, "left")):int(np.searchsorted(ids, hi, "right"))]
+    return f[(ids >= lo) & (ids <= hi)]
+
+
 def _select(frames, lo, hi, name):
-    pieces = [f[(f[name].to_numpy() >= lo) & (f[name].to_numpy() <= hi)] for f in frames]
+    pieces = [_rows_between(f, lo, hi, name) for f in frames]
     return pd.concat(pieces) if len(pieces) > 1 else pieces[0]
 
 

@@ -200,6 +200,11 @@ def frames():
     return make_ddf
 
 
+# The text dtype of the tests' frames: pandas 3's "str"; on pandas 2, where "str" means object (and
+# an empty object column is stored as an Arrow null column), the Arrow string dtype Dask reads back.
+TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else "string[pyarrow]"
+
+
 def tree(folder) -> dict:
     """{relative path: sha256} of every file under ``folder``."""
     out = {}

@@ -253,6 +253,15 @@ def test_partition_size_groups_whole_batches_near_the_target(target):
     assert abs(len(frames) - sum(sizes) / size) <= max(2, 0.2 * len(frames))
 
 
+def test_repartition_keeps_the_input_range_index():
+    # partition_size plans with the input's per-row bytes: an output index of 8 bytes a row
+    # (pandas 2 made one from a boolean mask) would overshoot the target
+    pdf, ddf = sized_frame(n=900, npartitions=3)
+    frames = [p.compute() for p in ddf.cumbatch.repartition("w", 200).to_delayed()]
+    assert all(isinstance(f.index, pd.RangeIndex) for f in frames), [type(f.index) for f in frames]
+    assert pd.concat(frames).index.tolist() == list(range(900))
+
+
 def test_partition_size_with_index_and_on_pandas():
     pdf, ddf = sized_frame(n=3000, npartitions=4)
     out = ddf.cumbatch.repartition("w", 200, index=True, partition_size="30KB")

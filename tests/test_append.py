@@ -15,7 +15,7 @@ import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import ExportError, to_files
 from dask_cumbatch.export.manifest import with_checksum
 from reference import reference_ids
-from conftest import tree, manifest
+from conftest import TEXT, tree, manifest
 
 pytestmark = pytest.mark.usefixtures("threaded")
 
@@ -32,7 +32,7 @@ def frames_for(sizes, seed=0, float_weights=False, ones=False):
             w = rng.integers(0, 30, n)
         out.append(pd.DataFrame({
             "w": w,
-            "k": pd.array(np.where((np.arange(pos, pos + n) // 23) % 3 == 1, "b", "a"), dtype="str"),
+            "k": pd.array(np.where((np.arange(pos, pos + n) // 23) % 3 == 1, "b", "a"), dtype=TEXT),
             "pos": np.arange(pos, pos + n, dtype="int64"),
         }))
         pos += n

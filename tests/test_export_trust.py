@@ -492,6 +492,30 @@ def relocate_v1(tmp_path, name):
     return out
 
 
+def written_here(path) -> bool:
+    """Whether the Parquet file at ``path`` was written by the pyarrow and pandas running now."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    pandas_meta = json.loads((meta.metadata or {}).get(b"pandas", b"{}"))
+    return meta.created_by == f"parquet-cpp-arrow version {pa.__version__}" and \
+        pandas_meta.get("pandas_version") == pd.__version__
+
+
+def same_tables(a, b) -> bool:
+    """Whether two folders hold the same files (the manifest aside) with equal Parquet tables."""
+    import pyarrow.parquet as pq
+
+    ta, tb = tree(a), tree(b)
+    names = sorted(set(ta) - {"_manifest.json"})
+    assert names == sorted(set(tb) - {"_manifest.json"})
+    tables = [n for n in names if n.endswith((".parquet", ".pqt"))]
+    assert all(ta[n] == tb[n] for n in names if n not in tables)
+    return bool(tables) and all(pq.read_table(os.path.join(a, n)).equals(pq.read_table(os.path.join(b, n)))
+                                for n in tables)
+
+
 def test_a_version_1_folder_is_migrated_and_appended(tmp_path):
     out = relocate_v1(tmp_path, "out-parquet")
     assert folder_status(str(out))["state"] == "complete"  # read as it is
@@ -505,9 +529,12 @@ def test_a_version_1_folder_is_migrated_and_appended(tmp_path):
     to_files([str(fresh_in / f"a{i}.parquet") for i in (1, 2, 3)], str(ref), "w", 200, **opts)
     to_files(str(fresh_in), str(ref), "w", 200, append=True, **opts)
     assert not (out / "_rejects.parquet").exists() and (out / "_cumbatch" / "rejects.pqt").exists()
-    assert {k: v for k, v in tree(out).items() if k != "_manifest.json"} == \
-        {k: v for k, v in tree(ref).items() if k != "_manifest.json"}
-    assert [b["sha256"] for b in manifest(out)["batches"]] == [b["sha256"] for b in manifest(ref)["batches"]]
+    if written_here(os.path.join(DATA, "out-parquet", "part-00000000.parquet")):
+        assert {k: v for k, v in tree(out).items() if k != "_manifest.json"} == \
+            {k: v for k, v in tree(ref).items() if k != "_manifest.json"}
+        assert [b["sha256"] for b in manifest(out)["batches"]] == [b["sha256"] for b in manifest(ref)["batches"]]
+    else:  # an older pyarrow/pandas writes other bytes for the same tables (the lower-bounds run)
+        assert same_tables(out, ref)
     assert folder_status(str(out), verify=True)["verified"]
 
 

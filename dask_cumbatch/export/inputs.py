@@ -483,37 +483,24 @@ def _frame_entry(ddf, inputs, storage_options, full_hash) -> dict:
 def frame_read(ddf):
     """The one ``read_parquet`` expression under ``ddf`` when every other step is row-wise
     (column selections, assignments, filters, arithmetic), else None: then the frame over some
-    of its files is the same steps over a read of those files.
+    of its files is the same steps over a read of those files (see ``dask_compat.row_wise_read``).
 
     >>> import dask.dataframe as dd
     >>> frame_read(dd.from_pandas(pd.DataFrame({"w": [1]}), npartitions=1)) is None
     True
     """
-    from dask.dataframe.dask_expr._expr import Blockwise, MapPartitions
-    from dask.dataframe.dask_expr.io.io import IO
-    from dask.dataframe.dask_expr.io.parquet import ReadParquet
+    from ..dask_compat import row_wise_read
 
-    reads = []
-    for node in ddf.expr.walk():
-        if isinstance(node, ReadParquet):
-            reads.append(node)
-        elif isinstance(node, (IO, MapPartitions)) or not isinstance(node, Blockwise):
-            return None
-    if len(reads) != 1 or reads[0].operand("_partitions"):
-        return None
-    return reads[0]
+    return row_wise_read(ddf)
 
 
 def frame_over(ddf, paths: list):
     """``ddf`` (see :func:`frame_read`) over the given files instead of its own."""
-    from dask.dataframe.dask_expr import new_collection
+    from ..dask_compat import over_files
 
-    read = frame_read(ddf)
-    if read is None:  # pragma: no cover - new_frame_files refused such a frame before
+    if frame_read(ddf) is None:  # pragma: no cover - new_frame_files refused such a frame before
         raise ExportError("internal error: this DataFrame cannot be restricted to some of its files")
-    changes = {"path": list(paths), "_dataset_info_cache": None}
-    new = read.substitute_parameters({k: v for k, v in changes.items() if k in read._parameters})
-    return new_collection(ddf.expr.substitute(read, new))
+    return over_files(ddf, paths)
 
 
 def frame_paths(ddf):
@@ -523,30 +510,13 @@ def frame_paths(ddf):
     >>> frame_paths(dd.from_pandas(pd.DataFrame({"w": [1]}), npartitions=1))
     []
     """
-    paths = []
+    from ..dask_compat import read_paths
+
     try:
-        for node in ddf.expr.walk():
-            if "path" in getattr(node, "_parameters", ()):
-                value = node.operand("path")
-                paths.extend([value] if isinstance(value, str) else list(value))
-            elif "iterables" in getattr(node, "_parameters", ()):  # read_csv: blocks of opened files
-                paths.extend(dict.fromkeys(_opened_paths(node.operand("iterables"))))
+        paths = read_paths(ddf)
     except Exception:
         return []
     return [p for p in paths if isinstance(p, str)]
-
-
-def _opened_paths(value, depth: int = 0):
-    """The paths of the fsspec files that ``read_csv``'s block tasks open, in order."""
-    from fsspec.core import OpenFile
-
-    if isinstance(value, OpenFile):
-        yield value.path if is_local(value.fs) else value.fs.unstrip_protocol(value.path)
-    elif depth < 4 and isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _opened_paths(v, depth + 1)
-    elif depth < 4 and hasattr(value, "args") and hasattr(value, "func"):  # a task: its arguments
-        yield from _opened_paths(list(value.args), depth + 1)
 
 
 def inputs_diff(old: list, new: list) -> str:
