@@ -579,7 +579,7 @@ class Run:
         table = ipc_read(self.saved[name.rsplit("/", 1)[1]] if self.fresh else self.folder.read(name))
         last = base["batches"][-1]
         rows = table.filter(pc.equal(table.column(self.opts.name), last["batch"])).to_pandas()
-        prep = graph.prepare_frame(rows, self.opts.weight, opts)
+        prep = graph.prepare_frame(rows, self.opts.weight, opts, adds_ids=False)  # the rows hold their ids
         values, _ = weight_values(rows[self.opts.weight])
         stats = tasks.stats_of(np.full(len(rows), last["batch"]), values, prep.is_float) if len(rows) else []
         if stats != [[last["batch"], last["rows"], last["total"]]]:
