@@ -51,7 +51,7 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
-def interrupt(inp, out, calls=3, **kw):
+def interrupt(inp, out, calls=3, limit=300, **kw):
     """Run an export that fails (as a crash would) at the ``calls``-th joined file group."""
     real = tasks.combine_group
     n = {"calls": 0}
@@ -65,7 +65,7 @@ def interrupt(inp, out, calls=3, **kw):
     tasks.combine_group = flaky
     try:
         with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
-            to_files(inp, out, "w", 300, progress=False, **kw)
+            to_files(inp, out, "w", limit, progress=False, **kw)
     finally:
         tasks.combine_group = real
     assert folder_status(out)["state"] == "interrupted export"

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -19,8 +18,9 @@ import pyarrow.dataset as pads
 import pytest
 
 import dask_cumbatch  # noqa: F401
-from dask_cumbatch.export import ExportError, folder_status, tasks, to_files
+from dask_cumbatch.export import ExportError, folder_status, to_files
 from conftest import manifest, tree
+from test_export_trust import interrupt
 
 ROWS = 60  # per input file
 
@@ -264,33 +264,13 @@ def test_cli_status_verify_fails_on_a_stray_and_plain_status_warns(tmp_path):
     assert "sub/x.parquet" in proc.stdout and "sub/x.parquet" in proc.stderr
 
 
-def interrupt(inp, out, calls=3):
-    """Run an export that fails (as a crash would) at the ``calls``-th joined file group."""
-    real = tasks.combine_group
-    n = {"calls": 0}
-
-    def flaky(*args, **kwargs):
-        n["calls"] += 1
-        if n["calls"] == calls:
-            raise RuntimeError("crash (simulated)")
-        return real(*args, **kwargs)
-
-    tasks.combine_group = flaky
-    try:
-        with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
-            to_files(inp, out, "w", 5, progress=False)
-    finally:
-        tasks.combine_group = real
-    assert folder_status(out)["state"] == "interrupted export"
-
-
 @pytest.mark.parametrize("name", ["extra.parquet", "_cumbatch/x.parquet", "part-00099999.parquet"])
 def test_a_resume_refuses_a_stray_and_certifies_nothing(tmp_path, name):
     inp = write_inputs(tmp_path / "in")
     ref = tmp_path / "ref"
     to_files(inp, str(ref), "w", 5, progress=False)
     out = tmp_path / "out"
-    interrupt(inp, str(out))
+    interrupt(inp, str(out), limit=5)
     (out / name).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ref / "part-00000000.parquet", out / name)
     with pytest.raises(ExportError, match=name):
