@@ -34,7 +34,7 @@ LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as o
 INF_BITS = np.int64(0x7FF0000000000000)  # float64 infinity's bits as an int64
 FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_valid_and_bits")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_valid_and_bits", "_two_sum", "_two_prod", "_grow", "_at_or_above", "_exact_cell")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
@@ -44,6 +44,7 @@ KERNELS = (
     "greedy_sums_starts",
     "floor_walk", "floor_risky", "cap_walk", "count_invalid", "valid_bits_total",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
+    "floor_exact_walk", "floor_exact_risky", "floats_integral",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
 EXACT_SUMS = 2.0**53  # float64 sums of integers below this are exact, in any order
@@ -1073,3 +1074,189 @@ def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, id
             return i, p
         p += x
     return -1, p
+
+
+# --------------------------------------------------------------------------- exact floor
+# Floor cells of fractional weights are floor(S / limit) with S the exact sum (DESIGN.md,
+# "Exactness"). The partition's own running sum is kept as a double-double (hi + lo, exact
+# while every TwoSum's error fits: else the kernels say so and the caller walks in Python);
+# a row's cell is read off the float quotient unless that lies within its error bound of an
+# integer, and then decided exactly by the sign of S - k * limit as an expansion.
+EXACT_CELLS = 2.0**52  # beyond this many cells k * limit is no longer exact as two floats
+EXACT_NEAR = 2.0**-48  # relative bound on the float quotient's error (several ulps, see below)
+SPLITTER = 134217729.0  # 2**27 + 1: Veltkamp's split of a float into two 26-bit halves
+SPLIT_SAFE = 2.0**990  # products below this split and multiply without overflow
+LIMIT_TINY = 2.0**-960  # limits above this keep k * limit's error term a normal float
+
+
+def _two_sum(a, b):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _two_prod(a, b):
+    """``(p, e)`` with ``p = fl(a * b)`` and ``p + e = a * b`` exactly (Dekker), for products
+    that neither overflow nor underflow (see ``SPLIT_SAFE``, ``LIMIT_TINY``)."""
+    p = a * b
+    t = SPLITTER * a
+    ah = t - (t - a)
+    al = a - ah
+    t = SPLITTER * b
+    bh = t - (t - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _grow(e, m, b):
+    """Add ``b`` to the expansion ``e[:m]`` (non-overlapping floats, increasing magnitude) in
+    place, exactly, dropping zeros (Shewchuk's Grow-Expansion); returns its new length."""
+    q = b
+    k = 0
+    for i in range(m):
+        q, h = _two_sum(q, e[i])
+        if h != 0.0:
+            e[k] = h
+            k += 1
+    if q != 0.0:
+        e[k] = q
+        k += 1
+    return k
+
+
+def _at_or_above(b_exp, nb, ph, pl, c, lim, scratch):
+    """Whether ``B + ph + pl >= c * lim`` exactly (``B`` the expansion ``b_exp[:nb]``)."""
+    th, tl = _two_prod(float(c), lim)
+    for i in range(nb):
+        scratch[i] = b_exp[i]
+    m = _grow(scratch, nb, ph)
+    m = _grow(scratch, m, pl)
+    m = _grow(scratch, m, -th)
+    m = _grow(scratch, m, -tl)
+    return m == 0 or scratch[m - 1] > 0.0
+
+
+def _exact_cell(b_exp, nb, b_f, ph, pl, lim, scratch):
+    """``floor(S / lim)`` of ``S = B + ph + pl`` exactly, or -1 where it is out of reach
+    (more than ``EXACT_CELLS`` cells). The float quotient of ``b_f + ph`` (``b_f`` = B
+    rounded) is within ``EXACT_NEAR`` of the true one relative to it (B's, ph's, the sum's and
+    the division's roundings: 4 ulps at most); only where that interval holds an integer is
+    the cell decided exactly."""
+    q = (b_f + ph) / lim
+    if not q < EXACT_CELLS:
+        return -1
+    d = q * EXACT_NEAR
+    c = np.floor(q + d)
+    lo = np.floor(q - d)
+    while c > lo and not _at_or_above(b_exp, nb, ph, pl, c, lim, scratch):
+        c -= 1.0
+    return np.int64(c)
+
+
+def floor_exact_walk(w, newgrp, b_exp, nb, b_f, cell_prev, has_prev, lim, out, ids, base, scratch):
+    """:func:`floor_walk` with exact cells: ``S`` is the exact sum ``B + P`` (``B`` the carried
+    exact sum as the expansion ``b_exp[:nb]``, ``b_f`` its nearest float; ``P`` the partition's
+    running sum, kept exactly as ``hi + lo``), restarted at 0 at each group change.
+    ``scratch`` holds at least ``nb + 4`` floats.
+
+    Returns ``(n_starts, hi, lo, reset, cell_last, ok)``: ``hi + lo`` is S after the last row
+    minus B where no group started (``reset`` false), the last group's own sum otherwise; ``ok`` is false where the exact sum left two floats or the cells ``EXACT_CELLS``
+    (the caller then walks exactly in Python).
+
+    >>> import numpy as np
+    >>> out, ids, sc = np.zeros(4, np.bool_), np.zeros(4, np.int64), np.zeros(8)
+    >>> r = floor_exact_walk(np.array([0.3, 0.7, 0.1, 0.1]), np.zeros(4, np.bool_), np.zeros(1), 0, 0.0, 0, False, 0.1, out, ids, 0, sc)
+    >>> ids.tolist(), bool(r[5])
+    ([0, 1, 2, 3], True)
+    """
+    n = w.shape[0]
+    record = out.shape[0] > 0
+    write = ids.shape[0] > 0
+    ph = 0.0
+    pl = 0.0
+    c = np.int64(cell_prev)
+    n_starts = 0
+    reset = False
+    for i in range(n):
+        if newgrp[i] or not has_prev:
+            nb = 0
+            b_f = 0.0
+            reset = True
+            ph = 0.0
+            pl = 0.0
+            c_new = _exact_cell(b_exp, nb, b_f, ph, pl, lim, scratch)
+            start = True
+            has_prev = True
+        else:
+            c_new = _exact_cell(b_exp, nb, b_f, ph, pl, lim, scratch)
+            start = c_new != c
+        if c_new < 0:
+            return n_starts, ph, pl, reset, c, False
+        if start:
+            n_starts += 1
+            if record:
+                out[i] = True
+        if write:
+            ids[i] = base + n_starts - 1
+        c = c_new
+        s, e = _two_sum(ph, w[i])
+        t, e2 = _two_sum(pl, e)
+        if e2 != 0.0:
+            return n_starts, ph, pl, reset, c, False
+        ph, pl = _two_sum(s, t)
+    return n_starts, ph, pl, reset, c, True
+
+
+def floor_exact_risky(w, seg_len, lim, h_out, l_out, w_out):
+    """:func:`floor_risky` with exact sums, for :func:`floor_exact_walk`'s cells: the rows of
+    the first ``seg_len`` weights (but the last) of at least ``lim`` (only those can skip a
+    cell), each with the exact running sum before it as ``hi + lo``.
+
+    Returns ``(count, last_hi, last_lo, total_hi, total_lo, ok)``: the sum before the
+    segment's last row and the segment's total, exact; ``ok`` false where a sum left two floats.
+
+    >>> import numpy as np
+    >>> h, l, wo = np.zeros(3), np.zeros(3), np.zeros(3)
+    >>> r = floor_exact_risky(np.array([0.1, 0.5, 0.2]), 3, 0.3, h, l, wo)
+    >>> int(r[0]), h[:1].tolist(), wo[:1].tolist(), bool(r[5])
+    (1, [0.1], [0.5], True)
+    """
+    ph = 0.0
+    pl = 0.0
+    last_h = 0.0
+    last_l = 0.0
+    k = 0
+    for i in range(seg_len):
+        wi = w[i]
+        last_h = ph
+        last_l = pl
+        if i < seg_len - 1 and wi >= lim:
+            h_out[k] = ph
+            l_out[k] = pl
+            w_out[k] = wi
+            k += 1
+        s, e = _two_sum(ph, wi)
+        t, e2 = _two_sum(pl, e)
+        if e2 != 0.0:
+            return k, last_h, last_l, ph, pl, False
+        ph, pl = _two_sum(s, t)
+    return k, last_h, last_l, ph, pl, True
+
+
+def floats_integral(w):
+    """Whether every weight is integer-valued and their total below ``EXACT_SUMS``: then every
+    running sum is exact in float64, whatever the order (summed in blocks that vectorise).
+
+    >>> import numpy as np
+    >>> floats_integral(np.array([1.0, 2.0])), floats_integral(np.array([0.5]))
+    (True, False)
+    """
+    n = w.shape[0]
+    total = 0.0
+    for lo in range(0, n, FLOOR_BLOCK):
+        s, bad, frac, _ = _block_float(w, lo, min(n, lo + FLOOR_BLOCK), np.inf)
+        total += s
+        if frac or not total < EXACT_SUMS:
+            return False
+    return True
