@@ -70,7 +70,7 @@ class FloorMode:
         """Sums and risky rows of the first group segment, starts and end state of the rest."""
         summ = FloorSummary()
         _summarize_floor(summ, arrays, opts, is_float, backend)
-        if _quick_finish(opts, backend):  # both passes form the running sum: floor_risky's here
+        if _quick_finish(opts, backend) and not summ.exact_floor:  # else the scan sums them (NumPy)  # both passes form the running sum: floor_risky's here
             summ.total, summ.total_kind = summ.t_first, "running"
         return summ
 
@@ -99,7 +99,8 @@ class FloorMode:
         exact = not _plain_finish(entry, opts, is_float)
         if _quick_finish(opts, backend):
             if exact:
-                ids, total = _exact_quick_ids(arrays, opts, is_float, backend, carry)
+                ids, total = _exact_quick_ids(arrays, opts, is_float, backend, carry,
+                                              want_total=entry.total_kind == "running")
             else:
                 ids, total = _quick_ids(arrays, opts, is_float, backend, carry)
             _check_running_total(entry, arrays, total)
@@ -237,12 +238,19 @@ def _summarize_exact(summ, prep, opts, is_float, be, g):
     with their exact running sums, and the exact sums the scan needs."""
     w = be.to_numpy(prep.w)
     lim_f, _ = floor_limits(opts, is_float)
-    hi, lo, w_out = np.empty(g), np.empty(g), np.empty(g)
-    k, last_h, last_l, tot_h, tot_l, ok = _exact_kernels(be).floor_exact_risky(w, g, lim_f, hi, lo, w_out)
-    if ok:
+    ex = _exact_kernels(be)
+    if g < 2 or not w[:g - 1].max() >= lim_f:  # no risky row: the exact total alone (in lanes)
+        tot_h, tot_l, ok = ex.floor_exact_sum(w, 0, g)
+        total = Fraction(tot_h) + Fraction(tot_l)
+        summ.risky_p, summ.risky_lo, summ.risky_w = np.empty(0), np.empty(0), np.empty(0)
+        last = total - Fraction(float(w[g - 1])) if g else total
+    else:
+        hi, lo, w_out = np.empty(g), np.empty(g), np.empty(g)
+        k, last_h, last_l, tot_h, tot_l, ok = ex.floor_exact_risky(w, g, lim_f, hi, lo, w_out)
         summ.risky_p, summ.risky_lo, summ.risky_w = hi[:k].copy(), lo[:k].copy(), w_out[:k].copy()
-        summ.p_last = _exact_out(Fraction(last_h) + Fraction(last_l), True)
-        summ.t_first = _exact_out(Fraction(tot_h) + Fraction(tot_l), True)
+        total, last = Fraction(tot_h) + Fraction(tot_l), Fraction(last_h) + Fraction(last_l)
+    if ok:
+        summ.p_last, summ.t_first = _exact_out(last, True), _exact_out(total, True)
     else:
         _summarize_exact_py(summ, w[:g].tolist(), lim_f)
     summ.g_first, summ.exact_floor = g, True
@@ -432,9 +440,7 @@ def _check_running_total(entry, prep, total, be=None) -> None:
     with the summary's kernel, for a finish that did not form it)."""
     if entry.total_kind != "running" or entry.total is None or entry.n_all is None:
         return
-    if total is None and entry.exact_floor:
-        total = _exact_total(be, prep.w)
-    elif total is None:
+    if total is None:
         w, is_int = prep.w, prep.w.dtype.kind != "f"
         never = np.int64(I64_MAX) if is_int else np.float64(np.inf)  # no row is recorded as risky
         none = be.asarray(np.empty(0, dtype=w.dtype))
@@ -610,8 +616,9 @@ def _expansion(b: Fraction) -> np.ndarray:
     return np.array(parts[::-1] or [0.0], dtype=np.float64)
 
 
-def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base):
-    """:func:`_floor_flags` by the exact kernel, on the host; Python where it declines."""
+def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base, want_sum=True):
+    """:func:`_floor_flags` by the exact kernel, on the host; Python where it declines.
+    Without ``want_sum`` the running sum after the partition is not formed (None)."""
     lim_f = floor_limits(opts, is_float)[0]
     w, newgrp = be.to_numpy(w), be.to_numpy(newgrp)
     b = Fraction(_py(s_in)) if has_prev else Fraction(0)
@@ -629,11 +636,11 @@ def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, recor
         nb = len(b_exp) if b else 0
         res = _exact_kernels(be).floor_exact_walk(
             w.astype(np.float64, copy=False), newgrp, b_exp, nb, b_f, np.int64(cell_prev), has_prev,
-            lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4))
-        count, hi, lo, reset, cell, ok = res
+            lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4), want_sum)
+        count, hi, lo, reset, cell, ok, _ = res
         if ok:
-            s_out = Fraction(hi) + Fraction(lo) + (0 if reset else b)
-            return (int(count), _exact_out(s_out, is_float), int(cell), -1), (ids if base is not None else out)
+            s_out = _exact_out(Fraction(hi) + Fraction(lo) + (0 if reset else b), is_float) if want_sum else None
+            return (int(count), s_out, int(cell), -1), (ids if base is not None else out)
     return _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base)
 
 
@@ -663,19 +670,13 @@ def _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, b
     return (count, _exact_out(s, is_float), c, -1), (ids if base is not None else out)
 
 
-def _exact_quick_ids(prep, opts, is_float, be, carry):
-    """:func:`_quick_ids` with exact cells: the ids, and the partition's exact total."""
+def _exact_quick_ids(prep, opts, is_float, be, carry, want_total):
+    """:func:`_quick_ids` with exact cells: the ids, and the partition's exact total where
+    ``want_total`` (else None)."""
     w = prep.w
-    (_, s_out, _, _), ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell,
-                                         carry.has_prev, opts, is_float, record=False, base=carry.batches)
+    (_, s_out, _, _), ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
+                                         opts, is_float, record=False, base=carry.batches, want_sum=want_total)
+    if not want_total:
+        return ids, None
     b = Fraction(_py(carry.s)) if carry.has_prev else 0
     return ids, _exact_out(Fraction(s_out) - b, is_float)
-
-
-def _exact_total(be, w):
-    """The exact total of float weights (as :func:`_exact_out` keeps it)."""
-    w = be.to_numpy(w)
-    none = np.empty(0)
-    _, _, _, hi, lo, ok = _exact_kernels(be).floor_exact_risky(w, len(w), np.inf, none, none, none)
-    total = Fraction(hi) + Fraction(lo) if ok else sum(map(Fraction, w.tolist()), Fraction(0))
-    return _exact_out(total, True)
