@@ -568,8 +568,8 @@ def _exact_skips(summ, b: Fraction, lim: Fraction) -> int:
     float64 sums and one division: some 8 ulps at most), ``Fraction`` the others.
 
     >>> s = FloorSummary(risky_p=np.array([0.0]), risky_w=np.array([0.7]))
-    >>> _exact_skips(s, Fraction(0), Fraction(0.1))
-    6
+    >>> _exact_skips(s, Fraction(0), Fraction(0.1))  # float64's 0.7 is below seven of its 0.1s
+    5
     """
     p, w, lo = summ.risky_p, summ.risky_w, summ.risky_lo
     if p is None or not len(p):
@@ -605,8 +605,11 @@ def _expansion(b: Fraction) -> np.ndarray:
     """``b`` as an expansion: non-overlapping float64s of increasing magnitude that sum to it
     exactly (each the nearest float to what is left: 53 bits at a time).
 
-    >>> _expansion(Fraction(1, 10) + Fraction(0.2)).sum() == float(Fraction(1, 10) + Fraction(0.2))
-    True
+    ``b`` is a sum of float64s (a power-of-two denominator), so what is left reaches 0.
+
+    >>> b = Fraction(0.1) + Fraction(0.2)
+    >>> parts = _expansion(b); len(parts), sum(map(Fraction, parts.tolist())) == b
+    (2, True)
     """
     parts = []
     while b:
