@@ -39,12 +39,13 @@ HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
+COLD_HELPERS = ("_exact_near",)  # called on rare rows: compiled apart (never inlined), exact arithmetic
 KERNELS = (
     "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
     "greedy_sums_starts",
     "floor_walk", "floor_risky", "cap_walk", "count_invalid", "valid_bits_total",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
-    "floor_exact_walk", "floor_exact_risky", "floor_exact_sum", "floats_integral",
+    "floor_exact_walk", "floor_exact_ids", "floor_exact_risky", "floor_exact_sum", "floats_integral",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
 EXACT_SUMS = 2.0**53  # float64 sums of integers below this are exact, in any order
@@ -1276,6 +1277,62 @@ def floor_exact_walk(w, newgrp, b_exp, nb, b_f, cell_prev, has_prev, lim, out, i
         if not exact:
             return n_starts, ph, pl, reset, c, False, p
     return n_starts, ph, pl, reset, c, True, p
+
+
+def _exact_near(w, j, i, ph, pl, b_exp, nb, lo, hi, lim, scratch):
+    """A row near a cell boundary: the double-double ``ph + pl`` of rows ``j..`` advanced to row
+    ``i``, and the row's exact cell in ``lo..hi``: ``(ph, pl, cell, ok)`` (compiled apart, so
+    that the common path's loop stays small)."""
+    ph, pl, ok = _dd_sum(w, j, i, ph, pl)
+    if not ok:
+        return ph, pl, np.int64(-1), False
+    return ph, pl, _exact_cell(b_exp, nb, ph, pl, lo, hi, lim, scratch), True
+
+
+def floor_exact_ids(w, b_exp, nb, b_f, cell_prev, has_prev, lim, base, ids, scratch):
+    """:func:`floor_exact_walk`'s ids for a partition without group changes (the finish of
+    plain weights), as :func:`floor_ids_quick` is :func:`floor_walk`'s: the same float test and
+    exact decisions, in a loop with no other branch. Returns false where the exact sums
+    left two floats or the cells ``EXACT_CELLS`` (nothing is then decided).
+
+    >>> import numpy as np
+    >>> ids = np.zeros(4, np.int64)
+    >>> floor_exact_ids(np.array([0.3, 0.7, 0.1, 0.1]), np.zeros(1), 0, 0.0, 0, False, 0.1, 0, ids, np.zeros(8)), ids.tolist()
+    (True, [0, 1, 2, 3])
+    """
+    if not has_prev:
+        nb = 0
+        b_f = 0.0
+    inv = 1.0 / lim
+    inv_up = inv * (1.0 + 2.0**-40)
+    eb = b_f * 2.0**-52
+    p = 0.0
+    err = 0.0
+    ph = 0.0
+    pl = 0.0
+    j = 0
+    c_prev = np.int64(cell_prev) if has_prev else np.int64(-1)  # row 0 starts a batch
+    count = np.int64(base) - 1
+    for i in range(w.shape[0]):
+        q = (b_f + p) * inv
+        if not q < EXACT_CELLS:
+            return False
+        d = (eb + err) * inv_up + q * 2.0**-48  # as in floor_exact_walk
+        lo = np.floor(q - d)
+        hi = np.floor(q + d)
+        if lo == hi:
+            c = np.int64(lo)
+        else:
+            ph, pl, c, ok = _exact_near(w, j, i, ph, pl, b_exp, nb, lo, hi, lim, scratch)
+            if not ok:
+                return False
+            j = i
+        count += c != c_prev
+        c_prev = c
+        ids[i] = count
+        p += w[i]
+        err += p * 2.0**-52
+    return True
 
 
 def floor_exact_risky(w, seg_len, lim, h_out, l_out, w_out):

@@ -619,31 +619,41 @@ def _expansion(b: Fraction) -> np.ndarray:
     return np.array(parts[::-1] or [0.0], dtype=np.float64)
 
 
+def _exact_base(w, s_in, has_prev, lim_f, is_float):
+    """``(b, expansion of b, nearest float)`` of the carried exact sum for the exact kernels, or
+    None where they cannot run (a limit beyond their products, int64 weights or sums beyond
+    float64's integers or near overflow, a sum beyond float64): then Python walks."""
+    b = Fraction(_py(s_in)) if has_prev else Fraction(0)
+    if not (2.0**-960 <= lim_f <= 2.0**990) or (not is_float and len(w) and int(w.max()) >= 2**53):
+        return None
+    try:
+        b_exp, b_f = _expansion(b), float(b)
+    except OverflowError:
+        return None
+    if not is_float and len(w) and b_f + float(w.sum(dtype=np.float64)) >= 2.0**62:
+        return None  # int64 sums near overflow: the Python walk finds the row that overflows
+    return b, b_exp, b_f
+
+
 def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base, want_sum=True):
     """:func:`_floor_flags` by the exact kernel, on the host; Python where it declines.
     Without ``want_sum`` the running sum after the partition is not formed (None)."""
     lim_f = floor_limits(opts, is_float)[0]
     w, newgrp = be.to_numpy(w), be.to_numpy(newgrp)
-    b = Fraction(_py(s_in)) if has_prev else Fraction(0)
     n = len(w)
-    fits = lim_f <= 2.0**990 and lim_f >= 2.0**-960 and (is_float or not n or int(w.max()) < 2**53)
-    try:
-        b_exp, b_f = _expansion(b), float(b)
-    except OverflowError:
-        fits = False
-    if fits and not is_float and n and float(b) + float(w.sum(dtype=np.float64)) >= 2.0**62:
-        fits = False  # int64 sums near overflow: the Python walk finds the row that overflows
-    if fits:
+    carried = _exact_base(w, s_in, has_prev, lim_f, is_float)
+    if carried is not None:
+        b, b_exp, b_f = carried
         out = np.zeros(n if record else 0, dtype=bool)
         ids = np.empty(n if base is not None else 0, dtype=np.int64)
-        nb = len(b_exp) if b else 0
         res = _exact_kernels(be).floor_exact_walk(
-            w.astype(np.float64, copy=False), newgrp, b_exp, nb, b_f, np.int64(cell_prev), has_prev,
-            lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4), want_sum)
+            w.astype(np.float64, copy=False), newgrp, b_exp, len(b_exp) if b else 0, b_f, np.int64(cell_prev),
+            has_prev, lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4), want_sum)
         count, hi, lo, reset, cell, ok, _ = res
         if ok:
             s_out = _exact_out(Fraction(hi) + Fraction(lo) + (0 if reset else b), is_float) if want_sum else None
             return (int(count), s_out, int(cell), -1), (ids if base is not None else out)
+    b = Fraction(_py(s_in)) if has_prev else Fraction(0)
     return _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base)
 
 
@@ -673,10 +683,30 @@ def _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, b
     return (count, _exact_out(s, is_float), c, -1), (ids if base is not None else out)
 
 
+def _exact_ids(be, w, carry, opts, is_float):
+    """Ids of a partition without group changes by ``floor_exact_ids``; None where it declines
+    (then :func:`_exact_flags` walks it, or Python)."""
+    lim_f = floor_limits(opts, is_float)[0]
+    w = be.to_numpy(w)
+    carried = _exact_base(w, carry.s, carry.has_prev, lim_f, is_float)
+    if carried is None:
+        return None
+    b, b_exp, b_f = carried
+    ids = np.empty(len(w), dtype=np.int64)
+    done = _exact_kernels(be).floor_exact_ids(
+        w.astype(np.float64, copy=False), b_exp, len(b_exp) if b else 0, b_f, np.int64(carry.cell),
+        carry.has_prev, lim_f, carry.batches, ids, np.empty(len(b_exp) + 4))
+    return ids if done else None
+
+
 def _exact_quick_ids(prep, opts, is_float, be, carry, want_total):
     """:func:`_quick_ids` with exact cells: the ids, and the partition's exact total where
     ``want_total`` (else None)."""
     w = prep.w
+    if not want_total:
+        ids = _exact_ids(be, w, carry, opts, is_float)
+        if ids is not None:
+            return ids, None
     (_, s_out, _, _), ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
                                          opts, is_float, record=False, base=carry.batches, want_sum=want_total)
     if not want_total:
