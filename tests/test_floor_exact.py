@@ -163,3 +163,18 @@ def test_append_equals_one_export_with_fractional_weights(tmp_path):
     got = pd.read_parquet(tmp_path / "one").sort_values("pos")
     assert got["batch"].tolist() == reference_ids(pd.concat(frames).w.tolist(), 0.3, mode="floor")
     shutil.rmtree(inp)
+
+
+def test_fractional_partition_changed_between_passes_is_refused():
+    # the exact kernels form no float64 running sum: the summary records NumPy's sum, which the
+    # finish checks, so a weight that changed between the passes is still refused
+    from dask_cumbatch import engine
+    from dask_cumbatch.engine.state import InputChangedError
+    from dask_cumbatch.options import BatchOptions
+
+    opts = BatchOptions.make("w", 0.3, mode="floor")
+    df = pd.DataFrame({"w": [0.1, 0.2, 0.7, 0.1]})
+    entry = engine.plan_frame(df, opts, True).entries[0]
+    assert engine.finish_ids(df, opts, True, entry).tolist() == reference_ids(df.w.tolist(), 0.3, mode="floor")
+    with pytest.raises(InputChangedError, match="total"):
+        engine.finish_ids(df.assign(w=[0.1, 0.2 + 2**-40, 0.7, 0.1]), opts, True, entry)
