@@ -266,7 +266,7 @@ def _summarize_exact_py(summ, w: list, lim_f: float) -> None:
             risky_p.append(p)
             risky_w.append(x)
         p += Fraction(x)
-    summ.risky_p, summ.risky_lo = np.array(risky_p + [None], dtype=object)[:-1], None
+    summ.risky_p, summ.risky_lo = np.array(risky_p, dtype=object), None
     summ.risky_w = np.array(risky_w, dtype=np.float64)
     summ.p_last, summ.t_first = _exact_out(p_last, True), _exact_out(p, True)
 
