@@ -40,9 +40,10 @@ Arithmetic (DESIGN.md, "Exactness"):
 * Float weights (float32 included, widened exactly) are Python floats, i.e. float64, summed
   ``tot = tot + w`` in row order from each batch's first row, so the result is what one
   sequential float64 pass gives.
-* ``floor`` uses the exact value of ``floor(S / limit)`` (computed with ``fractions.Fraction``),
-  where ``S`` is the sequential running sum (exact for ints; float64 for floats, which is exact
-  whenever the weights are integer-valued and the sums stay below ``2**53``).
+* ``floor`` uses the exact value of ``floor(S / limit)``, where ``S`` is the exact (real-number)
+  running sum of the weights and ``limit`` the exact value of the float64 limit: both are
+  ``fractions.Fraction`` (every float64 is a fraction with a power-of-two denominator), so no
+  rounding happens anywhere and the cells do not depend on the order of summation.
 
 The weights must already be valid (finite, non-negative, not missing); ``invalid="skip"`` is
 modelled by the caller running the reference on the valid rows only.
@@ -163,15 +164,15 @@ def reference_ids(
         lim = Fraction(limit)
         batch = 0
         s_prev = None  # S[i-1]
-        s = 0  # exclusive running sum S[i]
+        s = Fraction(0)  # exclusive running sum S[i], exact
         for i in range(n):
             if i == 0:
                 pass
             elif keys is not None and not _keys_equal(keys[i], keys[i - 1]):
                 batch += 1
-                s = 0
+                s = Fraction(0)
             else:
-                new = math.floor(Fraction(s) / lim) != math.floor(Fraction(s_prev) / lim)
+                new = math.floor(s / lim) != math.floor(s_prev / lim)
                 capped = max_rows is not None and rows >= max_rows
                 if new or capped:
                     batch += 1
@@ -180,7 +181,7 @@ def reference_ids(
             ids[i] = batch
             rows += 1
             s_prev = s
-            s = s + w[i]  # float64 for floats, exact for ints
+            s = s + Fraction(w[i])  # exact for ints and floats alike
             if is_int:
                 _check_int64(s, "group sum (floor)")
         return ids

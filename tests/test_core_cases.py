@@ -167,14 +167,19 @@ def test_floor_integer_floats_on_grid_points():
         assert _ids(ddf, 3, mode="floor", max_rows=2) == _ref(w, 3, dict(mode="floor", max_rows=2))
 
 
-def test_floor_float_cell_is_the_floor_of_the_rounded_quotient():
-    # docs/semantics.md: a float cell is floor(fl(S / limit)); at S = 0.8999999999999999 the
-    # quotient rounds to 3.0, where NumPy's exact // (the pandas idiom) gives 2
+def test_floor_float_cell_is_the_floor_of_the_exact_quotient():
+    # docs/semantics.md: a float cell is floor(S / limit) of the exact sum S (once the floor of
+    # the rounded quotient; converted for issue 27). At row 9 the float64 running sum
+    # 0.8999999999999999 makes NumPy's // (the pandas idiom) say cell 2; the exact sum of nine
+    # float64 0.1s, 0.90000000000000004996..., over float64's 0.3 is 3.0000000000000003: cell 3
+    from fractions import Fraction
+
     w = pd.Series(np.full(12, 0.1))
     s = (w.cumsum() - w).to_numpy()
-    rounded = np.floor(s / 0.3).astype(np.int64)
-    assert (s // 0.3)[9] == 2 and rounded[9] == 3
-    want = np.concatenate([[0], np.cumsum(np.diff(rounded) != 0)]).tolist()
+    exact = [math.floor(Fraction(0.1) * i / Fraction(0.3)) for i in range(12)]
+    assert (s // 0.3)[9] == 2 and exact[9] == 3
+    want = np.concatenate([[0], np.cumsum(np.diff(exact) != 0)]).tolist()
+    assert want == _ref(w.tolist(), 0.3, dict(mode="floor"))
     for sizes in ([12], [5, 7], [1] * 12):
         pdf, ddf = make_ddf(w.tolist(), sizes)
         assert _ids(ddf, 0.3, mode="floor") == want

@@ -92,8 +92,13 @@ def test_floor_summary_records_the_running_sum_its_kernels_form():
     pairwise = float(w.sum())
     assert sequential != pairwise  # row order and NumPy's pairwise order round differently here
     df = pd.DataFrame({"w": w, "k": [0] * 500 + [1] * 500})
+    # fractional weights take the exact kernels (issue 27), which form no float64 running sum:
+    # NumPy's sum is recorded and checked
     floor = engine.summarize(df, BatchOptions.make("w", 0.25, mode="floor"), True)
-    assert (floor.total_kind, floor.total) == ("running", sequential)
+    assert (floor.total_kind, floor.total) == ("sum", pairwise)
+    whole = np.round(w * 1000)  # integer-valued: the plain kernels' running sum (exact here)
+    floor = engine.summarize(pd.DataFrame({"w": whole}), BatchOptions.make("w", 250.0, mode="floor"), True)
+    assert (floor.total_kind, floor.total) == ("running", float(sum(whole.tolist())))
     for opts in (BatchOptions.make("w", 0.25, mode="floor", by="k"), BatchOptions.make("w", 0.25, mode="floor", max_rows=2)):
         summ = engine.summarize(df, opts, True)
         assert (summ.total_kind, summ.total) == ("sum", pairwise), opts
@@ -105,8 +110,8 @@ def test_a_finish_without_the_quick_kernel_still_checks_a_running_total(monkeypa
     from dask_cumbatch.engine import finish as finish_module
     from dask_cumbatch.engine.backends import cpu
 
-    opts = BatchOptions.make("w", 1.0, mode="floor")
-    df = pd.DataFrame({"w": [0.5, 0.25, 0.1, 0.7, 0.3]})
+    opts = BatchOptions.make("w", 10.0, mode="floor")
+    df = pd.DataFrame({"w": [5.0, 2.0, 1.0, 7.0, 3.0]})  # integer-valued: the plain kernels
     entry = engine.plan_frame(df, opts, True).entries[0]
     assert entry.total_kind == "running"
     assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]
@@ -115,7 +120,7 @@ def test_a_finish_without_the_quick_kernel_still_checks_a_running_total(monkeypa
     monkeypatch.setattr(finish_module, "backend_for", lambda device, n_rows=0: slow)
     assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]  # the walk's ids
     with pytest.raises(InputChangedError, match="total"):
-        engine.finish_ids(df.assign(w=[0.5, 0.25, 0.1 + 2**-50, 0.7, 0.3]), opts, True, entry)
+        engine.finish_ids(df.assign(w=[5.0, 2.0, 1.0 + 2**-48, 7.0, 3.0]), opts, True, entry)
 
 
 def bits_by_hand(w) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,8 @@ class Carry:
     ``batches``); ``rows/tot/mx`` describe the open batch, ``start`` is the global position
     (among batched rows) of its first row and ``tail`` its last ``multiple - 1`` weights;
     ``key`` is the last row's group key; ``s``/``cell`` the floor mode's running sum and
-    grid cell; ``position`` the global position of the next row.
+    grid cell (``s`` exact: a ``Fraction`` where float64 cannot hold it); ``position`` the
+    global position of the next row.
 
     >>> Carry.from_json(Carry(batches=3, rows=2, tot=0.5).to_json()).tot
     0.5
@@ -89,6 +91,8 @@ class Carry:
 
 
 def _num_out(v):
+    if isinstance(v, Fraction):  # floor's exact running sum of fractional weights
+        return {"q": f"{v.numerator}/{v.denominator}"}
     if isinstance(v, (float, np.floating)):
         return {"f": float(v).hex()}
     return int(v)
@@ -97,6 +101,11 @@ def _num_out(v):
 def _num_in(v):
     if isinstance(v, dict) and set(v) == {"f"}:
         return float.fromhex(v["f"])
+    if isinstance(v, dict) and set(v) == {"q"} and isinstance(v["q"], str):
+        try:
+            return Fraction(v["q"])
+        except (ValueError, ZeroDivisionError):
+            pass
     if isinstance(v, int):
         return v
     raise ValueError(f"bad number in carry state: {v!r}")
@@ -233,6 +242,7 @@ class Summary:
     last_key: tuple = ()
     kept: str | None = None  # key of start flags kept in the summarising process (engine.kept)
     long_batches: bool = False  # the mode's finish may find batch ends by search, not row by row
+    exact_floor: bool = False  # floor: float64 running sums of the partition round (cells decided exactly)
 
 
 @dataclass
@@ -253,6 +263,7 @@ class Entry:
     partition: int | None = None  # the partition's number, for error messages
     kept: str | None = None  # the summary's kept start flags (engine.kept), if any
     long_batches: bool = False  # the summary's hint (Summary.long_batches)
+    exact_floor: bool = False  # the summary's Summary.exact_floor
 
 
 @dataclass

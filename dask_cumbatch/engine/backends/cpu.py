@@ -38,6 +38,8 @@ def _compile_all() -> dict:
             _rebound(getattr(kernels, name), namespace))
     for name in kernels.HELPERS:
         namespace[name] = njit(nogil=True, cache=True, inline="always")(_rebound(getattr(kernels, name), namespace))
+    for name in kernels.COLD_HELPERS:
+        namespace[name] = njit(nogil=True, cache=True, inline="never")(_rebound(getattr(kernels, name), namespace))
     return {name: njit(nogil=True, cache=True)(_rebound(getattr(kernels, name), namespace))
             for name in kernels.KERNELS} | {"grid_cell": namespace["grid_cell"]}
 

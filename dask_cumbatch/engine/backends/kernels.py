@@ -34,16 +34,18 @@ LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as o
 INF_BITS = np.int64(0x7FF0000000000000)  # float64 infinity's bits as an int64
 FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_valid_and_bits")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_valid_and_bits", "_two_sum", "_two_prod", "_grow", "_at_or_above", "_exact_cell", "_dd_add", "_dd_sum")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
+COLD_HELPERS = ("_exact_near",)  # called on rare rows: compiled apart (never inlined), exact arithmetic
 KERNELS = (
     "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
     "greedy_sums_starts",
     "floor_walk", "floor_risky", "cap_walk", "count_invalid", "valid_bits_total",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
+    "floor_exact_walk", "floor_exact_ids", "floor_exact_risky", "floor_exact_sum", "floats_integral",
 )
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
 EXACT_SUMS = 2.0**53  # float64 sums of integers below this are exact, in any order
@@ -1073,3 +1075,313 @@ def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, id
             return i, p
         p += x
     return -1, p
+
+
+# --------------------------------------------------------------------------- exact floor
+# Floor cells of fractional weights are floor(S / limit) with S the exact sum (DESIGN.md,
+# "Exactness"). The partition's own running sum is kept as a double-double (hi + lo, exact
+# while every TwoSum's error fits: else the kernels say so and the caller walks in Python);
+# a row's cell is read off the float quotient unless that lies within its error bound of an
+# integer, and then decided exactly by the sign of S - k * limit as an expansion.
+EXACT_CELLS = 2.0**52  # beyond this many cells k * limit is no longer exact as two floats
+SPLITTER = 134217729.0  # 2**27 + 1: Veltkamp's split of a float into two 26-bit halves
+SPLIT_SAFE = 2.0**990  # products below this split and multiply without overflow
+LIMIT_TINY = 2.0**-960  # limits above this keep k * limit's error term a normal float
+
+
+def _two_sum(a, b):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _two_prod(a, b):
+    """``(p, e)`` with ``p = fl(a * b)`` and ``p + e = a * b`` exactly (Dekker), for products
+    that neither overflow nor underflow (see ``SPLIT_SAFE``, ``LIMIT_TINY``)."""
+    p = a * b
+    t = SPLITTER * a
+    ah = t - (t - a)
+    al = a - ah
+    t = SPLITTER * b
+    bh = t - (t - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _grow(e, m, b):
+    """Add ``b`` to the expansion ``e[:m]`` (non-overlapping floats, increasing magnitude) in
+    place, exactly, dropping zeros (Shewchuk's Grow-Expansion); returns its new length."""
+    q = b
+    k = 0
+    for i in range(m):
+        q, h = _two_sum(q, e[i])
+        if h != 0.0:
+            e[k] = h
+            k += 1
+    if q != 0.0:
+        e[k] = q
+        k += 1
+    return k
+
+
+def _at_or_above(b_exp, nb, ph, pl, c, lim, scratch):
+    """Whether ``B + ph + pl >= c * lim`` exactly (``B`` the expansion ``b_exp[:nb]``)."""
+    th, tl = _two_prod(float(c), lim)
+    for i in range(nb):
+        scratch[i] = b_exp[i]
+    m = _grow(scratch, nb, ph)
+    m = _grow(scratch, m, pl)
+    m = _grow(scratch, m, -th)
+    m = _grow(scratch, m, -tl)
+    return m == 0 or scratch[m - 1] > 0.0
+
+
+def _exact_cell(b_exp, nb, ph, pl, lo, hi, lim, scratch):
+    """``floor(S / lim)`` of ``S = B + ph + pl`` exactly, known to lie in ``lo..hi``."""
+    c = hi
+    while c > lo and not _at_or_above(b_exp, nb, ph, pl, c, lim, scratch):
+        c -= 1.0
+    return np.int64(c)
+
+
+def _dd_add(ph, pl, x):
+    """``(hi, lo, exact)``: the double-double ``ph + pl`` plus ``x``, and whether it held the sum."""
+    s, e = _two_sum(ph, x)
+    t, e2 = _two_sum(pl, e)
+    s, t = _two_sum(s, t)
+    return s, t, e2 == 0.0
+
+
+def _dd_sum(w, lo, hi, ph, pl):
+    """``ph + pl`` plus ``w[lo:hi]`` as a double-double, summed in four interleaved lanes (the
+    exact sum does not depend on the order; the lanes keep four additions in flight):
+    ``(hi, lo, exact)``."""
+    a0, a1, a2, a3 = ph, 0.0, 0.0, 0.0
+    b0, b1, b2, b3 = pl, 0.0, 0.0, 0.0
+    ok = True
+    i = lo
+    while i + 4 <= hi:
+        a0, b0, e0 = _dd_add(a0, b0, w[i])
+        a1, b1, e1 = _dd_add(a1, b1, w[i + 1])
+        a2, b2, e2 = _dd_add(a2, b2, w[i + 2])
+        a3, b3, e3 = _dd_add(a3, b3, w[i + 3])
+        ok = ok & e0 & e1 & e2 & e3
+        i += 4
+    for t in range(i, hi):
+        a0, b0, e0 = _dd_add(a0, b0, w[t])
+        ok = ok & e0
+    a0, b0, e0 = _dd_add(a0, b0, a1)
+    a0, b0, e1 = _dd_add(a0, b0, b1)
+    a0, b0, e2 = _dd_add(a0, b0, a2)
+    a0, b0, e3 = _dd_add(a0, b0, b2)
+    ok = ok & e0 & e1 & e2 & e3
+    a0, b0, e0 = _dd_add(a0, b0, a3)
+    a0, b0, e1 = _dd_add(a0, b0, b3)
+    return a0, b0, ok & e0 & e1
+
+
+def floor_exact_sum(w, lo, hi):
+    """The exact sum of ``w[lo:hi]`` as a double-double: ``(hi, lo, exact)`` (not exact: it
+    needs more than two floats).
+
+    >>> import numpy as np
+    >>> h, l, ok = floor_exact_sum(np.array([0.1, 0.2, 0.3]), 0, 3)
+    >>> from fractions import Fraction
+    >>> ok and Fraction(h) + Fraction(l) == Fraction(0.1) + Fraction(0.2) + Fraction(0.3)
+    True
+    """
+    return _dd_sum(w, lo, hi, 0.0, 0.0)
+
+
+def floor_exact_walk(w, newgrp, b_exp, nb, b_f, cell_prev, has_prev, lim, out, ids, base, scratch, want_sum):
+    """:func:`floor_walk` with exact cells: ``S`` is the exact sum ``B + P`` (``B`` the carried
+    exact sum as the expansion ``b_exp[:nb]``, ``b_f`` its nearest float; ``P`` the partition's
+    running sum), restarted at 0 at each group change. ``scratch`` holds ``nb + 4`` floats.
+
+    Each row's cell is the floor of the float quotient ``q`` of ``b_f + p`` (``p`` the float
+    running sum, with a running bound on its error) unless ``q`` lies within its error bound of
+    an integer; only then is ``P`` summed exactly as a double-double (from the last row where it
+    was, so the exact sums cost what they walk) and the cell decided by the sign of
+    ``S - k * lim``. ``want_sum`` completes the exact sum at the end.
+
+    Returns ``(n_starts, hi, lo, reset, cell_last, ok, p)``: ``hi + lo`` is S after the last
+    row minus B where no group started (``reset`` false), the last group's own sum otherwise
+    (with ``want_sum``); ``ok`` is false where the exact sum left two floats or the cells
+    ``EXACT_CELLS`` (the caller then walks exactly in Python); ``p`` the float running sum.
+
+    >>> import numpy as np
+    >>> out, ids, sc = np.zeros(4, np.bool_), np.zeros(4, np.int64), np.zeros(8)
+    >>> r = floor_exact_walk(np.array([0.3, 0.7, 0.1, 0.1]), np.zeros(4, np.bool_), np.zeros(1), 0, 0.0, 0, False, 0.1, out, ids, 0, sc, True)
+    >>> ids.tolist(), bool(r[5])
+    ([0, 1, 2, 3], True)
+    """
+    n = w.shape[0]
+    record = out.shape[0] > 0
+    write = ids.shape[0] > 0
+    inv = 1.0 / lim
+    inv_up = inv * (1.0 + 2.0**-40)
+    p = 0.0
+    err = 0.0  # |P - p| <= err: each addition rounds by at most 2**-53 of its result
+    eb = b_f * 2.0**-52  # |B - b_f| (rounding to nearest: 2**-53 of it)
+    ph = 0.0  # P of rows j.. before, exactly: ph + pl
+    pl = 0.0
+    j = 0
+    c = np.int64(cell_prev)
+    n_starts = 0
+    reset = False
+    for i in range(n):
+        if newgrp[i] or not has_prev:
+            nb = 0
+            b_f = 0.0
+            eb = 0.0
+            reset = True
+            p = 0.0
+            err = 0.0
+            ph = 0.0
+            pl = 0.0
+            j = i
+            has_prev = True
+            start = True
+        else:
+            start = False
+        q = (b_f + p) * inv
+        if not q < EXACT_CELLS:
+            return n_starts, ph, pl, reset, c, False, p
+        # |S / lim - q| <= d: B's and p's errors over lim (with inv's rounding), and 2**-48 of
+        # q for the roundings of the sum, the product, q - d and q + d (some 5 ulps)
+        d = (eb + err) * inv_up + q * 2.0**-48
+        lo = np.floor(q - d)
+        hi = np.floor(q + d)
+        if lo == hi:
+            c_new = np.int64(lo)
+        else:
+            ph, pl, exact = _dd_sum(w, j, i, ph, pl)
+            if not exact:
+                return n_starts, ph, pl, reset, c, False, p
+            j = i
+            c_new = _exact_cell(b_exp, nb, ph, pl, float(lo), float(hi), lim, scratch)
+        if not start:
+            start = c_new != c
+        if start:
+            n_starts += 1
+            if record:
+                out[i] = True
+        if write:
+            ids[i] = base + n_starts - 1
+        c = c_new
+        p += w[i]
+        err += p * 2.0**-52
+    if want_sum:
+        ph, pl, exact = _dd_sum(w, j, n, ph, pl)
+        if not exact:
+            return n_starts, ph, pl, reset, c, False, p
+    return n_starts, ph, pl, reset, c, True, p
+
+
+def _exact_near(w, j, i, ph, pl, b_exp, nb, lo, hi, lim, scratch):
+    """A row near a cell boundary: the double-double ``ph + pl`` of rows ``j..`` advanced to row
+    ``i``, and the row's exact cell in ``lo..hi``: ``(ph, pl, cell, ok)`` (compiled apart, so
+    that the common path's loop stays small)."""
+    ph, pl, ok = _dd_sum(w, j, i, ph, pl)
+    if not ok:
+        return ph, pl, np.int64(-1), False
+    return ph, pl, _exact_cell(b_exp, nb, ph, pl, lo, hi, lim, scratch), True
+
+
+def floor_exact_ids(w, b_exp, nb, b_f, cell_prev, has_prev, lim, base, ids, scratch):
+    """:func:`floor_exact_walk`'s ids for a partition without group changes (the finish of
+    plain weights), as :func:`floor_ids_quick` is :func:`floor_walk`'s: the same float test and
+    exact decisions, in a loop with no other branch. Returns false where the exact sums
+    left two floats or the cells ``EXACT_CELLS`` (nothing is then decided).
+
+    >>> import numpy as np
+    >>> ids = np.zeros(4, np.int64)
+    >>> floor_exact_ids(np.array([0.3, 0.7, 0.1, 0.1]), np.zeros(1), 0, 0.0, 0, False, 0.1, 0, ids, np.zeros(8)), ids.tolist()
+    (True, [0, 1, 2, 3])
+    """
+    if not has_prev:
+        nb = 0
+        b_f = 0.0
+    inv = 1.0 / lim
+    inv_up = inv * (1.0 + 2.0**-40)
+    eb = b_f * 2.0**-52
+    p = 0.0
+    err = 0.0
+    ph = 0.0
+    pl = 0.0
+    j = 0
+    c_prev = np.int64(cell_prev) if has_prev else np.int64(-1)  # row 0 starts a batch
+    count = np.int64(base) - 1
+    for i in range(w.shape[0]):
+        q = (b_f + p) * inv
+        if not q < EXACT_CELLS:
+            return False
+        d = (eb + err) * inv_up + q * 2.0**-48  # as in floor_exact_walk
+        lo = np.floor(q - d)
+        hi = np.floor(q + d)
+        if lo == hi:
+            c = np.int64(lo)
+        else:
+            ph, pl, c, ok = _exact_near(w, j, i, ph, pl, b_exp, nb, lo, hi, lim, scratch)
+            if not ok:
+                return False
+            j = i
+        count += c != c_prev
+        c_prev = c
+        ids[i] = count
+        p += w[i]
+        err += p * 2.0**-52
+    return True
+
+
+def floor_exact_risky(w, seg_len, lim, h_out, l_out, w_out):
+    """:func:`floor_risky` with exact sums, for :func:`floor_exact_walk`'s cells: the rows of
+    the first ``seg_len`` weights (but the last) of at least ``lim`` (only those can skip a
+    cell), each with the exact running sum before it as ``hi + lo``.
+
+    Returns ``(count, last_hi, last_lo, total_hi, total_lo, ok)``: the sum before the
+    segment's last row and the segment's total, exact; ``ok`` false where a sum left two floats.
+
+    >>> import numpy as np
+    >>> h, l, wo = np.zeros(3), np.zeros(3), np.zeros(3)
+    >>> r = floor_exact_risky(np.array([0.1, 0.5, 0.2]), 3, 0.3, h, l, wo)
+    >>> int(r[0]), h[:1].tolist(), wo[:1].tolist(), bool(r[5])
+    (1, [0.1], [0.5], True)
+    """
+    ph = 0.0
+    pl = 0.0
+    last_h = 0.0
+    last_l = 0.0
+    k = 0
+    for i in range(seg_len):
+        wi = w[i]
+        last_h = ph
+        last_l = pl
+        if i < seg_len - 1 and wi >= lim:
+            h_out[k] = ph
+            l_out[k] = pl
+            w_out[k] = wi
+            k += 1
+        ph, pl, exact = _dd_add(ph, pl, wi)
+        if not exact:
+            return k, last_h, last_l, ph, pl, False
+    return k, last_h, last_l, ph, pl, True
+
+
+def floats_integral(w):
+    """Whether every weight is integer-valued and their total below ``EXACT_SUMS``: then every
+    running sum is exact in float64, whatever the order (summed in blocks that vectorise).
+
+    >>> import numpy as np
+    >>> floats_integral(np.array([1.0, 2.0])), floats_integral(np.array([0.5]))
+    (True, False)
+    """
+    n = w.shape[0]
+    total = 0.0
+    for lo in range(0, n, FLOOR_BLOCK):
+        s, bad, frac, _ = _block_float(w, lo, min(n, lo + FLOOR_BLOCK), np.inf)
+        total += s
+        if frac or not total < EXACT_SUMS:
+            return False
+    return True

@@ -5,11 +5,23 @@ to skip a grid cell so the scan can count cells exactly. With ``max_rows`` a sec
 (``extra_summary``/``scan_extra``) counts the row-cap starts once the grid starts are fixed.
 Integer weights against a limit beyond int64: every running sum that fits int64 lies in cell
 0 (the float limit becomes infinite), and a sum that does not raises ``OverflowError``.
+
+Cells are exact (DESIGN.md, "Exactness"): ``floor(S / limit)`` with ``S`` the real sum of the
+weights. Integer sums, and integer-valued float sums below 2**53 against an integer-valued or
+power-of-two limit, are exact in int64/float64 and take the plain kernels. Anything else (a
+fractional weight, a sum from 2**53 on, another limit) takes the exact kernels
+(``floor_exact_walk``, ``floor_exact_risky``): the partition's running sum as an exact
+double-double, the carried sum ``S`` exact (a ``Fraction`` where float64 cannot hold it), and
+only the rows whose float quotient lies within rounding of an integer decided exactly. Where
+even a double-double cannot hold a partition's sums (weights many orders of magnitude apart)
+the partition is walked in Python with ``Fraction``.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 
@@ -22,6 +34,9 @@ RISKY_FRACTION = 1.0 - 2.0**-10
 I64_MAX = np.iinfo(np.int64).max
 CELL_MAX = 1 << 62  # as the kernels' CELL_MAX: grid cells saturate here
 SCALAR_RISKY = 16  # up to this many risky rows a partition's skipped cells are counted in Python
+PLAIN_SUMS = 2.0**53  # integer-valued float sums below this are exact
+PLAIN_LIMIT_RANGE = (2.0**-900, 2.0**900)  # power-of-two limits that divide such sums exactly
+EXACT_NEAR = 2.0**-47  # relative slack of a float quotient of an exact sum (see _exact_skips)
 
 
 @dataclass
@@ -40,6 +55,7 @@ class FloorSummary(Summary):
     rest_starts: int = 0
     rest_s: float | int = 0
     rest_cell: float | int = 0
+    risky_lo: np.ndarray | None = None  # exact summaries: risky_p + risky_lo is the exact sum
 
 
 class FloorMode:
@@ -54,7 +70,7 @@ class FloorMode:
         """Sums and risky rows of the first group segment, starts and end state of the rest."""
         summ = FloorSummary()
         _summarize_floor(summ, arrays, opts, is_float, backend)
-        if _quick_finish(opts, backend):  # both passes form the running sum: floor_risky's here
+        if _quick_finish(opts, backend) and not summ.exact_floor:  # else the scan sums them (NumPy)  # both passes form the running sum: floor_risky's here
             summ.total, summ.total_kind = summ.t_first, "running"
         return summ
 
@@ -80,14 +96,19 @@ class FloorMode:
     def finish(self, arrays, entry, opts, is_float, backend):
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
         carry = entry.carry
+        exact = not _plain_finish(entry, opts, is_float)
         if _quick_finish(opts, backend):
-            ids, total = _quick_ids(arrays, opts, is_float, backend, carry)
+            if exact:
+                ids, total = _exact_quick_ids(arrays, opts, is_float, backend, carry,
+                                              want_total=entry.total_kind == "running")
+            else:
+                ids, total = _quick_ids(arrays, opts, is_float, backend, carry)
             _check_running_total(entry, arrays, total)
             return ids
         _check_running_total(entry, arrays, None, backend)
         if not opts.max_rows:
-            return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches)
-        flags = _floor_partition_flags(arrays, opts, is_float, backend, carry)
+            return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches, exact=exact)
+        flags = _floor_partition_flags(arrays, opts, is_float, backend, carry, exact=exact)
         starts = backend.asarray(np.zeros(len(flags), dtype=bool))
         backend.cap_walk(backend.asarray(flags), entry.floor_rows or 0, opts.max_rows, starts)
         return backend.to_numpy(backend.starts_to_ids(starts, carry.batches))
@@ -98,7 +119,8 @@ class FloorMode:
 
     def extra_summary(self, arrays, entry, opts, is_float, backend) -> "CapSummary":
         """Second pass for ``max_rows``: grid starts are fixed once the running sum is known."""
-        flags = _floor_partition_flags(arrays, opts, is_float, backend, entry.carry)
+        flags = _floor_partition_flags(arrays, opts, is_float, backend, entry.carry,
+                                       exact=not _plain_finish(entry, opts, is_float))
         n = len(flags)
         first = int(np.argmax(flags)) if flags.any() else n
         if first == n:
@@ -142,7 +164,11 @@ def floor_limits(opts, is_float):
     return float(lim), (int(lim) if exact else 0)
 
 
-def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base=None):
+def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base=None, exact=False):
+    """The grid walk of a partition from a carried state: ``((count, s_out, cell, overflow),
+    flags or ids)``; ``exact`` takes the exact kernels (see the module docstring)."""
+    if exact:
+        return _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base)
     lim_f, lim_i = floor_limits(opts, is_float)
     out = be.asarray(np.zeros(len(w) if record else 0, dtype=bool))
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
@@ -181,6 +207,9 @@ def _summarize_floor(summ, prep, opts, is_float, be):
     threshold = _threshold(opts, is_float)
     changes = np.flatnonzero(newgrp)
     g = int(changes[0]) if len(changes) else n
+    if is_float and not _exact_kernels(be).floats_integral(be.to_numpy(w)):
+        _summarize_exact(summ, prep, opts, is_float, be, g)
+        return
     p_out = be.asarray(np.empty(g, dtype=w.dtype))
     w_out = be.asarray(np.empty(g, dtype=w.dtype))
     k, p_last, total, overflow = be.floor_risky(be.asarray(w), g, w.dtype.type(threshold), not is_float, p_out, w_out)
@@ -190,24 +219,68 @@ def _summarize_floor(summ, prep, opts, is_float, be):
     summ.g_first = g
     summ.risky_p, summ.risky_w = p_out[:k].copy(), w_out[:k].copy()
     summ.p_last, summ.t_first = _py(p_last), _py(total)
-    if g < n:
-        rest = w[g:]
+    _summarize_rest(summ, prep, opts, is_float, be, g, exact=not _plain_cells(opts, is_float))
+
+
+def _summarize_rest(summ, prep, opts, is_float, be, g, exact):
+    """Starts, running sum and cell after the partition's first group change (from 0)."""
+    if g < len(prep.w):
         (count, s_out, cell, overflow), _ = _floor_flags(
-            be, rest, newgrp[g:], 0, 0, False, opts, is_float, record=False
+            be, prep.w[g:], prep.newgrp[g:], 0, 0, False, opts, is_float, record=False, exact=exact
         )
         summ.rest_starts, summ.rest_s, summ.rest_cell = int(count), _py(s_out), _py(cell)
         if overflow >= 0:
             raise overflow_error(opts)
 
 
+def _summarize_exact(summ, prep, opts, is_float, be, g):
+    """:func:`_summarize_floor` of fractional float weights: the risky rows (weight >= limit)
+    with their exact running sums, and the exact sums the scan needs."""
+    w = be.to_numpy(prep.w)
+    lim_f, _ = floor_limits(opts, is_float)
+    ex = _exact_kernels(be)
+    if g < 2 or not w[:g - 1].max() >= lim_f:  # no risky row: the exact total alone (in lanes)
+        tot_h, tot_l, ok = ex.floor_exact_sum(w, 0, g)
+        total = Fraction(tot_h) + Fraction(tot_l)
+        summ.risky_p, summ.risky_lo, summ.risky_w = np.empty(0), np.empty(0), np.empty(0)
+        last = total - Fraction(float(w[g - 1])) if g else total
+    else:
+        hi, lo, w_out = np.empty(g), np.empty(g), np.empty(g)
+        k, last_h, last_l, tot_h, tot_l, ok = ex.floor_exact_risky(w, g, lim_f, hi, lo, w_out)
+        summ.risky_p, summ.risky_lo, summ.risky_w = hi[:k].copy(), lo[:k].copy(), w_out[:k].copy()
+        total, last = Fraction(tot_h) + Fraction(tot_l), Fraction(last_h) + Fraction(last_l)
+    if ok:
+        summ.p_last, summ.t_first = _exact_out(last, True), _exact_out(total, True)
+    else:
+        _summarize_exact_py(summ, w[:g].tolist(), lim_f)
+    summ.g_first, summ.exact_floor = g, True
+    _summarize_rest(summ, prep, opts, is_float, be, g, exact=True)
+
+
+def _summarize_exact_py(summ, w: list, lim_f: float) -> None:
+    """:func:`_summarize_exact` in Python ``Fraction`` arithmetic (sums beyond a double-double)."""
+    p, p_last, risky_p, risky_w = Fraction(0), Fraction(0), [], []
+    for i, x in enumerate(w):
+        p_last = p
+        if i < len(w) - 1 and x >= lim_f:
+            risky_p.append(p)
+            risky_w.append(x)
+        p += Fraction(x)
+    summ.risky_p, summ.risky_lo = np.array(risky_p, dtype=object), None
+    summ.risky_w = np.array(risky_w, dtype=np.float64)
+    summ.p_last, summ.t_first = _exact_out(p_last, True), _exact_out(p, True)
+
+
 def _scan_floor(summ, carry, opts, is_float, be, load):
     row0_new = not carry.has_prev or row0_group_change(summ, carry, opts)
     base = 0 if row0_new else carry.s
     _check_grid(base, summ, opts, is_float)
-    c0 = _cell(base, opts, is_float)
-    count = 1 if row0_new or c0 != carry.cell else 0
     if is_float and max(abs(float(base)), abs(float(base) + float(summ.t_first))) / float(opts.limit) > FLOAT_GRID_SAFE:
         return floor_walk_whole(load(), opts, is_float, be, carry)
+    if not _plain_scan(base, summ, opts, is_float):
+        return _scan_exact(summ, carry, base, row0_new, opts, is_float)
+    c0 = _cell(base, opts, is_float)
+    count = 1 if row0_new or c0 != carry.cell else 0
     add = (lambda a, b: float(a) + float(b)) if is_float else _checked_add(opts)
     c_last = _cell(add(base, summ.p_last), opts, is_float)
     count += c_last - c0 - _skipped_cells(summ.risky_p, summ.risky_w, base, opts, is_float)
@@ -321,7 +394,8 @@ def floor_walk_whole(prep, opts, is_float, be, carry):
     """Walk a whole floor partition's arrays from the true state (fallback for huge running sums)."""
     grp = true_groups(prep, carry, opts)
     (count, s_out, cell, overflow), _ = _floor_flags(
-        be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=False
+        be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=False,
+        exact=not _int_grid(opts, is_float),  # rare: sums this far out are walked exactly
     )
     if overflow >= 0:
         raise overflow_error(opts)
@@ -389,12 +463,253 @@ def _quick_ids(prep, opts, is_float, be, carry):
     return be.to_numpy(ids), total
 
 
-def _floor_partition_flags(prep, opts, is_float, be, carry, base=None):
+def _floor_partition_flags(prep, opts, is_float, be, carry, base=None, exact=False):
     grp = true_groups(prep, carry, opts)
     (_, _, _, overflow), out = _floor_flags(
         be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float,
-        record=base is None, base=base,
+        record=base is None, base=base, exact=exact,
     )
     if overflow >= 0:
         raise overflow_error(opts)
     return out
+
+
+# --------------------------------------------------------------------------- exact cells
+def _int_grid(opts, is_float) -> bool:
+    """Integer weights whose cells are integer arithmetic (an integer limit, or one beyond int64)."""
+    lim_f, lim_i = floor_limits(opts, is_float)
+    return not is_float and (lim_i > 0 or lim_f == math.inf)
+
+
+def _limit_plain(lim_f: float) -> bool:
+    """Whether float64 division gives exact cells of integer sums below ``PLAIN_SUMS``: an
+    integer-valued limit (the quotient cannot round up to the next integer), or a power of two
+    (the quotient is exact).
+
+    >>> _limit_plain(4096.0), _limit_plain(0.5), _limit_plain(0.1)
+    (True, True, False)
+    """
+    lo, hi = PLAIN_LIMIT_RANGE
+    return lim_f.is_integer() or (math.frexp(lim_f)[0] == 0.5 and lo < lim_f < hi)
+
+
+def _plain_cells(opts, is_float) -> bool:
+    """Whether the plain kernels' cells are exact for exact sums (integer-valued below 2**53)."""
+    return _int_grid(opts, is_float) or (is_float and _limit_plain(floor_limits(opts, is_float)[0]))
+
+
+def _plain_float(x) -> bool:
+    """An integer-valued float sum below ``PLAIN_SUMS`` (or the int 0 of a fresh group)."""
+    return (isinstance(x, float) and x.is_integer() and x < PLAIN_SUMS) or (type(x) is int and x == 0)
+
+
+def _plain_scan(base, summ, opts, is_float) -> bool:
+    """Whether the scan's plain arithmetic is exact for this partition from ``base``."""
+    if not is_float:
+        return _int_grid(opts, is_float)
+    return (not summ.exact_floor and _plain_cells(opts, is_float) and _plain_float(base)
+            and float(base) + float(summ.t_first) < PLAIN_SUMS)
+
+
+def _plain_finish(entry, opts, is_float) -> bool:
+    """Whether the finish may run the plain kernels: their cells are the exact ones."""
+    if _int_grid(opts, is_float):
+        return True
+    if not is_float or entry.exact_floor or not _plain_cells(opts, is_float) or entry.total is None:
+        return False
+    base = entry.carry.s if entry.carry.has_prev else 0.0
+    return _plain_float(base) and float(base) + float(entry.total) < PLAIN_SUMS
+
+
+def _exact_out(x, is_float):
+    """An exact sum as the carry keeps it: a float where float64 holds it (an int for integer
+    weights), else the ``Fraction``.
+
+    >>> _exact_out(Fraction(3, 4), True), _exact_out(Fraction(1, 10), True)
+    (0.75, Fraction(1, 10))
+    """
+    if not is_float:
+        return int(x)
+    try:
+        f = float(x)
+    except OverflowError:
+        return x
+    return f if f == x else x
+
+
+def _exact_cell(s: Fraction, lim: Fraction) -> int:
+    return min(math.floor(s / lim), CELL_MAX)
+
+
+def _scan_exact(summ, carry, base, row0_new, opts, is_float):
+    """:func:`_scan_floor` in exact arithmetic (``Fraction``), O(1) but the risky rows."""
+    lim = Fraction(floor_limits(opts, is_float)[0])
+    b = Fraction(base)
+    c0 = _exact_cell(b, lim)
+    count = 1 if row0_new or c0 != carry.cell else 0
+    c_last = _exact_cell(b + Fraction(summ.p_last), lim)
+    count += c_last - c0 - _exact_skips(summ, b, lim)
+    if summ.g_first < summ.n:
+        count += summ.rest_starts
+        s_out, cell = summ.rest_s, summ.rest_cell
+    else:
+        s_out, cell = b + Fraction(summ.t_first), c_last
+        if not is_float and s_out > I64_MAX:
+            raise overflow_error(opts)
+    return Carry(
+        batches=carry.batches + int(count), s=_exact_out(s_out, is_float), cell=int(cell), has_prev=True,
+        key=summ.last_key, position=carry.position + summ.n,
+    )
+
+
+def _exact_skips(summ, b: Fraction, lim: Fraction) -> int:
+    """How many cells the risky rows skip (:func:`_skipped_cells`), exactly: their float
+    quotients decide every row not within ``EXACT_NEAR`` of an integer (a few roundings of
+    float64 sums and one division: some 8 ulps at most), ``Fraction`` the others.
+
+    >>> s = FloorSummary(risky_p=np.array([0.0]), risky_w=np.array([0.7]))
+    >>> _exact_skips(s, Fraction(0), Fraction(0.1))  # float64's 0.7 is below seven of its 0.1s
+    5
+    """
+    p, w, lo = summ.risky_p, summ.risky_w, summ.risky_lo
+    if p is None or not len(p):
+        return 0
+    skipped, rows = 0, range(len(p))
+    if p.dtype != object and len(p) > SCALAR_RISKY:
+        h, wf, lim_f, b_f = p.astype(np.float64), w.astype(np.float64), float(lim), float(b)
+        with np.errstate(all="ignore"):
+            q1, q2 = (b_f + h) / lim_f, (b_f + h + wf) / lim_f
+            sure = _sure(q1) & _sure(q2)
+        jump = np.floor(q2[sure]) - np.floor(q1[sure])
+        skipped, rows = int((jump[jump > 1] - 1).sum()), np.flatnonzero(~sure).tolist()
+    for i in rows:  # Python numbers (_py): a Fraction of NumPy ints would overflow
+        s = b + Fraction(_py(p[i])) + (Fraction(_py(lo[i])) if lo is not None else 0)
+        skipped += max(_exact_cell(s + Fraction(_py(w[i])), lim) - _exact_cell(s, lim) - 1, 0)
+    return skipped
+
+
+def _sure(q: np.ndarray) -> np.ndarray:
+    """Where a float quotient's floor is that of the exact one (see :func:`_exact_skips`)."""
+    return (q < 2.0**52) & (np.floor(q * (1 - EXACT_NEAR)) == np.floor(q * (1 + EXACT_NEAR)))
+
+
+def _exact_kernels(be):
+    """The backend with the exact kernels: ``be``, or the CPU's on the host (the GPU's are not
+    written: its exact decisions run there, on the same code)."""
+    if hasattr(be, "floor_exact_walk"):
+        return be
+    return importlib.import_module("dask_cumbatch.engine.backends.cpu")
+
+
+def _expansion(b: Fraction) -> np.ndarray:
+    """``b`` as an expansion: non-overlapping float64s of increasing magnitude that sum to it
+    exactly (each the nearest float to what is left: 53 bits at a time).
+
+    ``b`` is a sum of float64s (a power-of-two denominator), so what is left reaches 0.
+
+    >>> b = Fraction(0.1) + Fraction(0.2)
+    >>> parts = _expansion(b); len(parts), sum(map(Fraction, parts.tolist())) == b
+    (2, True)
+    """
+    parts = []
+    while b:
+        f = float(b)
+        parts.append(f)
+        b -= Fraction(f)
+    return np.array(parts[::-1] or [0.0], dtype=np.float64)
+
+
+def _exact_base(w, s_in, has_prev, lim_f, is_float):
+    """``(b, expansion of b, nearest float)`` of the carried exact sum for the exact kernels, or
+    None where they cannot run (a limit beyond their products, int64 weights or sums beyond
+    float64's integers or near overflow, a sum beyond float64): then Python walks."""
+    b = Fraction(_py(s_in)) if has_prev else Fraction(0)
+    if not (2.0**-960 <= lim_f <= 2.0**990) or (not is_float and len(w) and int(w.max()) >= 2**53):
+        return None
+    try:
+        b_exp, b_f = _expansion(b), float(b)
+    except OverflowError:
+        return None
+    if not is_float and len(w) and b_f + float(w.sum(dtype=np.float64)) >= 2.0**62:
+        return None  # int64 sums near overflow: the Python walk finds the row that overflows
+    return b, b_exp, b_f
+
+
+def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base, want_sum=True):
+    """:func:`_floor_flags` by the exact kernel, on the host; Python where it declines.
+    Without ``want_sum`` the running sum after the partition is not formed (None)."""
+    lim_f = floor_limits(opts, is_float)[0]
+    w, newgrp = be.to_numpy(w), be.to_numpy(newgrp)
+    n = len(w)
+    carried = _exact_base(w, s_in, has_prev, lim_f, is_float)
+    if carried is not None:
+        b, b_exp, b_f = carried
+        out = np.zeros(n if record else 0, dtype=bool)
+        ids = np.empty(n if base is not None else 0, dtype=np.int64)
+        res = _exact_kernels(be).floor_exact_walk(
+            w.astype(np.float64, copy=False), newgrp, b_exp, len(b_exp) if b else 0, b_f, np.int64(cell_prev),
+            has_prev, lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4), want_sum)
+        count, hi, lo, reset, cell, ok, _ = res
+        if ok:
+            s_out = _exact_out(Fraction(hi) + Fraction(lo) + (0 if reset else b), is_float) if want_sum else None
+            return (int(count), s_out, int(cell), -1), (ids if base is not None else out)
+    b = Fraction(_py(s_in)) if has_prev else Fraction(0)
+    return _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base)
+
+
+def _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base):
+    """:func:`_exact_flags` in Python ``Fraction`` arithmetic, row by row (the rare sums that
+    a double-double cannot hold, or cells beyond 2**52)."""
+    lim = Fraction(floor_limits(opts, is_float)[0])
+    n = len(w)
+    out = np.zeros(n if record else 0, dtype=bool)
+    ids = np.empty(n if base is not None else 0, dtype=np.int64)
+    s, c, count = b, int(cell_prev), 0
+    for i, x in enumerate(w.tolist()):
+        if newgrp[i] or not has_prev:
+            s, c_new, start, has_prev = Fraction(0), 0, True, True
+        else:
+            c_new = _exact_cell(s, lim)
+            start = c_new != c
+        count += start
+        if record and start:
+            out[i] = True
+        if base is not None:
+            ids[i] = base + count - 1
+        c = c_new
+        s += Fraction(x)
+        if not is_float and s > I64_MAX:
+            raise overflow_error(opts)
+    return (count, _exact_out(s, is_float), c, -1), (ids if base is not None else out)
+
+
+def _exact_ids(be, w, carry, opts, is_float):
+    """Ids of a partition without group changes by ``floor_exact_ids``; None where it declines
+    (then :func:`_exact_flags` walks it, or Python)."""
+    lim_f = floor_limits(opts, is_float)[0]
+    w = be.to_numpy(w)
+    carried = _exact_base(w, carry.s, carry.has_prev, lim_f, is_float)
+    if carried is None:
+        return None
+    b, b_exp, b_f = carried
+    ids = np.empty(len(w), dtype=np.int64)
+    done = _exact_kernels(be).floor_exact_ids(
+        w.astype(np.float64, copy=False), b_exp, len(b_exp) if b else 0, b_f, np.int64(carry.cell),
+        carry.has_prev, lim_f, carry.batches, ids, np.empty(len(b_exp) + 4))
+    return ids if done else None
+
+
+def _exact_quick_ids(prep, opts, is_float, be, carry, want_total):
+    """:func:`_quick_ids` with exact cells: the ids, and the partition's exact total where
+    ``want_total`` (else None)."""
+    w = prep.w
+    if not want_total:
+        ids = _exact_ids(be, w, carry, opts, is_float)
+        if ids is not None:
+            return ids, None
+    (_, s_out, _, _), ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
+                                         opts, is_float, record=False, base=carry.batches, want_sum=want_total)
+    if not want_total:
+        return ids, None
+    b = Fraction(_py(carry.s)) if carry.has_prev else 0
+    return ids, _exact_out(Fraction(s_out) - b, is_float)
