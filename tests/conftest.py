@@ -21,32 +21,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # `import reference` from any rootdir
 
-
-def _simulator_first() -> None:
-    """Where numba-cuda is installed and no CUDA device is, import numba.cuda in simulator mode
-    before any test does: the mode is fixed at that import, and a test that imported it plainly
-    first (any device="gpu" call does) made tests/test_gpu_*.py fail in the same worker. The
-    environment variable is restored, so code under test still sees no simulator unless a test
-    asks for it."""
-    import importlib.util
-
-    if "numba.cuda" in sys.modules or importlib.util.find_spec("numba_cuda") is None:
-        return
-    if importlib.util.find_spec("cupy") is not None:  # maybe a device: leave the mode to the tests
-        return
-    before = os.environ.get("NUMBA_ENABLE_CUDASIM")
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-    try:
-        import numba.cuda  # noqa: F401
-    finally:
-        if before is None:
-            del os.environ["NUMBA_ENABLE_CUDASIM"]
-        else:
-            os.environ["NUMBA_ENABLE_CUDASIM"] = before
-
-
-_simulator_first()
-
 try:
     from hypothesis import HealthCheck, settings
 

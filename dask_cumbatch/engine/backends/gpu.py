@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import threading
 
 import numpy as np
@@ -104,11 +105,14 @@ def check_available() -> None:
 
 
 def _check_simulator() -> None:
+    # numba.cuda picks the simulator or the driver once, when it is imported; numba re-reads the
+    # environment into its config flag later (any compilation may), so the flag can disagree
+    # with the implementation loaded: ask which one was loaded instead
     try:
-        from numba.cuda.core import config
+        import numba.cuda  # noqa: F401  (with NUMBA_ENABLE_CUDASIM=1: the simulator, if first)
     except ImportError:
         raise RuntimeError(f"NUMBA_ENABLE_CUDASIM=1 needs numba-cuda: {_INSTALL_HINT}") from None
-    if not config.ENABLE_CUDASIM:
+    if "numba.cuda.simulator_init" not in sys.modules:
         raise RuntimeError("NUMBA_ENABLE_CUDASIM=1 was set after numba.cuda was imported: set it "
                            "before Python starts")
 
