@@ -82,7 +82,7 @@ class PushBatcher:
         self._check_open()
         ids = self._ids_of(frame)
         if self._held is not None and len(self._held):
-            held = self._held
+            held = _like(self._held, frame)
             whole = pd.concat([held, frame.assign(**{self.opts.name: ids})])
         else:
             whole = frame.assign(**{self.opts.name: ids})
@@ -133,6 +133,7 @@ class PushBatcher:
             "schema": self._schema,
             "is_float": self._is_float,
             "held": None if self._held is None else _frame_out(self._held),
+            "labels": _labels(self._held),
             "flushed": self._flushed,
         }
 
@@ -155,7 +156,7 @@ class PushBatcher:
         self._carry = Carry.from_json(json.dumps(state["carry"]))
         self._schema = state["schema"]
         self._is_float = bool(state["is_float"])
-        self._held = None if state["held"] is None else _frame_in(state["held"])
+        self._held = None if state["held"] is None else _frame_in(state["held"], state.get("labels"), self._schema)
         self._flushed = bool(state["flushed"])
         return self
 
@@ -211,6 +212,7 @@ def _options_out(opts: BatchOptions) -> dict:
 def _frame_out(frame: pd.DataFrame) -> str:
     import pyarrow as pa
 
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)  # labels travel in the state
     table = pa.Table.from_pandas(frame, preserve_index=True)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -218,10 +220,40 @@ def _frame_out(frame: pd.DataFrame) -> str:
     return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
 
 
-def _frame_in(text: str) -> pd.DataFrame:
+def _frame_in(text: str, labels, schema) -> pd.DataFrame:
+    """The held rows of a state, with their column labels and, where Arrow gave another, the
+    recorded dtypes back (best effort: the next push casts them to the pushed frame's exactly)."""
     import pyarrow as pa
 
-    return pa.ipc.open_stream(pa.BufferReader(base64.b64decode(text))).read_all().to_pandas()
+    frame = pa.ipc.open_stream(pa.BufferReader(base64.b64decode(text))).read_all().to_pandas()
+    if labels is not None and len(labels) == frame.shape[1]:
+        frame.columns = labels
+    for (_, dtype), column in zip(schema or [], frame.columns):
+        if str(frame[column].dtype) != dtype:
+            try:
+                frame[column] = frame[column].astype(dtype)
+            except (TypeError, ValueError):
+                pass
+    return frame
+
+
+def _labels(frame) -> list | None:
+    """The column labels, where JSON keeps them as they are (strings and integers)."""
+    if frame is None:
+        return None
+    labels = [c.item() if isinstance(c, np.generic) else c for c in frame.columns]
+    ok = all(isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in labels)
+    return labels if ok else None
+
+
+def _like(held: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``held`` with the column labels and dtypes of ``frame`` (which has one schema with it, up
+    to what a state's Arrow round trip changed: integer labels, time units, categories)."""
+    labels = [*frame.columns, held.columns[-1]]
+    if list(held.columns) == labels and held.dtypes.iloc[:-1].equals(frame.dtypes):
+        return held
+    held = held.set_axis(labels, axis=1)
+    return held.astype(frame.dtypes.to_dict())
 
 
 def _show(schema) -> str:

@@ -76,10 +76,14 @@ def run_pushes(batcher, frame, cuts, save_at=()):
     out = []
     for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
         if i in save_at:
-            batcher = PushBatcher.restore(json.loads(json.dumps(batcher.state())))
+            batcher = restored(batcher)
         out.append(batcher.push(frame.iloc[a:b]))
-    out.append(batcher.flush())
+    out.append((restored(batcher) if len(cuts) - 1 in save_at else batcher).flush())
     return out
+
+
+def restored(batcher):
+    return PushBatcher.restore(json.loads(json.dumps(batcher.state())))
 
 
 def assert_same(out, want):
@@ -158,6 +162,18 @@ def test_invalid_weight_raises_and_changes_nothing():
     with pytest.raises(dask_cumbatch.WeightError):
         b.push(pd.DataFrame({"w": [2.0, float("nan")]}))
     assert b.push(pd.DataFrame({"w": [2.0]}))["batch"].tolist() == [0, 0]
+
+
+def test_restore_keeps_integer_labels_and_dtypes():
+    frame = pd.DataFrame({"w": [1, 2, 3], 0: [3, 4, 5], "n": pd.array([1, None, 3], dtype="Int64"),
+                          "t": pd.to_datetime(["2020", "2021", "2022"]).tz_localize("UTC")})
+    want = expected(frame, "w", 4, {})
+    for cut in range(len(frame) + 1):
+        b = PushBatcher("w", 4)
+        out = [b.push(frame.iloc[:cut])]
+        c = restored(b)
+        out += [c.push(frame.iloc[cut:]), c.flush()]
+        pd.testing.assert_frame_equal(pd.concat(out), want)
 
 
 def test_bad_options_and_states_refused():
