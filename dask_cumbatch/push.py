@@ -63,10 +63,13 @@ class PushBatcher:
             raise TypeError(f"the weight of a PushBatcher must be a column name; got {type(weight).__name__}")
         self.opts = BatchOptions.make(weight, limit, **options)
         self._carry = Carry()
-        self._held: pd.DataFrame | None = None  # rows of the open batch (and skipped rows after its start)
+        # rows of the open batch (and skipped rows after its first row), one piece per push: a batch
+        # that spans many pushes is joined once, when it closes
+        self._held: list | None = None
         self._schema: list | None = None  # [[column, dtype], ...] of the first frame
         self._is_float = False
         self._flushed = False
+        self._restored = False
 
     def push(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Batch the next rows; return the rows of the batches that closed, with their ids.
@@ -80,13 +83,18 @@ class PushBatcher:
         [0, 0]
         """
         self._check_open()
-        ids = self._ids_of(frame)
-        if self._held is not None and len(self._held):
-            held = _like(self._held, frame)
-            whole = pd.concat([held, frame.assign(**{self.opts.name: ids})])
-        else:
-            whole = frame.assign(**{self.opts.name: ids})
-        return self._release(whole)
+        before = self._carry.batches
+        ids, backdated = self._ids_of(frame)
+        piece = frame.assign(**{self.opts.name: ids})
+        if self._restored:  # the held rows came through Arrow: the frame's labels and dtypes back
+            self._held, self._restored = [_like(p, frame) for p in self._held or ()], False
+        if self._carry.batches == before > 0:  # the open batch goes on: nothing closed
+            self._held.append(piece)
+            return piece.iloc[:0]
+        held = [p for p in self._held or () if len(p)]
+        if backdated:  # a cut-back moved the next batch's start into the held rows
+            held = [_relabel_tail(pd.concat(held), self.opts.name, backdated, before)]
+        return self._release(pd.concat([*held, piece]) if held else piece)
 
     def flush(self) -> pd.DataFrame:
         """End the stream: return the held rows, the last batch closed. No push may follow.
@@ -99,8 +107,10 @@ class PushBatcher:
         """
         self._check_open()
         self._flushed = True
-        rest = self._held if self._held is not None else pd.DataFrame({self.opts.name: pd.Series([], dtype=self._id_dtype())})
-        self._held = rest.iloc[:0]
+        rest = self._held_frame()
+        if rest is None:
+            rest = pd.DataFrame({self.opts.name: pd.Series([], dtype=self._id_dtype())})
+        self._held = [rest.iloc[:0]]
         return rest
 
     @property
@@ -132,8 +142,8 @@ class PushBatcher:
             "carry": json.loads(self._carry.to_json()),
             "schema": self._schema,
             "is_float": self._is_float,
-            "held": None if self._held is None else _frame_out(self._held),
-            "labels": _labels(self._held),
+            "held": None if self._held is None else _frame_out(self._held_frame()),
+            "labels": _labels(self._held_frame()),
             "flushed": self._flushed,
         }
 
@@ -156,17 +166,25 @@ class PushBatcher:
         self._carry = Carry.from_json(json.dumps(state["carry"]))
         self._schema = state["schema"]
         self._is_float = bool(state["is_float"])
-        self._held = None if state["held"] is None else _frame_in(state["held"], state.get("labels"), self._schema)
+        self._held = None if state["held"] is None else [_frame_in(state["held"], state.get("labels"), self._schema)]
         self._flushed = bool(state["flushed"])
+        self._restored = self._held is not None
         return self
 
     def _check_open(self) -> None:
         if self._flushed:
             raise RuntimeError("this PushBatcher was flushed; make a new one (or restore a saved state) to push more")
 
-    def _ids_of(self, frame) -> pd.Series:
-        """The frame's ids continuing the carry; commits the new carry (and a cut-back of the
-        held rows) only once everything that can raise has run."""
+    def _held_frame(self) -> pd.DataFrame | None:
+        """The held rows as one frame (None before the first push)."""
+        if self._held is None:
+            return None
+        rows = [p for p in self._held if len(p)]
+        return pd.concat(rows) if len(rows) > 1 else (rows or self._held)[0]
+
+    def _ids_of(self, frame) -> tuple:
+        """The frame's ids continuing the carry, and how many held rows a cut-back moved into
+        the next batch; commits the new carry only once everything that can raise has run."""
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"push takes a pandas DataFrame; got {type(frame).__name__}")
         schema = [[str(c), str(t)] for c, t in frame.dtypes.items()]
@@ -176,10 +194,8 @@ class PushBatcher:
         prep = graph.prepare_frame(frame, self.opts.weight, self.opts, adds_ids=True)
         plan = plan_frame(frame, self.opts, prep.is_float, start=self._carry)
         ids = finish_ids(frame, self.opts, prep.is_float, plan.entries[0])
-        if plan.backdated_prior:  # a cut-back moved the next batch's start into the held rows
-            self._held = _relabel_tail(self._held, self.opts.name, int(plan.backdated_prior), self._carry.batches)
         self._schema, self._is_float, self._carry = schema, prep.is_float, plan.end_state
-        return ids
+        return ids, int(plan.backdated_prior or 0)
 
     def _release(self, whole: pd.DataFrame) -> pd.DataFrame:
         """Return the rows before the open batch's first row; hold the rest."""
@@ -187,7 +203,7 @@ class PushBatcher:
         open_id = self._carry.batches - 1
         at = np.flatnonzero((ids == open_id).fillna(False).to_numpy(dtype=bool)) if open_id >= 0 else []
         cut = int(at[0]) if len(at) else len(whole)
-        self._held = whole.iloc[cut:]
+        self._held = [whole.iloc[cut:]]
         return whole.iloc[:cut]
 
     def _id_dtype(self):

@@ -3,6 +3,7 @@ ids of ``df.cumbatch.ids`` over the whole table, each batch returned whole in on
 state saved through JSON at any point continues exactly."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -167,13 +168,12 @@ def test_invalid_weight_raises_and_changes_nothing():
 def test_restore_keeps_integer_labels_and_dtypes():
     frame = pd.DataFrame({"w": [1, 2, 3], 0: [3, 4, 5], "n": pd.array([1, None, 3], dtype="Int64"),
                           "t": pd.to_datetime(["2020", "2021", "2022"]).tz_localize("UTC")})
-    want = expected(frame, "w", 4, {})
-    for cut in range(len(frame) + 1):
-        b = PushBatcher("w", 4)
+    for limit, cut in itertools.product([4, 100], range(len(frame) + 1)):  # 100: nothing closes before flush
+        b = PushBatcher("w", limit)
         out = [b.push(frame.iloc[:cut])]
         c = restored(b)
-        out += [c.push(frame.iloc[cut:]), c.flush()]
-        pd.testing.assert_frame_equal(pd.concat(out), want)
+        out += [c.push(frame.iloc[cut:cut + 1]), c.push(frame.iloc[cut + 1:]), c.flush()]
+        pd.testing.assert_frame_equal(pd.concat(out), expected(frame, "w", limit, {}))
 
 
 def test_bad_options_and_states_refused():
