@@ -55,7 +55,7 @@ def tables(draw):
     frame = pd.DataFrame({"w": np.array(w, dtype="int64" if kind == "int" else "float64"),
                           "x": np.arange(n) * 10})
     if draw(st.booleans()):
-        frame["k"] = draw(st.lists(st.sampled_from(["a", "b"]), min_size=n, max_size=n))
+        frame["k"] = draw(st.lists(st.sampled_from(["a", "b", None]), min_size=n, max_size=n))  # None: missing keys equal
         options["by"] = "k"
     frame.index = frame.index + 100  # labels are kept, not renumbered
     return frame, "w", limit, options
