@@ -11,6 +11,7 @@ from .accessor import CumbatchDataFrameAccessor, CumbatchSeriesAccessor, registe
 from .options import BatchOptions, parse_limit
 from .engine import Carry, InputChangedError, OversizeError, WeightError
 from .result import BatchPlan
+from .push import PushBatcher
 
 __version__ = "0.1.0"
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "InputChangedError",
     "OversizeError",
     "WeightError",
+    "PushBatcher",
     "parse_limit",
 ]
 
