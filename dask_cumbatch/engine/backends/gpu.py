@@ -108,8 +108,8 @@ def _check_simulator() -> None:
     # numba.cuda picks the simulator or the driver once, when it is imported; numba re-reads the
     # environment into its config flag later (any compilation may), so the flag can disagree
     # with the implementation loaded: ask which one was loaded instead
-    try:
-        import numba.cuda  # noqa: F401  (with NUMBA_ENABLE_CUDASIM=1: the simulator, if first)
+    try:  # numba-cuda's package (numba's own older numba.cuda has no core.config)
+        from numba.cuda.core import config  # noqa: F401  (with NUMBA_ENABLE_CUDASIM=1: the simulator, if first)
     except ImportError:
         raise RuntimeError(f"NUMBA_ENABLE_CUDASIM=1 needs numba-cuda: {_INSTALL_HINT}") from None
     if "numba.cuda.simulator_init" not in sys.modules:
