@@ -23,8 +23,8 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
     a list of ``{"path", "size", "mtime", "fp"}`` fingerprints: ``fp`` is a cheap content
     fingerprint (see ``content_fingerprint`` in this module); ``full_hash`` adds ``sha256``, the
     hash of the whole file; an object store adds the object's ``etag`` (see ``etag_of``). Folders
-    are searched recursively; names starting with ``_`` or ``.`` are ignored. Files are in natural name order (as Dask reads them), each spec's files after the
-    previous spec's.
+    are searched recursively; names starting with ``_`` or ``.`` are ignored. Files are in
+    natural name order (as Dask reads them), each spec's files after the previous spec's.
 
     >>> import os, tempfile, pandas as pd
     >>> d = tempfile.mkdtemp()
