@@ -268,8 +268,12 @@ def row_wise_read(ddf):
 
 def over_files(ddf, paths: list):
     """``ddf``, whose one read :func:`row_wise_read` finds, over ``paths`` instead of its own files
-    (the read's ``path`` operand substituted, its cached dataset info dropped)."""
+    (the read's ``path`` operand substituted, its cached dataset info dropped); a frame without
+    such a read raises ``ValueError``."""
     read = row_wise_read(ddf)
+    if read is None:
+        raise ValueError("this DataFrame is not one read_parquet under row-wise steps: "
+                         "it cannot be restricted to some of its files")
     changes = {"path": list(paths), "_dataset_info_cache": None}
     new = read.substitute_parameters({k: v for k, v in changes.items() if k in read._parameters})
     return new_collection(ddf.expr.substitute(read, new))

@@ -317,13 +317,15 @@ class Source:
         paths = [f["path"] for e in entries for f in e.get("files", [])]
         if "files" not in self.files[0] or paths == [f["path"] for f in self.files[0]["files"]]:
             return self.frame
-        return frame_over(self.frame, paths)
+        from ..dask_compat import over_files
+
+        return over_files(self.frame, paths)
 
     def new_frame_files(self, consumed: list) -> list:
         """The files of this (file-reading) frame that an append into an export of ``consumed``
         inputs takes: all of them when none was consumed, else those after the consumed ones,
         which must be an unchanged prefix of the frame's files and be read by a plain file read
-        (:func:`frame_read`); anything else is refused, naming a consumed file.
+        (``dask_compat.row_wise_read``); anything else is refused, naming a consumed file.
 
         >>> Source(pd.DataFrame({"w": [1]})).new_frame_files([])
         []
@@ -333,7 +335,9 @@ class Source:
         seen = [f for f in now if f["path"] in done]
         if not seen:
             return now
-        if len(seen) < len(now) and frame_read(self.frame) is None:
+        from ..dask_compat import row_wise_read
+
+        if len(seen) < len(now) and row_wise_read(self.frame) is None:
             raise ExportError(f"input {seen[0]['path']} was already exported and this DataFrame reads it again, "
                               "but is not a plain read_parquet (with column selections and row-wise steps): "
                               "cannot take only its new files; append a frame over the new files only")
@@ -478,29 +482,6 @@ def _frame_entry(ddf, inputs, storage_options, full_hash) -> dict:
         return {"dataframe": tokenize(ddf._meta, ddf.npartitions),
                 "files": list_inputs(paths, storage_options, full_hash)[1]}
     return {"dataframe": tokenize(ddf)}  # in-memory data: Dask's deterministic token of the data
-
-
-def frame_read(ddf):
-    """The one ``read_parquet`` expression under ``ddf`` when every other step is row-wise
-    (column selections, assignments, filters, arithmetic), else None: then the frame over some
-    of its files is the same steps over a read of those files (see ``dask_compat.row_wise_read``).
-
-    >>> import dask.dataframe as dd
-    >>> frame_read(dd.from_pandas(pd.DataFrame({"w": [1]}), npartitions=1)) is None
-    True
-    """
-    from ..dask_compat import row_wise_read
-
-    return row_wise_read(ddf)
-
-
-def frame_over(ddf, paths: list):
-    """``ddf`` (see :func:`frame_read`) over the given files instead of its own."""
-    from ..dask_compat import over_files
-
-    if frame_read(ddf) is None:  # pragma: no cover - new_frame_files refused such a frame before
-        raise ExportError("internal error: this DataFrame cannot be restricted to some of its files")
-    return over_files(ddf, paths)
 
 
 def frame_paths(ddf):
