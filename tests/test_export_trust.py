@@ -710,3 +710,27 @@ def test_status_builds_the_manifest_file_table_once(tmp_path, monkeypatch):
     status = folder_status(out)
     assert status["complete"] and status["stray"] == [] and status["batches"] == 50
     assert len(built) == 1
+
+
+def test_a_failed_threaded_export_returns_only_after_its_writers_stopped(tmp_path):
+    """When one task fails, the threads writing other partitions must stop before ``to_files``
+    raises: a writer left running would write into the folder the next run (a resume in the same
+    notebook) is tidying or writing. Found by the resume recipe in docs/recipes.md."""
+    src = write_inputs(tmp_path / "in", n_files=4, rows=300)
+    out = str(tmp_path / "out")
+
+    def slow_or_failing(part, partition_info=None):
+        if folder_status(out)["state"] == "empty":  # the plan: no writer yet
+            return part
+        if partition_info["number"] == 0:
+            raise RuntimeError("worker lost")
+        time.sleep(1.0)  # still writing when partition 0 has failed
+        return part
+
+    ddf = dd.read_parquet(src)
+    flaky = ddf.map_partitions(slow_or_failing, meta=ddf._meta)
+    with dask.config.set(num_workers=4), pytest.raises(RuntimeError, match="worker lost"):
+        to_files(flaky, out, "w", 500, progress=False, scheduler="threads")
+    before = tree(out)
+    time.sleep(2.0)
+    assert tree(out) == before, "a writer of the failed export went on after to_files raised"

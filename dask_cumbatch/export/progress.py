@@ -69,10 +69,11 @@ def resolve_scheduler(scheduler):
 
     if scheduler is None:
         client = graph.active_client()
-        if client is not None or not _no_client_possible():
+        configured = dask.config.get("scheduler", None)
+        if client is not None or (configured is not None and configured not in LOCAL_SCHEDULERS):
             yield client
             return
-        scheduler = "threads"  # what Dask would pick: no client can exist
+        scheduler = configured or "threads"  # what Dask would pick: no client is active
     if not isinstance(scheduler, str):  # a distributed Client
         yield scheduler
         return
@@ -88,24 +89,12 @@ def resolve_scheduler(scheduler):
         client.close()
 
 
-def _no_client_possible() -> bool:
-    """Whether Dask would use its threaded scheduler for sure: no scheduler is configured and
-    dask.distributed is not imported (a ``Client`` exists only once it is).
-
-    >>> import dask
-    >>> with dask.config.set(scheduler="sync"):
-    ...     _no_client_possible()
-    False
-    """
-    import dask
-
-    return dask.config.get("scheduler", None) is None and "distributed" not in sys.modules
-
-
 def _local_get(name: str):
     """Dask's function for the local scheduler ``name``. Configured as the function rather than
     the name, so that Dask does not import dask.distributed (0.2-0.3 s of a process start)
     to look for a client that cannot exist.
+
+    The threaded scheduler gets a pool of its own (:func:`threads_get`).
 
     >>> import dask.local
     >>> _local_get("sync") is dask.local.get_sync
@@ -113,7 +102,34 @@ def _local_get(name: str):
     """
     from dask.base import named_schedulers
 
+    if name in ("threads", "threading"):
+        return threads_get
     return named_schedulers[name]
+
+
+def threads_get(dsk, keys, num_workers=None, **kwargs):
+    """Dask's threaded scheduler on a pool of its own, which is shut down before the call
+    returns or raises: when a task fails, the tasks still running (writers of other
+    partitions) finish before the error reaches the caller, and the queued ones are dropped.
+    On Dask's shared pool they would go on writing into a folder that the next run (a resume
+    in the same notebook) is already tidying.
+
+    >>> import dask
+    >>> with dask.config.set(scheduler=threads_get):
+    ...     dask.compute(dask.delayed(abs)(-2))
+    (2,)
+    """
+    import dask
+    import dask.threaded
+    from concurrent.futures import ThreadPoolExecutor
+    from dask.system import CPU_COUNT
+
+    workers = num_workers or dask.config.get("num_workers", None) or CPU_COUNT
+    pool = ThreadPoolExecutor(workers)
+    try:
+        return dask.threaded.get(dsk, keys, pool=pool, **kwargs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _connect(address: str):
