@@ -90,6 +90,21 @@ def _int_at_least(minimum: int):
 
 
 _positive_int = _int_at_least(1)
+
+
+def _seconds(minimum: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"{text!r}: seconds must be a finite number >= {minimum:g}")
+        return value
+
+    return parse
+
+
 _nonneg_int = _int_at_least(0)
 
 
@@ -154,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check every file's checksum before appending")
     p.add_argument("--verify-inputs", action="store_true",
                    help="record and check the sha256 of every input file's whole content")
+    p.add_argument("--follow", action="store_true",
+                   help="keep running: export each input file that arrives (an append per change of the input)")
+    p.add_argument("--poll", type=_seconds(0.01), default=1.0, metavar="SECONDS",
+                   help="with --follow: list the input every SECONDS (default 1)")
+    p.add_argument("--idle-exit", type=_seconds(0.0), metavar="SECONDS",
+                   help="with --follow: stop (exit 0) after SECONDS without a new input file")
     _storage_options(p, "OUTPUT and INPUT")
     p.set_defaults(func=cmd_export)
 
@@ -208,6 +229,11 @@ def check_usage(args) -> None:
             from .export import check_export_arguments
 
             check_export_arguments(options, args.format, args.batches_per_file, args.max_skips)
+            if args.follow and args.overwrite:
+                raise ValueError("--follow continues OUTPUT and cannot take --overwrite (a restarted follower "
+                                 "would start over): export once with --overwrite, then --follow")
+            if not args.follow and (args.idle_exit is not None or args.poll != 1.0):
+                raise ValueError(f"{'--idle-exit' if args.idle_exit is not None else '--poll'} needs --follow")
     elif args.command == "demo":
         parse_limit(args.limit)
 
@@ -231,6 +257,8 @@ def _progress(args) -> bool:
 def cmd_export(args) -> int:
     from .export import to_files
 
+    if args.follow:
+        return cmd_follow(args)
     result = to_files(
         args.input, args.output, args.weight, args.limit,
         format=args.format, batches_per_file=args.batches_per_file, resume=args.resume,
@@ -249,6 +277,52 @@ def cmd_export(args) -> int:
             print(f"{verb} {result.new_rows:,} rows: {result.batches:,} batches, {result.rows:,} rows in "
                   f"{result.files:,} files{rejects}; wrote {result.files_written:,} file(s){kept} "
                   f"to {result.path} in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_follow(args) -> int:
+    """``export --follow``: :func:`~dask_cumbatch.export.follow` until idle or a signal. The first
+    SIGTERM/SIGINT stops it after the append in progress (exit 0, nothing half-written); a second
+    one interrupts that append (exit 130; the next run continues it)."""
+    import signal
+    import threading
+
+    from .export import follow
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if not args.quiet:
+        until = f"; stops after {args.idle_exit:g} s without new input" if args.idle_exit is not None else ""
+        print(f"following {args.input} into {args.output}: listing it every {args.poll:g} s{until} "
+              "(Ctrl-C or SIGTERM stops)", flush=True)
+
+    def report(result) -> None:
+        if not args.quiet:
+            print(f"{time.strftime('%H:%M:%S')} appended {result.new_rows:,} rows: {result.batches:,} batches "
+                  f"(the last open), {result.rows:,} rows in {result.files:,} files; wrote "
+                  f"{result.files_written:,} file(s) in {result.seconds:.1f} s", flush=True)
+
+    try:
+        outcome = follow(
+            args.input, args.output, args.weight, args.limit, poll=args.poll, idle_exit=args.idle_exit,
+            stop=stop, on_append=report, scheduler=args.scheduler, format=args.format,
+            batches_per_file=args.batches_per_file, resume=args.resume, max_skips=args.max_skips,
+            verify=args.verify, verify_inputs=args.verify_inputs,
+            storage_options=dict(args.storage_options) or None, **_opts_from(args),
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not args.quiet:
+        why = "a signal" if outcome.stopped_by == "stop" else f"{args.idle_exit:g} s without new input"
+        print(f"stopped after {why}: {outcome.appends:,} append(s) added {outcome.new_rows:,} rows; "
+              f"{outcome.path} holds {outcome.batches:,} batches, {outcome.rows:,} rows in {outcome.files:,} files")
     return 0
 
 
@@ -410,6 +484,8 @@ def cmd_status(args) -> int:
               "list (status --verify fails); remove them", file=sys.stderr)
     if "progress" in st:
         print(f"  progress  {_progress_text(st['progress'])}")
+    if "follow" in st:
+        print(f"  followed  {_follow_text(st['follow'])}")
     if st["state"].startswith("interrupted"):
         print("  the last run did not finish: repeat the same command to complete it")
     return code
@@ -422,6 +498,23 @@ def _checked(st: dict) -> str:
     if "verified" in st and st["state"] == "complete":
         return " (files not verified: add --verify to check every file's checksum)"
     return ""
+
+
+def _follow_text(f: dict) -> str:
+    """What ``status`` says about a followed folder's follower (its record, from ``folder_status``).
+
+    >>> _follow_text({"pid": 7, "host": "h", "started": "T0", "last_poll": "T1", "appends": 2, "alive": True})
+    'by pid 7 on h since T0: 2 append(s), input last listed at T1'
+    >>> _follow_text({"pid": 7, "host": "h", "stopped": "T2", "stopped_by": "idle", "alive": False})
+    'until T2 (stopped: idle)'
+    """
+    who = f"by pid {f.get('pid')} on {f.get('host')}"
+    if "stopped" in f:
+        return f"until {f['stopped']} (stopped: {f.get('stopped_by')})"
+    if f.get("alive") is False:
+        return (f"{who}, which is gone (killed?) without stopping; start the follower again to continue "
+                f"(input last listed at {f.get('last_poll')})")
+    return f"{who} since {f.get('started')}: {f.get('appends', 0):,} append(s), input last listed at {f.get('last_poll')}"
 
 
 def _progress_text(p: dict) -> str:

@@ -28,6 +28,7 @@ import time
 from ..graph import prepare_frame
 from ..options import OPTIONS, BatchOptions, unexpected_keyword
 from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
+from .follow import FollowResult, follow
 from .formats import FORMATS, encode
 from .inputs import Source, list_inputs, read_inputs
 from .job import ExportResult, Job
@@ -40,6 +41,8 @@ ExportError.__module__ = __name__  # its public home (tracebacks, doctests): das
 __all__ = [
     "to_files",
     "ExportResult",
+    "follow",
+    "FollowResult",
     "ExportError",
     "folder_status",
     "list_inputs",
@@ -132,6 +135,29 @@ def to_files(
     """
     t0 = time.perf_counter()
     _check_keywords(opts)
+    job = make_job(source, path, weight, limit, format=format, batches_per_file=batches_per_file,
+                   max_skips=max_skips, progress=progress, verify=verify, verify_inputs=verify_inputs,
+                   storage_options=storage_options, input_storage_options=input_storage_options,
+                   inputs=inputs, **opts)
+    with WriterLock(job.folder), resolve_scheduler(scheduler) as client:
+        job.client = client
+        result = job.run(append=append, overwrite=overwrite, resume=resume)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def make_job(source, path, weight, limit, *, format="parquet", batches_per_file=1, max_skips=0,
+             progress=None, verify=False, verify_inputs=False, storage_options=None,
+             input_storage_options=None, inputs=None, **opts) -> Job:
+    """The checked :class:`~.job.Job` of one :func:`to_files` call (the arguments are its own),
+    ready to run under the folder's lock: the options and the input's schema are checked, and
+    the inputs listed, before the folder is touched.
+
+    >>> import pandas as pd, tempfile
+    >>> job = make_job(pd.DataFrame({"w": [1, 2]}), tempfile.mkdtemp(), "w", 3)
+    >>> job.settings["limit"], job.settings["format"]
+    (3, 'parquet')
+    """
     if not isinstance(weight, str):
         raise TypeError(f"to_files needs the weight as a column name, not {type(weight).__name__}")
     options = BatchOptions.make(weight, limit, **opts)
@@ -141,16 +167,11 @@ def to_files(
         prepare_frame(source.ddf(source.files[:1]), weight, options)
     folder = Folder(path, storage_options)
     source.check_output_outside(folder)
-    job = Job(
+    return Job(
         folder=folder, source=source, options=options,
         settings=export_settings(options, format, int(batches_per_file)),
         max_skips=max_skips, progress=show_progress(progress), verify=verify,
     )
-    with WriterLock(folder), resolve_scheduler(scheduler) as client:
-        job.client = client
-        result = job.run(append=append, overwrite=overwrite, resume=resume)
-    result.seconds = time.perf_counter() - t0
-    return result
 
 
 def _check_keywords(opts: dict) -> None:

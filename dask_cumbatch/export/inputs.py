@@ -67,7 +67,8 @@ def _expand(spec: str, storage_options):
     else:  # list what is there now, not what this process listed before
         fs.invalidate_cache()
     if any(ch in root for ch in "*?["):
-        found = [p for p in fs.glob(root) if fs.isfile(p)]
+        hidden = ("_", ".") if not posixpath.basename(root).startswith(("_", ".")) else ()
+        found = [p for p in fs.glob(root) if fs.isfile(p) and not posixpath.basename(p).startswith(hidden)]
     elif fs.isdir(root):
         found = [
             p for p in fs.find(root)
@@ -81,6 +82,36 @@ def _expand(spec: str, storage_options):
     if not found:
         raise ExportError(f"no Parquet or CSV files found in {spec}")
     return fs, found
+
+
+def input_snapshot(spec, storage_options=None) -> tuple:
+    """The input files as they stand now, cheaply: ``((path, size, mtime), ...)`` in order, from
+    one listing (no file is opened). A follower compares two snapshots to see whether anything
+    arrived or changed; ``()`` when the input holds no data file yet.
+
+    >>> import os, tempfile, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> input_snapshot(d)
+    ()
+    >>> pd.DataFrame({"w": [1]}).to_parquet(os.path.join(d, "a.parquet"))
+    >>> [os.path.basename(p) for p, size, mtime in input_snapshot(d)]
+    ['a.parquet']
+    """
+    from dask.utils import natural_sort_key
+
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    snapshot = []
+    for s in specs:
+        try:
+            fs, found = _expand(os.fspath(s), storage_options)
+        except ExportError as exc:
+            if "no Parquet or CSV files found" in str(exc):
+                continue
+            raise
+        for p in sorted(found, key=natural_sort_key):
+            info = fs.info(p)
+            snapshot.append((_url(fs, p), int(info.get("size") or 0), _mtime(fs, p, info)))
+    return tuple(snapshot)
 
 
 def content_fingerprint(fs, path: str, size: int) -> str:

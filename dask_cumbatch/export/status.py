@@ -1,6 +1,7 @@
 """What an output folder holds: :func:`folder_status`."""
 from __future__ import annotations
 
+from .follow import read_follow_record
 from .folder import CONTROL, LEGACY_WORK, MANIFEST, RUN, WORK, ExportError, Folder, load_json
 from .manifest import (
     has_success, manifest_files, stray_entries, stray_error, validate_manifest, verify_batches, verify_files,
@@ -18,7 +19,11 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
     stray entry is an error. For an interrupted run, ``progress`` says how far it got:
     ``partitions_done``, ``rows_done``, ``batches_done`` (in the files its finished tasks wrote)
     of the run's ``partitions_total``, ``rows_total`` and ``batches_total`` (no ``progress`` for
-    a run record of an older version, which did not record its plan). A damaged or tampered
+    a run record of an older version, which did not record its plan). A folder that a follower
+    (:func:`~dask_cumbatch.export.follow`, ``export --follow``) keeps up to date has ``follow``:
+    its record (``pid``, ``host``, ``started``, ``poll``, ``last_poll``, ``appends``,
+    ``last_append``; ``stopped`` and ``stopped_by`` once it stopped) and ``alive`` (see
+    :func:`~dask_cumbatch.export.follow.read_follow_record`). A damaged or tampered
     folder, or a ``_SUCCESS`` that is not a regular file, raises
     :class:`~dask_cumbatch.export.ExportError`.
 
@@ -72,6 +77,9 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
         out["state"] = "complete" if out["complete"] else "incomplete (no _SUCCESS)"
     if manifest is not None:
         out.update(_summary(manifest))
+    followed = read_follow_record(folder)
+    if followed is not None:
+        out["follow"] = followed
     return out
 
 

@@ -1,0 +1,331 @@
+"""A followed export (issue 28, items 1 and 2): ``cumbatch export --follow`` and
+``dask_cumbatch.export.follow`` export each input file as it arrives; whenever the follower stops
+(idle, a signal, kill -9 and a restart) the folder's data files are byte-identical to one export
+of the same inputs; bad input stops it with one line and nothing lost."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dask_cumbatch.export import ExportError, folder_status, follow, to_files
+
+LIMIT = 700
+
+
+def write_file(folder, i, rows=120, seed=None, name=None):
+    """Input file number ``i``, written under a hidden name and renamed in (as a producer should)."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(i if seed is None else seed)
+    df = pd.DataFrame({
+        "w": rng.integers(1, 90, rows),
+        "k": rng.integers(0, 3, rows),
+        "pos": np.arange(i * rows, (i + 1) * rows),
+    })
+    final = os.path.join(folder, name or f"in-{i:04d}.parquet")
+    tmp = os.path.join(folder, f".{os.path.basename(final)}.writing")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, final)
+    return final
+
+
+def data_files(folder) -> dict:
+    """{name: bytes} of the files a reader takes as data (everything but ``_``/``.`` names)."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.startswith(("_", ".")):
+            with open(os.path.join(folder, name), "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+def one_export(inp, out, **options):
+    to_files(str(inp), str(out), "w", options.pop("limit", LIMIT), progress=False, **options)
+    return data_files(out)
+
+
+def cli(*args):
+    return [sys.executable, "-m", "dask_cumbatch", "export", *map(str, args)]
+
+
+def feed(folder, first, count, every):
+    """A producer thread: ``count`` files from number ``first``, one each ``every`` seconds."""
+    def run():
+        for i in range(first, first + count):
+            time.sleep(every)
+            write_file(folder, i)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+# ------------------------------------------------------------------------------ follow()
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"batches_per_file": 3},
+    {"format": "csv", "by": "k"},
+    {"max_rows": 7, "mode": "fill"},
+    {"cost": "padded", "multiple": 2},
+])
+def test_files_arriving_while_following_equal_one_export(tmp_path, options):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    producer = feed(inp, 1, 4, 0.3)
+    result = follow(str(inp), str(out), "w", LIMIT, poll=0.05, idle_exit=1.5, **options)
+    producer.join()
+    assert result.stopped_by == "idle"
+    assert result.new_rows == 5 * 120 == result.rows
+    assert result.appends >= 2  # the files came in more than one append
+    assert folder_status(str(out))["state"] == "complete"
+    assert data_files(out) == one_export(inp, tmp_path / "once", **options)
+
+
+def test_temporary_and_hidden_names_are_not_inputs(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    for name in (".in-0001.parquet", "_in-0002.parquet", "in-0003.parquet.tmp", "in-0004.parquet.part"):
+        write_file(inp, 9, name=name)
+    result = follow(str(inp), str(out), "w", LIMIT, poll=0.05, idle_exit=0.2)
+    assert result.rows == 120
+    assert [os.path.basename(i["path"]) for i in folder_status(str(out))["inputs"]] == ["in-0000.parquet"]
+
+
+def test_a_glob_input_ignores_hidden_names_too(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    write_file(inp, 1, name=".in-0001.parquet")
+    assert follow(str(inp / "*.parquet"), str(out), "w", LIMIT, poll=0.05, idle_exit=0.2).rows == 120
+
+
+def test_an_empty_input_folder_is_waited_on(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    os.makedirs(inp)
+    producer = feed(inp, 0, 2, 0.4)
+    result = follow(str(inp), str(out), "w", LIMIT, poll=0.05, idle_exit=1.2)
+    producer.join()
+    assert result.rows == 240
+    assert data_files(out) == one_export(inp, tmp_path / "once")
+
+
+def test_the_stop_event_ends_it_and_the_record_says_so(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    t0 = time.monotonic()
+    result = follow(str(inp), str(out), "w", LIMIT, poll=0.05, stop=stop)
+    assert result.stopped_by == "stop" and time.monotonic() - t0 < 3
+    followed = folder_status(str(out))["follow"]
+    assert followed["stopped_by"] == "stop" and followed["alive"] is False and followed["appends"] == 1
+
+
+def test_a_second_follower_of_the_folder_is_refused(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    stop = threading.Event()
+    first = threading.Thread(target=follow, args=(str(inp), str(out), "w", LIMIT),
+                             kwargs={"poll": 0.05, "stop": stop})
+    first.start()
+    try:
+        deadline = time.monotonic() + 10
+        while folder_status(str(out))["state"] != "complete" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(ExportError, match="is being written by another export"):
+            follow(str(inp), str(out), "w", LIMIT, poll=0.05, idle_exit=0)
+    finally:
+        stop.set()
+        first.join()
+
+
+@pytest.mark.parametrize("keyword", ["overwrite", "append", "progress"])
+def test_follow_refuses_the_arguments_it_sets_itself(tmp_path, keyword):
+    with pytest.raises(TypeError, match=f"follow does not take '{keyword}'"):
+        follow(str(tmp_path), str(tmp_path / "out"), "w", LIMIT, **{keyword: True})
+
+
+def test_follow_needs_paths_and_sane_seconds(tmp_path):
+    with pytest.raises(TypeError, match="needs input path"):
+        follow(pd.DataFrame({"w": [1]}), str(tmp_path / "out"), "w", LIMIT)
+    with pytest.raises(ValueError, match="poll must be"):
+        follow(str(tmp_path), str(tmp_path / "out"), "w", LIMIT, poll=0)
+    with pytest.raises(ValueError, match="idle_exit must be"):
+        follow(str(tmp_path), str(tmp_path / "out"), "w", LIMIT, idle_exit=-1)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def run_follow(inp, out, *extra, timeout=60):
+    return subprocess.run(cli(inp, out, "-w", "w", "-l", LIMIT, "--follow", "--poll", "0.05", "--idle-exit", "1",
+                              *extra), capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_consumed_file_that_changes_stops_it_naming_the_file(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    write_file(inp, 1)
+    assert run_follow(inp, out).returncode == 0
+    before = data_files(out)
+    write_file(inp, 1, seed=99)  # rewritten in place
+    proc = run_follow(inp, out)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "in-0001.parquet" in proc.stderr
+    assert data_files(out) == before
+
+
+def test_a_file_sorting_before_consumed_ones_stops_it(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 5)
+    assert run_follow(inp, out).returncode == 0
+    before = data_files(out)
+    write_file(inp, 1)
+    proc = run_follow(inp, out)
+    assert proc.returncode == 1 and "in-0001.parquet" in proc.stderr and proc.stderr.count("\n") == 1
+    assert data_files(out) == before
+
+
+def test_an_input_that_disappears_stops_it(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    write_file(inp, 1)
+    assert run_follow(inp, out).returncode == 0
+    before = data_files(out)
+    os.remove(inp / "in-0000.parquet")
+    proc = run_follow(inp, out)
+    assert proc.returncode == 1 and "in-0000.parquet" in proc.stderr and proc.stderr.count("\n") == 1
+    assert data_files(out) == before
+
+
+def test_an_unreadable_file_stops_it_and_a_restart_after_the_fix_continues(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    assert run_follow(inp, out).returncode == 0
+    before = data_files(out)
+    (inp / "in-0001.parquet").write_bytes(b"not parquet at all")
+    proc = run_follow(inp, out)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert data_files(out) == before
+    write_file(inp, 1)  # fixed
+    assert run_follow(inp, out).returncode == 0
+    assert data_files(out) == one_export(inp, tmp_path / "once")
+
+
+def test_a_folder_with_another_exports_settings_is_refused(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    to_files(str(inp), str(out), "w", 300, progress=False)
+    before = data_files(out)
+    proc = run_follow(inp, out)
+    assert proc.returncode == 1 and "limit" in proc.stderr and proc.stderr.count("\n") == 1
+    assert data_files(out) == before
+
+
+def test_an_output_inside_the_input_is_refused(tmp_path):
+    inp = tmp_path / "in"
+    write_file(inp, 0)
+    proc = run_follow(inp, inp / "out")
+    assert proc.returncode == 1 and "inside" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (inp / "out").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--follow", "--overwrite"], "cannot take --overwrite"),
+    (["--idle-exit", "3"], "--idle-exit needs --follow"),
+    (["--poll", "0.5"], "--poll needs --follow"),
+    (["--follow", "--poll", "0"], "seconds must be"),
+    (["--follow", "--idle-exit", "soon"], "is not a number of seconds"),
+])
+def test_usage_errors_exit_2(tmp_path, extra, message):
+    proc = subprocess.run(cli(tmp_path, tmp_path / "out", "-w", "w", "-l", "5", *extra),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+# ------------------------------------------------------------------------------ signals, status, kill -9
+
+def start_follower(inp, out, *extra):
+    return subprocess.Popen(cli(inp, out, "-w", "w", "-l", LIMIT, "--follow", "--poll", "0.05", *extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def rows_in(out) -> int:
+    try:
+        return folder_status(str(out)).get("rows", 0) if os.path.exists(os.path.join(out, "_SUCCESS")) else 0
+    except ExportError:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_it_cleanly_at_once(tmp_path, sig):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    proc = start_follower(inp, out)
+    wait_for(lambda: rows_in(out) == 120)
+    st = folder_status(str(out))
+    assert st["follow"]["alive"] is True and st["follow"]["pid"] == proc.pid
+    status = subprocess.run([sys.executable, "-m", "dask_cumbatch", "status", str(out)], capture_output=True,
+                            text=True, timeout=60)
+    assert f"followed  by pid {proc.pid}" in status.stdout
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and stderr == "", stderr
+    assert time.monotonic() - t0 < 5
+    assert "stopped after a signal: 1 append(s) added 120 rows" in stdout
+    assert folder_status(str(out))["state"] == "complete"
+    assert folder_status(str(out))["follow"]["stopped_by"] == "stop"
+
+
+def test_status_says_a_killed_follower_is_gone(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_file(inp, 0)
+    proc = start_follower(inp, out)
+    wait_for(lambda: rows_in(out) == 120)
+    proc.kill()
+    proc.wait()
+    status = subprocess.run([sys.executable, "-m", "dask_cumbatch", "status", str(out)], capture_output=True,
+                            text=True, timeout=60)
+    assert "which is gone (killed?)" in status.stdout
+
+
+@pytest.mark.slow
+def test_kill9_at_random_moments_then_restart_loses_and_duplicates_nothing(tmp_path):
+    """A producer adds files while the follower is killed with SIGKILL at random moments and
+    started again; at the end the data files equal one export of all the inputs."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    rnd = random.Random(28)
+    write_file(inp, 0)
+    producer = feed(inp, 1, 24, 0.15)
+    kills = 0
+    while producer.is_alive():
+        proc = start_follower(inp, out)
+        time.sleep(rnd.uniform(0.3, 1.5))
+        proc.kill()
+        proc.communicate()
+        kills += 1
+    assert kills >= 2
+    proc = start_follower(inp, out, "--idle-exit", "1")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    st = folder_status(str(out), verify=True)
+    assert st["state"] == "complete" and st["rows"] == 25 * 120
+    assert data_files(out) == one_export(inp, tmp_path / "once")
+    pos = pd.read_parquet(out, columns=["pos"])["pos"].to_numpy()
+    assert (pos == np.arange(25 * 120)).all()  # each row once, in order
