@@ -277,7 +277,7 @@ def test_a_signal_stops_it_cleanly_at_once(tmp_path, sig):
     inp, out = tmp_path / "in", tmp_path / "out"
     write_file(inp, 0)
     proc = start_follower(inp, out)
-    wait_for(lambda: rows_in(out) == 120)
+    wait_for(lambda: rows_in(out) == 120 and "follow" in folder_status(str(out)))  # the record follows the append
     st = folder_status(str(out))
     assert st["follow"]["alive"] is True and st["follow"]["pid"] == proc.pid
     status = subprocess.run([sys.executable, "-m", "dask_cumbatch", "status", str(out)], capture_output=True,
@@ -297,7 +297,7 @@ def test_status_says_a_killed_follower_is_gone(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     write_file(inp, 0)
     proc = start_follower(inp, out)
-    wait_for(lambda: rows_in(out) == 120)
+    wait_for(lambda: rows_in(out) == 120 and "follow" in folder_status(str(out)))
     proc.kill()
     proc.wait()
     status = subprocess.run([sys.executable, "-m", "dask_cumbatch", "status", str(out)], capture_output=True,
