@@ -80,14 +80,15 @@ def test_final_skips_the_last_batch_while_a_run_is_in_progress(tmp_path):
     assert got == list(range(n_batches(out) - 1))
 
 
-def test_start_resumes_and_columns_select(tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_start_resumes_and_columns_select(tmp_path, fmt):
     out = tmp_path / "out"
-    to_files(frame(40), out, "w", LIMIT, batches_per_file=2)
+    to_files(frame(40), out, "w", LIMIT, batches_per_file=2, format=fmt)
     n = n_batches(out)
     got = list(follow_batches(out, start=3, idle_exit=0, columns=["v"]))
     assert [i for i, _ in got] == list(range(3, n - 1))
     assert all(list(b.columns) == ["v"] for _, b in got)
-    expected = closed_rows(out, "parquet")
+    expected = closed_rows(out, fmt)
     pd.testing.assert_frame_equal(joined(got), expected.loc[expected["batch"] >= 3, ["v"]].reset_index(drop=True))
     assert list(follow_batches(out, start=n + 5, idle_exit=0)) == []
 
@@ -253,6 +254,10 @@ def test_the_workers_of_a_rank_split_its_batches(tmp_path):
     workers = [[i for i, _ in ds.batches((w, 3))] for w in range(3)]
     assert sorted(sum(workers, [])) == [i for i in range(n_batches(out) - 1) if i % 2 == 1]
     assert len(set(sum(workers, []))) == len(sum(workers, []))
+    from torch.utils.data import DataLoader
+
+    loaded = _ids(DataLoader(ds, batch_size=None, num_workers=2))
+    assert sorted(loaded) == sorted(sum(workers, []))
 
 
 def test_shuffle_buffer_changes_the_order_not_the_set(tmp_path):
