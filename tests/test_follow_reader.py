@@ -271,3 +271,9 @@ def test_shuffle_buffer_changes_the_order_not_the_set(tmp_path):
     assert plain == list(range(n_batches(out) - 1))
     assert shuffled != plain and sorted(shuffled) == plain
     assert _ids(CumbatchFollowDataset(out, idle_exit=0, shuffle_buffer=4, seed=1)) == shuffled
+
+
+@pytest.mark.parametrize("bad", [{"start": -1}, {"poll": 0}, {"idle_exit": -1}, {"start": True}])
+def test_bad_arguments_are_refused_when_called(tmp_path, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        follow_batches(tmp_path, **bad)  # no iteration needed

@@ -56,7 +56,7 @@ def follow_batches(path, *, start: int = 0, poll: float = 1.0, idle_exit: float 
 
 def follow(path, *, start=0, poll=1.0, idle_exit=None, final=False, storage_options=None, columns=None,
            wanted=None):
-    """:func:`follow_batches`, yielding only the ids for which ``wanted(id)`` is true (all when
+    """:func:`follow_batches` (the arguments checked at once), yielding only the ids for which ``wanted(id)`` is true (all when
     None): the others are passed over, and a file that holds none of the wanted is never read.
 
     >>> import tempfile, pandas as pd
@@ -68,6 +68,10 @@ def follow(path, *, start=0, poll=1.0, idle_exit=None, final=False, storage_opti
     """
     _check_arguments(start, poll, idle_exit)
     follower = _Follower(Folder(path, storage_options), storage_options, int(start), columns, wanted)
+    return _follow_loop(follower, poll, idle_exit, final)
+
+
+def _follow_loop(follower, poll, idle_exit, final):
     last_news = time.monotonic()
     while True:
         manifest = follower.poll()
@@ -200,18 +204,18 @@ class _Follower:
 
     def final_batch(self):
         """Yield the open last batch if the folder is complete and nothing changed meanwhile;
-        return whether the stream ended (False: new rows came, keep following)."""
-        status = folder_status(self.folder.url, self.storage_options)
+        return whether the stream ended (False: new batches or rows came, keep following)."""
         manifest = self.poll() or self.manifest
-        if manifest is None or not status["complete"]:
-            return True
-        due = self.closed_due(manifest)
+        due = self.closed_due(manifest) if manifest is not None else []
         if due:
             yield from self.read(manifest, due)
             return False
+        status = folder_status(self.folder.url, self.storage_options)
+        if manifest is None or not status["complete"]:
+            return True
         batches = manifest["batches"]
         if status["batches"] != len(batches) or (batches and status["open_batch"]["rows"] != batches[-1]["rows"]):
-            return False
+            return False  # a run committed after the poll above
         if not batches or batches[-1]["batch"] < self.next:
             return True
         last = batches[-1]
