@@ -17,6 +17,8 @@ partition is read by one worker only and no batch is yielded twice. See docs/tra
 """
 from __future__ import annotations
 
+import numpy as np
+
 try:  # optional: the module imports without PyTorch and fails on use
     import torch
     from torch.utils.data import IterableDataset as _Base
@@ -149,3 +151,106 @@ class CumbatchIterableDataset(_Base):
         self.last_iterator = it  # its counters: wait_seconds, max_buffered, ... (per process)
         for _, batch in it:
             yield batch
+
+
+class CumbatchFollowDataset(_Base):
+    """The closed batches of an export folder as they are committed, as a torch dataset.
+
+    Follows the folder in ``path`` as :func:`dask_cumbatch.export.follow_batches` does (``start``,
+    ``poll``, ``idle_exit``: ``None`` follows forever, a number stops after that many seconds
+    without a new batch; the open last batch is never yielded). Rank ``r`` of ``world_size``
+    takes the batch ids ``>= start`` with ``id % world_size == r`` (``rank``/``world_size``
+    default to ``torch.distributed``'s when it is initialised, else 0 and 1); the DataLoader
+    workers of a rank split those again by id, and a worker reads only the files that hold its
+    batches. ``shuffle_buffer=k`` yields from a buffer of ``k`` arrived batches in a seeded,
+    deterministic order (for the same arrivals); 0 keeps id order. Items are dicts of column
+    tensors (``format="torch"``; non-numeric columns stay NumPy arrays), or any format of
+    ``iter_batches``. Use ``DataLoader(ds, batch_size=None)``: each item is already a batch.
+
+    >>> import tempfile, pandas as pd
+    >>> from torch.utils.data import DataLoader
+    >>> from dask_cumbatch.export import to_files
+    >>> out = tempfile.mkdtemp()
+    >>> _ = to_files(pd.DataFrame({"tokens": [3] * 10}), out, "tokens", 6)
+    >>> ds = CumbatchFollowDataset(out, idle_exit=0, rank=0, world_size=2)
+    >>> [item["batch"].tolist() for item in DataLoader(ds, batch_size=None)]
+    [[0, 0], [2, 2]]
+    """
+
+    def __init__(self, path, *, start=0, poll=1.0, idle_exit=None, rank=None, world_size=None,
+                 shuffle_buffer=0, seed=0, format="torch", storage_options=None):
+        from .options import whole_number
+        from .training import TrainingOptions
+
+        require_torch()
+        rank, world_size = distributed_rank_world(rank, world_size)
+        self.options = TrainingOptions.make(seed=seed, rank=rank, world_size=world_size, format=format)
+        self.shuffle_buffer = whole_number("shuffle_buffer", shuffle_buffer, 0)
+        self.path, self.start, self.poll, self.idle_exit = path, start, poll, idle_exit
+        self.storage_options = storage_options
+
+    def batches(self, worker=None):
+        """``(batch_id, item)`` of one DataLoader worker (``(id, num_workers)``), in the order
+        the dataset yields them.
+
+        >>> import tempfile, pandas as pd
+        >>> from dask_cumbatch.export import to_files
+        >>> out = tempfile.mkdtemp()
+        >>> _ = to_files(pd.DataFrame({"w": [1] * 6}), out, "w", 1)
+        >>> ds = CumbatchFollowDataset(out, idle_exit=0, format="pandas")
+        >>> [i for i, _ in ds.batches((1, 2))]
+        [1, 3]
+        """
+        from .export.reader import follow
+        from .training import FORMAT_TYPES
+
+        if worker is None:
+            worker = worker_split(get_worker_info())
+        o = self.options
+        mine = _follow_split(o.rank, o.world_size, *worker)
+        fmt = FORMAT_TYPES[o.format]()
+        stream = follow(self.path, start=self.start, poll=self.poll, idle_exit=self.idle_exit,
+                        storage_options=self.storage_options, wanted=mine)
+        rng = np.random.default_rng([o.seed, o.rank, worker[0]])
+        for batch_id, frame in _shuffled(stream, self.shuffle_buffer, rng):
+            yield batch_id, fmt.slice(fmt.partition(frame), 0, len(frame))
+
+    def __iter__(self):
+        for _, item in self.batches():
+            yield item
+
+
+def _follow_split(rank: int, world_size: int, worker: int, workers: int):
+    """Whether a batch id is this worker's: rank ``rank`` takes ``id % world_size == rank``,
+    its workers every ``workers``-th of those.
+
+    >>> mine = _follow_split(1, 2, 0, 2)
+    >>> [i for i in range(12) if mine(i)]
+    [1, 5, 9]
+    """
+    return lambda i: i % world_size == rank and (i // world_size) % workers == worker
+
+
+def _shuffled(stream, buffer: int, rng):
+    """``stream``'s items through a shuffle buffer of ``buffer`` slots: once full, each arrival
+    takes the place of a uniformly drawn item, which is yielded; the rest at the end in random
+    order (``buffer`` 0 or 1: the stream's order).
+
+    >>> import numpy as np
+    >>> out = list(_shuffled(iter(range(10)), 4, np.random.default_rng(0)))
+    >>> sorted(out) == list(range(10)), out != list(range(10))
+    (True, True)
+    """
+    if buffer <= 1:
+        yield from stream
+        return
+    held = []
+    for item in stream:
+        if len(held) < buffer:
+            held.append(item)
+            continue
+        k = int(rng.integers(len(held)))
+        held[k], item = item, held[k]
+        yield item
+    for k in rng.permutation(len(held)):
+        yield held[k]

@@ -34,6 +34,7 @@ from .inputs import Source, list_inputs, read_inputs
 from .job import ExportResult, Job
 from .manifest import check_export_arguments, export_settings, validate_manifest, verify_files
 from .progress import compute, isatty, progress_context, resolve_scheduler, show_progress
+from .reader import follow_batches
 from .status import folder_status
 
 ExportError.__module__ = __name__  # its public home (tracebacks, doctests): dask_cumbatch.export
@@ -45,6 +46,7 @@ __all__ = [
     "FollowResult",
     "ExportError",
     "folder_status",
+    "follow_batches",
     "list_inputs",
     "read_inputs",
     "validate_manifest",
