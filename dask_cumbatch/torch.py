@@ -201,7 +201,7 @@ class CumbatchFollowDataset(_Base):
         >>> [i for i, _ in ds.batches((1, 2))]
         [1, 3]
         """
-        from .export.reader import follow
+        from .export import follow_batches
         from .training import FORMAT_TYPES
 
         if worker is None:
@@ -209,8 +209,8 @@ class CumbatchFollowDataset(_Base):
         o = self.options
         mine = _follow_split(o.rank, o.world_size, *worker)
         fmt = FORMAT_TYPES[o.format]()
-        stream = follow(self.path, start=self.start, poll=self.poll, idle_exit=self.idle_exit,
-                        storage_options=self.storage_options, wanted=mine)
+        stream = follow_batches(self.path, start=self.start, poll=self.poll, idle_exit=self.idle_exit,
+                                storage_options=self.storage_options, wanted=mine)
         rng = np.random.default_rng([o.seed, o.rank, worker[0]])
         for batch_id, frame in _shuffled(stream, self.shuffle_buffer, rng):
             yield batch_id, fmt.slice(fmt.partition(frame), 0, len(frame))

@@ -22,7 +22,7 @@ from .status import folder_status
 
 
 def follow_batches(path, *, start: int = 0, poll: float = 1.0, idle_exit: float | None = None,
-                   final: bool = False, storage_options: dict | None = None, columns=None):
+                   final: bool = False, storage_options: dict | None = None, columns=None, wanted=None):
     """Yield ``(batch_id, DataFrame)`` for each closed batch of the export in ``path``, in id
     order, from batch ``start`` on, as soon as a committed manifest lists it.
 
@@ -35,6 +35,8 @@ def follow_batches(path, *, start: int = 0, poll: float = 1.0, idle_exit: float 
     seconds without a new closed batch. A folder that does not exist yet, or holds no export
     yet, is waited for. Each data file is read once for all the batches due from it, with all
     columns (the id column included) or ``columns``; each frame has a fresh ``RangeIndex``.
+    ``wanted(id)``, when given, picks the ids to yield (one rank's share): the others are
+    passed over, and a file that holds none of them is never read.
 
     Resume after a restart by passing the id after the last one processed as ``start``. A
     manifest that fails :func:`~dask_cumbatch.export.validate_manifest`, a file that lacks a
@@ -49,24 +51,10 @@ def follow_batches(path, *, start: int = 0, poll: float = 1.0, idle_exit: float 
     [(0, [3, 3]), (1, [3, 3])]
     >>> [i for i, _ in follow_batches(out, start=1, idle_exit=0, final=True)]
     [1, 2]
+    >>> [i for i, _ in follow_batches(out, idle_exit=0, final=True, wanted=lambda i: i % 2 == 0)]
+    [0, 2]
     """
-    return follow(path, start=start, poll=poll, idle_exit=idle_exit, final=final,
-                  storage_options=storage_options, columns=columns)
-
-
-def follow(path, *, start=0, poll=1.0, idle_exit=None, final=False, storage_options=None, columns=None,
-           wanted=None):
-    """:func:`follow_batches` (the arguments checked at once), yielding only the ids for which ``wanted(id)`` is true (all when
-    None): the others are passed over, and a file that holds none of the wanted is never read.
-
-    >>> import tempfile, pandas as pd
-    >>> from dask_cumbatch.export import to_files
-    >>> out = tempfile.mkdtemp()
-    >>> _ = to_files(pd.DataFrame({"w": [1] * 5}), out, "w", 1)
-    >>> [i for i, _ in follow(out, idle_exit=0, wanted=lambda i: i % 2)]
-    [1, 3]
-    """
-    _check_arguments(start, poll, idle_exit)
+    _check_arguments(start, poll, idle_exit)  # at the call, not at the first batch
     follower = _Follower(Folder(path, storage_options), storage_options, int(start), columns, wanted)
     return _follow_loop(follower, poll, idle_exit, final)
 
