@@ -10,10 +10,13 @@ in the same process, and the two folders' data files are compared byte for byte.
 
 Reported:
 
-* throughput: rows per second of the follower's appends (the rows over the time its appends
-  ran: the follower waits for input the rest of the time) against the one-shot export's rows
-  per second; target ratio >= 0.8. The follower's idle listings (one per poll) are not in its
-  appends' time; their cost is reported separately (seconds per listing, measured at the end).
+* throughput, two ways, each against the one-shot export's rows per second (target ratio
+  >= 0.8): (1) paced: the rows over the time the follower's appends ran (it waits for input the
+  rest of the time; its idle listings, one per poll, are reported separately, seconds per
+  listing measured at the end); (2) saturated: the same files arriving every ``--fast-every``
+  seconds (default 0.02), faster than one append per file can follow, into a second follower:
+  the rows over the time from the first arrival to the last commit, which is the rate the
+  follower sustains (each append takes every file that arrived while the previous one ran).
 * latency: for each input file, the time from its arrival (the rename) to the commit of the
   first manifest in which the batch holding its last row is closed (a later batch exists), so
   all its rows are readable by a following reader; p50, p99 and max over the files whose last
@@ -71,6 +74,19 @@ def produce(staging: str, inp: str, names: list, every: float, t0: float, arriva
         arrivals.append(time.monotonic())
 
 
+def run_phase(staging, inp, out, names, every, limit, poll, total):
+    """Files renamed from ``staging`` into ``inp`` every ``every`` s while a follower exports them
+    into ``out``; returns ``(arrivals, commits, appends' seconds)``."""
+    os.makedirs(inp)
+    arrivals, commits = [], []
+    t0 = time.monotonic() + 0.5
+    producer = threading.Thread(target=produce, args=(staging, inp, names, every, t0, arrivals))
+    producer.start()
+    busy = run_follower(inp, out, limit, poll, total, commits)
+    producer.join()
+    return arrivals, commits, busy
+
+
 def run_follower(inp, out, limit, poll, total_rows, commits: list) -> float:
     """Follow ``inp`` until all ``total_rows`` are exported; returns the appends' total seconds."""
     stop = threading.Event()
@@ -120,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=float, default=0.5, help="seconds between arrivals (default 0.5)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals (default 60)")
     p.add_argument("--poll", type=float, default=0.5, help="the follower's poll interval (default 0.5 s)")
+    p.add_argument("--fast-every", type=float, default=0.02,
+                   help="seconds between arrivals of the saturated run (default 0.02)")
     p.add_argument("--limit", type=int, default=4_194_304, help="tokens per batch (default 4 Mi)")
     p.add_argument("--workdir", help="where to write (default: a temporary folder, removed)")
     p.add_argument("--record", metavar="FILE.json", help="save the measurements and the timeline")
@@ -128,37 +146,41 @@ def main(argv=None) -> int:
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-follow-")
     staging, inp, out, once = (os.path.join(work, d) for d in ("staging", "in", "followed", "once"))
-    for d in (staging, inp, out, once):
+    staging2, inp2, out2 = (os.path.join(work, d) for d in ("staging-fast", "in-fast", "followed-fast"))
+    for d in (staging, inp, out, once, staging2, inp2, out2):
         shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(inp)
     count = max(1, int(round(args.duration / args.every)))
     total = count * args.rows
     print(f"staging {count} files of {args.rows:,} rows ({total:,} rows) in {work}", flush=True)
     names = stage_files(staging, count, args.rows)
 
-    arrivals, commits = [], []
-    t0 = time.monotonic() + 0.5
-    producer = threading.Thread(target=produce, args=(staging, inp, names, args.every, t0, arrivals))
-    producer.start()
-    busy = run_follower(inp, out, args.limit, args.poll, total, commits)
-    producer.join()
+    arrivals, commits, busy = run_phase(staging, inp, out, names, args.every, args.limit, args.poll, total)
     follow_wall = commits[-1]["t"] - arrivals[0]
+    t0 = arrivals[0]
+    os.makedirs(staging2)
+    for name in names:  # the same files again (hard links), for the saturated run
+        os.link(os.path.join(inp, name), os.path.join(staging2, name))
+    fast_arrivals, fast_commits, _ = run_phase(staging2, inp2, out2, names, args.fast_every, args.limit,
+                                               args.poll, total)
+    fast_wall = fast_commits[-1]["t"] - fast_arrivals[0]
 
     t = time.perf_counter()
     to_files(inp, once, WEIGHT, args.limit, progress=False)
     once_s = time.perf_counter() - t
-    identical = data_files(out) == data_files(once)
+    identical = data_files(out) == data_files(once) == data_files(out2)
 
     lat = np.array(latencies(arrivals, commits, last_row_batches(out, args.rows, count)))
     listing = listing_seconds(inp)
-    follow_rate, once_rate = total / busy, total / once_s
+    follow_rate, once_rate, fast_rate = total / busy, total / once_s, total / fast_wall
     rows = [
         ("one export of the files (to_files)", f"{once_s:.2f}", f"{once_rate:,.0f}", "1.00"),
-        (f"followed: {len(commits)} appends (their time)", f"{busy:.2f}", f"{follow_rate:,.0f}",
+        (f"followed, paced: {len(commits)} appends (their time)", f"{busy:.2f}", f"{follow_rate:,.0f}",
          f"{follow_rate / once_rate:.2f}"),
+        (f"followed, saturated: {len(fast_commits)} appends (first arrival to last commit)", f"{fast_wall:.2f}",
+         f"{fast_rate:,.0f}", f"{fast_rate / once_rate:.2f}"),
     ]
     lines = [
-        f"{count} files x {args.rows:,} rows arriving every {args.every:g} s, poll {args.poll:g} s, "
+        f"{count} files x {args.rows:,} rows arriving every {args.every:g} s (saturated run: {args.fast_every:g} s), poll {args.poll:g} s, "
         f"limit {args.limit:,} tokens; {platform.node()} ({os.cpu_count()} CPUs), Python {platform.python_version()}",
         "",
         "| what | seconds | rows/s | ratio |",
@@ -179,7 +201,9 @@ def main(argv=None) -> int:
             json.dump({
                 "rows_per_file": args.rows, "every": args.every, "poll": args.poll, "limit": args.limit,
                 "files": count, "once_seconds": once_s, "follow_busy_seconds": busy, "ratio": follow_rate / once_rate,
+                "fast_every": args.fast_every, "fast_seconds": fast_wall, "fast_ratio": fast_rate / once_rate,
                 "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "identical": identical,
+                "latencies": [float(x) for x in lat],
                 "arrivals": [a - t0 for a in arrivals],
                 "commits": [dict(c, t=c["t"] - t0) for c in commits],
                 "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",

@@ -37,6 +37,7 @@ exclude_patterns = [
     "_build",
     "_generated/*.md",  # included into pages, not pages themselves
     "_perf_table.md",  # the measured benchmark table, included by performance.md
+    "_bench_follow.md",  # the measured streaming table, included by streaming.md
     "README*",
 ]
 
@@ -128,19 +129,20 @@ def demote_headings(text: str, top: int = 3) -> str:
     return "\n".join(out) + "\n"
 
 
-def perf_table(outdir: Path) -> None:
-    """Copy the measured benchmark table (``docs/_perf_table.md``) for performance.md to include.
+def perf_table(outdir: Path, name: str = "_perf_table.md", into: str = "perf_table.md") -> None:
+    """Copy a measured benchmark table (``docs/_perf_table.md`` for performance.md,
+    ``docs/_bench_follow.md`` for streaming.md) for its page to include.
 
     Until it exists, a note takes its place, so the site builds before the first measurement.
     """
-    src = DOCS / "_perf_table.md"
-    dst = outdir / "perf_table.md"
+    src = DOCS / name
+    dst = outdir / into
     if src.exists():
         dst.write_text(demote_headings(src.read_text(), top=3))
     else:
         dst.write_text(
             "*The measured table is not there yet: run the benchmark as described below; it "
-            "writes `docs/_perf_table.md`, which this page includes.*\n"
+            f"writes `docs/{name}`, which this page includes.*\n"
         )
 
 
@@ -158,6 +160,7 @@ def generate(app) -> None:
     made = figures.main(GENERATED, only_missing=only_missing)
     made += perf_plot.main(GENERATED, only_missing=only_missing)
     perf_table(GENERATED)
+    perf_table(GENERATED, "_bench_follow.md", "follow_table.md")
     if made:
         print(f"[cumbatch-docs] generated {len(made)} figure file(s) in {time.perf_counter() - t:.1f} s")
 

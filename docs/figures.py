@@ -14,7 +14,10 @@ Figures:
   each, drawn against the plain greedy cut of the same rows;
 * ``plan-plot.png``: :meth:`BatchPlan.plot` on the demo data;
 * ``task-graph.png``: the task graphs Dask actually runs for ``ids`` and ``repartition``;
-* ``meet.png``: where a partition's speculative batch starts meet the true ones.
+* ``meet.png``: where a partition's speculative batch starts meet the true ones;
+* ``follow-timeline.png``: a followed export's run as ``benchmarks/bench_follow.py`` recorded it
+  (``docs/_bench_follow.json``): rows arrived and rows in closed batches against time. The one
+  figure drawn from a recorded measurement rather than computed during the build.
 """
 from __future__ import annotations
 
@@ -445,6 +448,34 @@ def task_graph_figure(path, npartitions=6):
 
 # ----------------------------------------------------------------------------- entry point
 
+def follow_timeline_figure(path, record=Path(__file__).parent / "_bench_follow.json"):
+    """Rows arrived and rows in committed batches against time, from bench_follow's record."""
+    import json
+
+    r = json.loads(Path(record).read_text())
+    arrived = np.arange(1, len(r["arrivals"]) + 1) * r["rows_per_file"]
+    fig, (ax, lag) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, height_ratios=[3, 2])
+    ax.step(r["arrivals"], arrived / 1e6, where="post", label="rows arrived (input files)", color="#888")
+    t = [c["t"] for c in r["commits"]]
+    ax.step(t, [c["rows"] / 1e6 for c in r["commits"]], where="post", label="rows exported (each append's commit)",
+            color="#1f77b4")
+    ax.set_ylabel("million rows")
+    ax.set_title(f"export --follow: {r['files']} files of {r['rows_per_file']:,} rows every {r['every']:g} s, "
+                 f"poll {r['poll']:g} s", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    closed = r["latencies"]
+    lag.plot(r["arrivals"][:len(closed)], closed, ".", ms=3, color="#1f77b4",
+             label=f"arrival to closed batch (p50 {r['p50']:.2f} s, p99 {r['p99']:.2f} s)")
+    lag.axhline(r["poll"] + 1, color="#d62728", lw=1, ls="--", label="target: poll + 1 s")
+    lag.set_ylim(0, max(r["poll"] + 1.5, max(closed) * 1.1))
+    lag.set_xlabel("seconds")
+    lag.set_ylabel("latency (s)")
+    lag.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 FIGURES = {
     "mode-greedy.png": lambda p: mode_figure(p, "greedy"),
     "mode-fill.png": lambda p: mode_figure(p, "fill"),
@@ -457,6 +488,7 @@ FIGURES = {
     "plan-plot.png": plan_plot_figure,
     "task-graph.png": task_graph_figure,
     "meet.png": meet_figure,
+    "follow-timeline.png": follow_timeline_figure,
 }
 
 

@@ -70,8 +70,8 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
     exporting each input file that arrives, until ``idle_exit`` seconds pass without one or
     ``stop`` (a ``threading.Event``) is set.
 
-    Every ``poll`` seconds the input is listed (names, sizes, times); when that changed, one
-    append runs (``to_files(..., append=True)``): the new files' rows are cut into batches that
+    Every ``poll`` seconds (at once after an append) the input is listed (names, sizes,
+    times); when that changed, one append runs (``to_files(..., append=True)``): the new files' rows are cut into batches that
     continue the folder's last batch. A file counts once it stands under its final name: write
     it elsewhere (or under a name starting with ``.`` or ``_``) and rename it in. ``options`` are
     :func:`~dask_cumbatch.export.to_files`'s (``format``, ``batches_per_file``, ``max_skips``,
@@ -104,7 +104,7 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
         seen, last_arrival = None, time.monotonic()
         try:
             while True:
-                snapshot = input_snapshot(source, in_options)
+                snapshot, appended = input_snapshot(source, in_options), False
                 if snapshot and snapshot != seen:  # an empty input is waited on
                     job = make_job(source, path, weight, limit, progress=False, storage_options=storage_options,
                                    input_storage_options=input_storage_options, **options)
@@ -114,7 +114,8 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
                     result.seconds = time.perf_counter() - started
                     outcome.add(result)
                     record.appended(result)
-                    if not result.up_to_date:
+                    appended = not result.up_to_date
+                    if appended:
                         last_arrival = time.monotonic()
                         if on_append is not None:
                             on_append(result)
@@ -123,7 +124,8 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
                     outcome.stopped_by = "idle"
                     break
                 record.polled()
-                if stop.wait(poll):
+                # after an append, list again at once: what arrived while it ran is due now
+                if stop.wait(0 if appended else poll):
                     outcome.stopped_by = "stop"
                     break
         finally:

@@ -98,8 +98,9 @@ class Job:
         listing = folder.listing()
         if overwrite:
             self.clear(listing)
-        migrate_legacy(folder, folder.listing())
-        listing = folder.listing()
+            listing = folder.listing()
+        if migrate_legacy(folder, listing):
+            listing = folder.listing()
         for _ in range(4):
             done = self.step(listing, append, resume)
             if done is not None:
@@ -700,10 +701,11 @@ def tidy_control(folder: Folder) -> None:
             folder.remove(path)
 
 
-def migrate_legacy(folder: Folder, listing: dict) -> None:
+def migrate_legacy(folder: Folder, listing: dict) -> bool:
     """Bring a folder of the version 1 layout (``_rejects.parquet``, ``_open.parquet`` and
     ``_cumbatch_work/`` at the top) to the current one. Nothing moves before the manifest is
-    validated; each step can be repeated after a crash."""
+    validated; each step can be repeated after a crash. Returns whether anything changed."""
+    changed = LEGACY_WORK in listing
     if LEGACY_WORK in listing:
         if not folder.local:  # no rename: copy (its run record last), then delete
             if folder.exists(WORK) and not folder.exists(RUN):  # a copy that was cut short
@@ -727,7 +729,10 @@ def migrate_legacy(folder: Folder, listing: dict) -> None:
                 folder.write_atomic(name, folder.read(legacy))
         folder.write_atomic(MANIFEST, dumps(new))
         folder.sync()
+        changed = True
     if manifest is not None:  # the legacy files now live under _cumbatch/ (or were left by a migration)
         for legacy in (LEGACY_REJECTS, LEGACY_OPEN):
             if legacy in listing:
                 folder.remove(legacy)
+                changed = True
+    return changed
