@@ -4,7 +4,6 @@
 of the same inputs; bad input stops it with one line and nothing lost."""
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 
 from dask_cumbatch.export import ExportError, folder_status, follow, to_files
+from s3_server import bucket, s3  # noqa: F401  (fixtures)
 
 LIMIT = 700
 
@@ -329,3 +329,41 @@ def test_kill9_at_random_moments_then_restart_loses_and_duplicates_nothing(tmp_p
     assert data_files(out) == one_export(inp, tmp_path / "once")
     pos = pd.read_parquet(out, columns=["pos"])["pos"].to_numpy()
     assert (pos == np.arange(25 * 120)).all()  # each row once, in order
+
+
+# ------------------------------------------------------------------------------ object stores
+
+def test_following_an_object_store_prefix_into_an_object_store(s3, bucket, tmp_path):
+    """Input objects uploaded while a follower exports them from S3 into S3 (a local S3 API
+    server): the data objects equal the files of one local export of the same inputs, and the
+    following reader reads every closed batch back."""
+    from dask_cumbatch.export import follow_batches
+
+    local = tmp_path / "in"
+    for i in range(4):
+        write_file(local, i)
+
+    def upload(i):
+        name = f"in-{i:04d}.parquet"
+        s3.client.put_object(Bucket=bucket, Key=f"in/{name}", Body=(local / name).read_bytes())
+
+    upload(0)
+
+    def later():
+        for i in range(1, 4):
+            time.sleep(0.4)
+            upload(i)
+
+    producer = threading.Thread(target=later)
+    producer.start()
+    options = {"endpoint_url": s3.endpoint}
+    result = follow(f"s3://{bucket}/in", f"s3://{bucket}/out", "w", LIMIT, poll=0.1, idle_exit=1.5,
+                    storage_options=options, scheduler="sync")
+    producer.join()
+    assert result.rows == 4 * 120 and result.appends >= 2
+    objects = {k: v for k, v in s3.objects(bucket, "out/").items() if not k.startswith("_")}
+    assert objects == one_export(local, tmp_path / "once")
+    assert folder_status(f"s3://{bucket}/out", options, verify=True)["follow"]["stopped_by"] == "idle"
+    read = [batch for _, batch in follow_batches(f"s3://{bucket}/out", idle_exit=0, final=True,
+                                                 storage_options=options)]
+    assert sum(len(b) for b in read) == 4 * 120
