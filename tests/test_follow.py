@@ -313,14 +313,21 @@ def test_kill9_at_random_moments_then_restart_loses_and_duplicates_nothing(tmp_p
     rnd = random.Random(28)
     write_file(inp, 0)
     producer = feed(inp, 1, 24, 0.15)
-    kills = 0
+    states = []
+    work = out / "_cumbatch" / "work"
     while producer.is_alive():
         proc = start_follower(inp, out)
-        time.sleep(rnd.uniform(0.3, 1.5))
+        if len(states) % 2:  # in the middle of an append: once its work folder appears
+            deadline = time.monotonic() + 10
+            while not work.exists() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(rnd.uniform(0, 0.05))
+        else:  # anywhere (a start takes about 0.7 s, then appends and waits)
+            time.sleep(rnd.uniform(0.8, 2.0))
         proc.kill()
         proc.communicate()
-        kills += 1
-    assert kills >= 2
+        states.append(folder_status(str(out))["state"] if os.path.exists(out) else "none")
+    assert "interrupted append" in states, states  # the kills did cut appends short
     proc = start_follower(inp, out, "--idle-exit", "1")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
