@@ -38,11 +38,14 @@ def _start_simulator() -> str | None:
     if importlib.util.find_spec("numba_cuda") is None:
         return ("numba-cuda is not installed: .ci/run's simulator step runs the GPU tests "
                 "(pip install -e '.[gpusim]'; NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_*.py)")
-    if "numba.cuda" in sys.modules:
-        from numba.cuda.core import config
-        return None if config.ENABLE_CUDASIM else (
-            "numba.cuda was imported without the simulator before this module: run "
-            "NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_backend.py")
+    if "numba.cuda" in sys.modules:  # the implementation is chosen at that import, once per process;
+        # numba's config flag is re-read from the environment later, so ask what was loaded
+        # (as dask_cumbatch.engine.backends.gpu does)
+        return None if "numba.cuda.simulator_init" in sys.modules else (
+            "numba.cuda was imported without the simulator before this module, in this process (a "
+            "plain `pytest` run with numba-cuda installed): run the GPU tests in a process of their "
+            "own, as .ci/run does: NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_backend.py "
+            "tests/test_gpu_public_api.py")
     before = os.environ.get("NUMBA_ENABLE_CUDASIM")
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     try:

@@ -253,23 +253,30 @@ def test_local_schedulers_are_configured_as_dask_functions(given, want):
     from dask.base import named_schedulers
 
     from dask_cumbatch.export import resolve_scheduler
+    from dask_cumbatch.export.progress import threads_get
 
     with resolve_scheduler(given) as client:
         assert client is None
-        if given is None and "distributed" in sys.modules:  # Dask's own default then
-            assert dask.config.get("scheduler", None) is None
-        else:
-            assert dask.config.get("scheduler") is named_schedulers[want]
+        # threads: Dask's threaded scheduler on a pool of its own (threads_get), so that a failed
+        # export's running writers stop before it raises
+        assert dask.config.get("scheduler") is (threads_get if want == "threads" else named_schedulers[want])
     assert dask.config.get("scheduler", None) is None
 
 
 def test_no_scheduler_keeps_a_configured_one():
     import dask
+    from dask.base import named_schedulers
 
     from dask_cumbatch.export import resolve_scheduler
 
     with dask.config.set(scheduler="sync"), resolve_scheduler(None) as client:
-        assert client is None and dask.config.get("scheduler") == "sync"
+        assert client is None and dask.config.get("scheduler") is named_schedulers["sync"]
+
+    def custom(dsk, keys, **kwargs):
+        return dask.local.get_sync(dsk, keys, **kwargs)
+
+    with dask.config.set(scheduler=custom), resolve_scheduler(None) as client:
+        assert client is None and dask.config.get("scheduler") is custom
 
 
 def test_an_export_keeps_no_start_flags(tmp_path):
