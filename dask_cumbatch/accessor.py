@@ -13,7 +13,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from . import engine, graph
+from . import engine
+from .dask import finish, prepared, repartition, summaries
 from .options import OPTIONS, WEIGHTS_ACCEPTED, BatchOptions, keyword, parse_limit, takes_options, whole_number
 from .result import BatchPlan, empty_batches
 
@@ -76,12 +77,12 @@ class _Batcher:
 
     def _prepare(self, weight, limit, kw, adds_ids):
         weight = self._weight(weight)
-        return graph.prepare_frame(self._obj, weight, _opts(weight, limit, kw), adds_ids)
+        return prepared.prepare_frame(self._obj, weight, _opts(weight, limit, kw), adds_ids)
 
     def _plan(self, prep):
         if isinstance(prep.ddf, pd.DataFrame):
             return engine.plan_frame(prep.ddf, prep.opts, prep.is_float)
-        return graph.plan_partitions(prep)
+        return summaries.plan_partitions(prep)
 
     def _dask_prepare(self, weight, limit, kw):
         """For the methods that need Dask partitions (repartition, iteration, export)."""
@@ -90,7 +91,7 @@ class _Batcher:
         if isinstance(weight, pd.Series):
             weight = dd.from_pandas(weight, npartitions=1, sort=False)
         opts = _opts(weight, limit, kw)
-        return graph.prepare_frame(frame, weight, opts)
+        return prepared.prepare_frame(frame, weight, opts)
 
 
 def _export_parameters() -> list:
@@ -159,7 +160,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         plan = self._plan(prep)
         if self._is_pandas:
             return engine.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
-        return graph.ids_series(prep, plan)
+        return finish.ids_series(prep, plan)
 
     @takes_options(docs=_SHARED_DOCS)
     def assign(self, weight, limit, **options):
@@ -225,7 +226,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         if self._is_pandas:
             stats = engine.finish_stats(prep.ddf, prep.opts, prep.is_float, parts.entries[0])
         else:
-            stats = graph.plan_stats(prep, parts)
+            stats = finish.plan_stats(prep, parts)
         if not len(stats):
             stats = empty_batches()
         return BatchPlan(stats, prep.opts, skipped=parts.skipped, partitions=len(parts.entries))
@@ -285,12 +286,12 @@ class CumbatchDataFrameAccessor(_Batcher):
             raise ValueError(f"pass {keyword('batches_per_partition')} or {keyword('partition_size')}, not both")
         target = None if partition_size is None else parse_limit(partition_size)
         prep = self._dask_prepare(weight, limit, options)
-        plan = graph.plan_partitions(prep)
+        plan = summaries.plan_partitions(prep)
         if target is None:
-            out = graph.repartition(prep, plan, batches_per_partition, index=index)
+            out = repartition.repartition(prep, plan, batches_per_partition, index=index)
         else:
-            ranges = graph.size_ranges(graph.batch_bytes(prep, plan), target)
-            out = graph.repartition_ranges(prep, plan, ranges, index=index)
+            ranges = repartition.size_ranges(repartition.batch_bytes(prep, plan), target)
+            out = repartition.repartition_ranges(prep, plan, ranges, index=index)
         return out.compute(scheduler="sync") if self._is_pandas else out
 
     @takes_options(docs=_SHARED_DOCS)
@@ -362,7 +363,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             world_size=world_size, drop_last=drop_last, format=format,
         )
         prep = self._dask_prepare(weight, limit, options)
-        return training.make_iterator(prep, graph.plan_partitions(prep), topts, sync=self._is_pandas)
+        return training.make_iterator(prep, summaries.plan_partitions(prep), topts, sync=self._is_pandas)
 
     @takes_options(extra=_export_parameters(), docs=_SHARED_DOCS)
     def to_files(self, path, weight, limit, **kw):

@@ -12,7 +12,7 @@ Why each private use remains (what the public API lacks), tested on Dask 2025.7 
 
 - **Task spec** (``dask._task_spec``: :data:`Task`, :data:`TaskRef`, :data:`GraphNode`,
   :data:`DataNode`). Dask's graphs are made of these nodes; the summary pass runs the tasks of
-  up to ~20 partitions inside one task (:func:`partition_tasks`, ``graph._Deferred``) so that
+  up to ~20 partitions inside one task (:func:`partition_tasks`, :class:`PartitionTasks`) so that
   10,000 partitions cost a few hundred tasks, which needs a node's ``dependencies`` and its call
   with the dependencies' values. Dask has no public task class (legacy tuples are converted to
   these nodes anyway).
@@ -36,7 +36,8 @@ Why each private use remains (what the public API lacks), tested on Dask 2025.7 
   ``FromPandas``'s ``pyarrow_strings_enabled`` operand, ``substitute_parameters``,
   ``Expr.substitute``). The ``dataframe.convert-string`` setting is read when ``from_pandas``
   is called, not when its tasks are built, so a frame made earlier can only be changed in its
-  expression (its conversion cost 0.5 ms a partition even for numeric columns).
+  expression (its conversion cost 0.5 ms a partition even for numeric columns);
+  :func:`without_idle_string_conversion` turns it off where it would convert nothing.
 - **A frame's input paths** (:func:`read_paths`: ``Expr.walk``, ``_parameters``, the ``path``
   operand), for the export's fingerprint of a ``read_parquet``/``read_csv`` frame. Dask keeps
   no public record of the files a collection reads.
@@ -47,11 +48,18 @@ Why each private use remains (what the public API lacks), tested on Dask 2025.7 
   public way to rebuild a collection's steps over other files.
 - **Unwrapping a trivial map** (:func:`unwrap_map`: ``MapPartitions.func``, ``.frame``), so
   that the summary pass reads a source directly instead of through a copying task.
+
+One workaround here uses public API only but depends on how Dask optimises:
+:func:`as_mapped` (the partitions a mapped task sees, which Dask's tuning may fuse only under a
+parent expression).
 """
 from __future__ import annotations
 
 import functools
+from collections import Counter
 
+import dask.dataframe as dd
+import pandas as pd
 from dask._task_spec import DataNode, GraphNode, Task, TaskRef  # noqa: F401 (re-exported)
 from dask.dataframe.dask_expr._collection import new_collection  # noqa: F401 (re-exported)
 from dask.dataframe.dask_expr._expr import Blockwise, MapPartitions, Partitions, PartitionsFiltered
@@ -59,7 +67,8 @@ from dask.dataframe.dask_expr._expr import Blockwise, MapPartitions, Partitions,
 __all__ = [
     "DataNode", "GraphNode", "Task", "TaskRef", "new_collection", "is_task_graph", "unwrap_map",
     "from_pandas_reads", "without_string_conversion", "pandas_slices", "source_partitions",
-    "renumbered", "read_paths", "row_wise_read", "over_files",
+    "renumbered", "read_paths", "row_wise_read", "over_files", "partition_tasks", "PartitionTasks",
+    "same_frame", "as_mapped", "without_idle_string_conversion",
 ]
 
 
@@ -77,6 +86,63 @@ def is_task_graph(graph) -> bool:
     True
     """
     return all(isinstance(node, GraphNode) for node in graph.values())
+
+
+def partition_tasks(frame: dd.DataFrame) -> list | None:
+    """For each partition of ``frame``, the tasks that compute it (a small graph and its output
+    key); None unless no task serves two partitions (then each partition can run alone).
+
+    >>> import dask.dataframe as dd, pandas as pd
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": range(6)}), npartitions=3)
+    >>> [part.run().w.tolist() for part in partition_tasks(ddf)]
+    [[0, 1], [2, 3], [4, 5]]
+    """
+    graph = frame.__dask_graph__()
+    if not is_task_graph(graph):
+        return None
+    owner, parts = {}, []
+    for k, key in enumerate(frame.__dask_keys__()):
+        own, todo = {}, [key]
+        while todo:
+            dep = todo.pop()
+            if dep in own:
+                continue
+            if owner.setdefault(dep, k) != k:
+                return None
+            own[dep] = graph[dep]
+            todo.extend(own[dep].dependencies)
+        parts.append(PartitionTasks(own, key))
+    return parts
+
+
+class PartitionTasks:
+    """The tasks of one partition, run by a fat task itself (Dask does not run them first).
+
+    >>> PartitionTasks({"a": DataNode("a", 3), "b": Task("b", abs, TaskRef("a"))}, "b").run()
+    3
+    """
+
+    __slots__ = ("graph", "key")
+
+    def __init__(self, graph: dict, key):
+        self.graph, self.key = graph, key
+
+    def run(self):
+        """The partition: each task run once, its result dropped once its last user ran."""
+        users = Counter(d for node in self.graph.values() for d in node.dependencies)
+        done = {}
+
+        def value(key):
+            if key not in done:
+                node = self.graph[key]
+                done[key] = node({d: value(d) for d in node.dependencies})
+                for d in node.dependencies:
+                    users[d] -= 1
+                    if not users[d]:
+                        del done[d]
+            return done[key]
+
+        return value(self.key)
 
 
 def unwrap_map(ddf, func):
@@ -121,6 +187,52 @@ def without_string_conversion(ddf, keep):
         if keep(read._meta, plain._meta):
             expr = expr.substitute(read, plain)
     return ddf if expr is ddf.expr else new_collection(expr)
+
+
+def same_frame(df):
+    """``df`` itself: the function of a trivial ``map_partitions`` (:func:`as_mapped`,
+    :func:`unwrap_map`).
+
+    >>> same_frame(3)
+    3
+    """
+    return df
+
+
+def as_mapped(ddf: dd.DataFrame) -> dd.DataFrame:
+    """``ddf`` optimised with the partitions a task mapped over it sees.
+
+    Dask's tuning fuses the partitions of a read whose columns are projected
+    (``FusedParquetIO``), but only under a parent expression: ``ddf.optimize()`` alone may
+    have more partitions than ``ddf.map_partitions(f)`` computes. Every pass uses this.
+
+    >>> import dask.dataframe as dd, pandas as pd
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": range(6)}), npartitions=3)
+    >>> as_mapped(ddf).npartitions
+    3
+    """
+    return ddf.map_partitions(same_frame, meta=ddf._meta, enforce_metadata=False,
+                              align_dataframes=False).optimize()
+
+
+def without_idle_string_conversion(ddf: dd.DataFrame) -> dd.DataFrame:
+    """``ddf`` with Dask's string conversion turned off in its in-memory reads where it would
+    convert nothing (no object column or index among the columns read).
+
+    ``from_pandas`` converts each partition as its task is built: about 0.5 ms a partition
+    (5 s at 10,000 partitions) even for numeric columns, which it then leaves as they are.
+
+    >>> import dask.dataframe as dd, pandas as pd
+    >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1.0, 2.0]}), npartitions=1)
+    >>> [r.operand("pyarrow_strings_enabled") for r in from_pandas_reads(without_idle_string_conversion(ddf))]
+    [False]
+    """
+    return without_string_conversion(ddf, _same_schema)
+
+
+def _same_schema(a, b) -> bool:
+    dtypes = (lambda m: list(m.dtypes)) if isinstance(a, pd.DataFrame) else (lambda m: [m.dtype])
+    return type(a) is type(b) and dtypes(a) == dtypes(b) and a.index.dtype == b.index.dtype
 
 
 def pandas_slices(ddf):

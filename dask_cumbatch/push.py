@@ -24,7 +24,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import graph
+from .dask import prepared
 from .engine import Carry, finish_ids, plan_frame
 from .options import BatchOptions
 
@@ -191,7 +191,7 @@ class PushBatcher:
         if self._schema is not None and schema != self._schema:
             raise ValueError(f"the pushed frame's columns/dtypes {_show(schema)} differ from the first frame's "
                              f"{_show(self._schema)}; push frames of one schema")
-        prep = graph.prepare_frame(frame, self.opts.weight, self.opts, adds_ids=True)
+        prep = prepared.prepare_frame(frame, self.opts.weight, self.opts, adds_ids=True)
         plan = plan_frame(frame, self.opts, prep.is_float, start=self._carry)
         ids = finish_ids(frame, self.opts, prep.is_float, plan.entries[0])
         self._schema, self._is_float, self._carry = schema, prep.is_float, plan.end_state

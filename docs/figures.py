@@ -418,7 +418,7 @@ def capture_summary_graph(ddf, weight, limit):
     with mock.patch.object(dask.base, "compute", recording), mock.patch.object(dask, "compute", recording):
         ddf.cumbatch.ids(weight, limit)
     if not captured or not captured[0]:
-        raise RuntimeError("could not record the summary pass: did dask_cumbatch.graph change how it computes?")
+        raise RuntimeError("could not record the summary pass: did dask_cumbatch.dask.summaries change how it computes?")
     return captured[0]
 
 

@@ -37,7 +37,7 @@ def test_task_spec_task_takes_keyword_arguments():
 
 
 def test_task_spec_task_passes_an_opaque_argument_as_it_is():
-    class Opaque:  # graph._Parts: partitions' tasks a fat task runs itself
+    class Opaque:  # dask_cumbatch.dask.gather._Parts: partitions' tasks a fat task runs itself
         def __init__(self, items):
             self.items = items
 

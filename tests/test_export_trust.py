@@ -339,7 +339,7 @@ def test_a_read_error_from_an_input_being_rewritten_names_the_input(tmp_path, mo
     # "Parquet file size is 4 bytes"); the export says which input changed instead
     import pyarrow as pa
 
-    from dask_cumbatch import graph
+    from dask_cumbatch.dask import summaries
 
     inp = write_inputs(tmp_path / "in", n_files=3)
     victim = os.path.join(inp, "in-002.parquet")
@@ -349,7 +349,7 @@ def test_a_read_error_from_an_input_being_rewritten_names_the_input(tmp_path, mo
         os.utime(victim, ns=(1, 1))
         raise pa.ArrowInvalid("Parquet file size is 4 bytes, smaller than the minimum file footer")
 
-    target = (graph, "plan_partitions") if phase == "summary" else (tasks, "export_partition")
+    target = (summaries, "plan_partitions") if phase == "summary" else (tasks, "export_partition")
     monkeypatch.setattr(*target, rewrite_and_fail)
     with dask.config.set(scheduler="sync"), pytest.raises(ExportError, match=r"input .*in-002.parquet changed"):
         to_files(inp, str(tmp_path / "out"), "w", 300, progress=False)

@@ -179,18 +179,19 @@ def test_input_is_read_at_most_twice_mid_sized_batches(tmp_path):
 
 
 def test_summary_pass_reads_only_weight_and_key_columns(tmp_path):
-    from dask_cumbatch import graph, options
+    from dask_cumbatch import options
+    from dask_cumbatch.dask.gather import SummarySource
 
     pd.DataFrame({"w": np.arange(6000) % 7, "k": np.arange(6000) // 900, "text": ["x" * 50] * 6000,
                   "other": np.arange(6000.0)}).to_parquet(tmp_path / "in.parquet", row_group_size=500)
     ddf = dd.read_parquet(tmp_path / "in.parquet", split_row_groups=True)
     opts = options.BatchOptions.make("w", 20, by="k")
-    source = graph.SummarySource(ddf, opts)
+    source = SummarySource(ddf, opts)
     assert list(source.frame.columns) == ["w", "k"]
     assert source.frame.npartitions == ddf.optimize().npartitions == 12
     # a projection by the user: Dask fuses its partitions when a task is mapped over it
     narrow = dd.read_parquet(tmp_path / "in.parquet", split_row_groups=True)[["w", "k"]]
-    fused = graph.SummarySource(narrow, opts)
+    fused = SummarySource(narrow, opts)
     assert fused.frame.npartitions == len(narrow.map_partitions(len).compute()) < 12
     for i, frame in enumerate((ddf, narrow)):
         got = frame.cumbatch.ids("w", 20, by="k").compute()

@@ -109,18 +109,18 @@ def test_in_memory_column_and_per_partition_summaries_give_the_reference_ids(dat
     """A ``from_pandas`` frame without keys is summarised from its one weight column (sliced
     per partition, no pandas each); the same ids as the per-partition pass and the reference."""
     from conftest import make_ddf
-    from dask_cumbatch import graph
+    from dask_cumbatch.dask import in_memory
 
     opts, _ = data.draw(options())
     w, dtype, limit = data.draw(weights_and_limit(mode=opts["mode"]))
     want = reference_ids(w, limit, **opts)
     pdf, ddf = make_ddf(w, dtype=dtype, npartitions=data.draw(st.integers(1, 12)))
     kw = call_opts(opts, False)
-    with mock.patch.object(graph, "_gather_column", wraps=graph._gather_column) as spy:
+    with mock.patch.object(in_memory, "gather_column", wraps=in_memory.gather_column) as spy:
         sliced = ids_of(ddf, limit, kw)
     eligible = pdf["w"].dtype.kind in "fi" and pdf["w"].dtype.itemsize == 8
     assert spy.called == eligible
-    with mock.patch.object(graph, "in_memory_column", lambda *a: None):
+    with mock.patch.object(in_memory, "in_memory_column", lambda *a: None):
         per_partition = ids_of(ddf, limit, kw)
     assert sliced == want
     assert per_partition == want

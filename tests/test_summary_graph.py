@@ -17,7 +17,8 @@ from conftest import ids_list
 from reference import reference_ids
 
 import dask_cumbatch  # noqa: F401  (registers the accessors)
-from dask_cumbatch import graph
+from dask_cumbatch import dask_compat
+from dask_cumbatch.dask import gather, in_memory
 from dask_cumbatch.options import BatchOptions
 
 pytestmark = pytest.mark.usefixtures("threaded")
@@ -43,11 +44,11 @@ def test_many_partitions_are_summarised_in_few_tasks(mode, source):
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=3000)
     if source == "computed column":  # each partition's own tasks, run inside the fat tasks
         ddf = ddf.assign(w=ddf.w + 0)
-        assert graph.in_memory_column(graph.SummarySource(ddf, BatchOptions.make("w", 20)).frame,
+        assert in_memory.in_memory_column(gather.SummarySource(ddf, BatchOptions.make("w", 20)).frame,
                                       BatchOptions.make("w", 20)) is None
     with _CountTasks() as counted:
         ids = ddf.cumbatch.ids("w", 20, mode=mode)  # the plan (summary pass) runs here
-    assert counted.tasks <= graph.FAT_TASKS + 2, counted.tasks  # 3,000 partitions, not 3,000 tasks
+    assert counted.tasks <= gather.FAT_TASKS + 2, counted.tasks  # 3,000 partitions, not 3,000 tasks
     assert ids_list(ids) == reference_ids(w.tolist(), 20, mode=mode)
 
 
@@ -55,8 +56,8 @@ def test_partitions_sharing_tasks_are_summarised_one_task_each():
     # repartition: an output partition is cut from two input partitions, which two outputs share
     w = _weights(500)
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=7).repartition(npartitions=3)
-    frame = graph.SummarySource(ddf, BatchOptions.make("w", 20)).frame
-    assert graph._own_tasks(frame) is None
+    frame = gather.SummarySource(ddf, BatchOptions.make("w", 20)).frame
+    assert dask_compat.partition_tasks(frame) is None
     for mode in ("greedy", "fill", "floor"):
         assert ids_list(ddf.cumbatch.ids("w", 20, mode=mode)) == reference_ids(w.tolist(), 20, mode=mode)
 
@@ -69,7 +70,7 @@ def test_string_keys_keep_their_conversion_and_numeric_reads_skip_it():
         ddf = dd.from_pandas(pdf, npartitions=9)
 
     def conversion(opts):
-        frame = graph.SummarySource(ddf, opts).frame
+        frame = gather.SummarySource(ddf, opts).frame
         return [r.operand("pyarrow_strings_enabled") for r in frame.expr.find_operations(FromPandas)]
 
     assert conversion(BatchOptions.make("w", 20)) == [False]  # weights only: nothing to convert
@@ -82,8 +83,8 @@ def test_a_partition_of_several_tasks_runs_inside_one_fat_task():
     w = _weights(2400)
     pieces = [pd.DataFrame({"w": w[i:i + 200]}, index=range(i, i + 200)) for i in range(0, 2400, 200)]
     ddf = dd.from_delayed([dask.delayed(lambda p: p)(p) for p in pieces], meta=pieces[0].iloc[:0])
-    frame = graph.SummarySource(ddf, BatchOptions.make("w", 20)).frame
-    parts = graph._own_tasks(frame)
+    frame = gather.SummarySource(ddf, BatchOptions.make("w", 20)).frame
+    parts = dask_compat.partition_tasks(frame)
     assert parts is not None and all(len(p.graph) >= 2 for p in parts)  # the piece, then the call
     assert ids_list(ddf.cumbatch.ids("w", 20)) == reference_ids(w.tolist(), 20)
 
@@ -113,12 +114,12 @@ def test_a_partition_s_own_tasks_run_once_and_let_go_of_what_is_used():
 
     own = {"a": Task("a", make), "b": Task("b", step, TaskRef("a")), "c": Task("c", step, TaskRef("b")),
            "d": Task("d", last, TaskRef("b"), TaskRef("c"))}
-    assert graph._Deferred(own, "d").run() == 3  # b = 1, c = 2
+    assert dask_compat.PartitionTasks(own, "d").run() == 3  # b = 1, c = 2
     assert len(made) == 1 and calls == ["piece", 1]  # each task ran once, b although c and d use it
 
 
 def _sliced(ddf, opts) -> bool:
-    return graph.in_memory_column(graph.SummarySource(ddf, opts).frame, opts) is not None
+    return in_memory.in_memory_column(gather.SummarySource(ddf, opts).frame, opts) is not None
 
 
 def test_an_in_memory_frame_is_summarised_from_slices_of_its_column():
@@ -159,17 +160,17 @@ def test_small_in_memory_partitions_are_summarised_in_the_calling_thread(monkeyp
     import threading
 
     seen = set()
-    summarize = graph._summarize_slices
+    summarize = in_memory._summarize_slices
 
     def spy(*args):
         seen.add(threading.get_ident())
         return summarize(*args)
 
-    monkeypatch.setattr(graph, "_summarize_slices", spy)
+    monkeypatch.setattr(in_memory, "_summarize_slices", spy)
     w = _weights(4000, seed=4)
     ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=40)
     for bound, in_caller in ((1 << 16, True), (1, False)):
-        monkeypatch.setattr(graph, "GIL_BOUND_ROWS", bound)
+        monkeypatch.setattr(in_memory, "GIL_BOUND_ROWS", bound)
         seen.clear()
         ids = ddf.cumbatch.ids("w", 20)  # the plan's summary pass runs here
         assert seen and (seen == {threading.get_ident()}) == in_caller, seen

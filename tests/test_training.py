@@ -130,10 +130,10 @@ def test_for_epoch_reuses_plan(tokens, monkeypatch):
     with dask.config.set(scheduler="threads"):
         it = ddf.cumbatch.iter_batches("n_tokens", LIMIT, epoch=0, **SHUFFLED)
         calls = []
-        from dask_cumbatch import graph
+        from dask_cumbatch.dask import summaries
 
-        real = graph.plan_partitions
-        monkeypatch.setattr(graph, "plan_partitions", lambda *a, **k: calls.append(1) or real(*a, **k))
+        real = summaries.plan_partitions
+        monkeypatch.setattr(summaries, "plan_partitions", lambda *a, **k: calls.append(1) or real(*a, **k))
         e1 = it.for_epoch(1)
         again = ddf.cumbatch.iter_batches("n_tokens", LIMIT, epoch=1, **SHUFFLED)
         assert run(e1) == run(again)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import time
 
-from ..graph import prepare_frame
+from ..dask.prepared import prepare_frame
 from ..options import OPTIONS, BatchOptions, unexpected_keyword
 from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
 from .follow import FollowResult, follow

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from dask import delayed
 
-from .. import graph
+from ..dask import prepared, summaries
+from ..dask_compat import as_mapped
 from ..engine import Carry, scan, summarize, weight_values
 from ..options import BatchOptions, keyword
 from . import tasks
@@ -285,7 +286,7 @@ class Run:
         new_entries = self.run["inputs"][self.run["first_new"]:]
         # no start flags kept between the passes: an export holds O(partition) memory per worker
         opts = self.opts.with_(extra={**self.opts.extra, "keep_flags": False})
-        self.prep = graph.prepare_frame(self.job.source.ddf(new_entries), self.opts.weight, opts)
+        self.prep = prepared.prepare_frame(self.job.source.ddf(new_entries), self.opts.weight, opts)
         meta = self.prep.ddf._meta
         self.keep_index = any(n is not None for n in meta.index.names)
         self.schema = output_schema(meta, self.opts.name, self.keep_index)
@@ -300,7 +301,7 @@ class Run:
             self.start = self.checked_start(opts)
         with progress_context(self.job.progress, self.job.client):
             with self.input_errors():
-                self.plan_ = graph.plan_partitions(self.prep, self.start)
+                self.plan_ = summaries.plan_partitions(self.prep, self.start)
         self.check_skips()
 
     def check_skips(self) -> None:
@@ -348,7 +349,7 @@ class Run:
         entries = self.plan_.entries
         # named, not tokenized: hashing thousands of entries costs more than the graph
         shared = delayed(tasks.PartitionWork(self.ctx, entries), name=f"cumbatch-work-{uuid.uuid4().hex}")
-        parts = graph.as_mapped(self.prep.ddf).map_partitions(
+        parts = as_mapped(self.prep.ddf).map_partitions(
             tasks.export_mapped, shared, meta=pd.Series([], dtype=object), enforce_metadata=False,
             align_dataframes=False).to_delayed(optimize_graph=True)
         if len(parts) != len(entries):  # pragma: no cover - a change in Dask or the core
@@ -580,7 +581,7 @@ class Run:
         table = ipc_read(self.saved[name.rsplit("/", 1)[1]] if self.fresh else self.folder.read(name))
         last = base["batches"][-1]
         rows = table.filter(pc.equal(table.column(self.opts.name), last["batch"])).to_pandas()
-        prep = graph.prepare_frame(rows, self.opts.weight, opts, adds_ids=False)  # the rows hold their ids
+        prep = prepared.prepare_frame(rows, self.opts.weight, opts, adds_ids=False)  # the rows hold their ids
         values, _ = weight_values(rows[self.opts.weight])
         stats = tasks.stats_of(np.full(len(rows), last["batch"]), values, prep.is_float) if len(rows) else []
         if stats != [[last["batch"], last["rows"], last["total"]]]:

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from .. import graph
+from ..dask.scheduler import active_client
 from .folder import ExportError, one_line
 
 STALL_SECONDS = 30.0  # a line on stderr when no task of a cluster run finished for this long
@@ -68,7 +68,7 @@ def resolve_scheduler(scheduler):
     import dask
 
     if scheduler is None:
-        client = graph.active_client()
+        client = active_client()
         configured = dask.config.get("scheduler", None)
         if client is not None or (configured is not None and configured not in LOCAL_SCHEDULERS):
             yield client

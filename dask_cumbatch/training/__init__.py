@@ -6,7 +6,7 @@ the data's values or of timing, so it is the same on every run, every scheduler 
 machine that sees the same input partitioning:
 
 1. **Arrival order.** The output partitions (whole batches each, see
-   :func:`dask_cumbatch.graph.repartition`) are read one after the other: in order, or with
+   :func:`dask_cumbatch.dask.repartition.repartition`) are read one after the other: in order, or with
    ``shuffle="batches"`` in a random permutation.
 2. **Shuffle buffer.** With ``shuffle="batches"`` the arriving batch ids pass through a buffer of
    ``shuffle_buffer`` slots: once full, each arrival evicts a uniformly chosen slot, which is

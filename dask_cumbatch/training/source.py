@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import graph
+from ..dask import repartition
 
 
 @dataclass
@@ -29,14 +29,14 @@ class BatchSource:
 
     @classmethod
     def from_plan(cls, prep, plan, batches_per_partition=None, sync=False) -> "BatchSource":
-        """The source of a planned frame (``prep`` and ``plan`` from the Dask layer, graph.py).
+        """The source of a planned frame (``prep`` and ``plan`` from the Dask layer, dask_cumbatch.dask).
 
         >>> import pandas as pd, dask_cumbatch
         >>> pd.DataFrame({"w": [1] * 6}).cumbatch.iter_batches("w", 2, batches_per_partition=2).source.ranges
         [(0, 1), (2, 2)]
         """
-        collection = graph.repartition(prep, plan, batches_per_partition)
-        ranges = graph.output_ranges(plan, batches_per_partition)
+        collection = repartition.repartition(prep, plan, batches_per_partition)
+        ranges = repartition.output_ranges(plan, batches_per_partition)
         if ranges and collection.npartitions != len(ranges):  # pragma: no cover - graph contract
             raise RuntimeError("repartition and output_ranges disagree on the partition count")
         return cls(collection, prep.opts.name, [tuple(map(int, r)) for r in ranges], int(plan.n_batches), sync)
