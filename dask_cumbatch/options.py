@@ -493,7 +493,7 @@ def takes_options(extra=(), docs=None):
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """The validated batching options (see DESIGN.md for their meaning).
+    """The validated batching options (docs/design.md gives their meaning).
 
     Construct with :meth:`BatchOptions.make`, which checks every value.
 
