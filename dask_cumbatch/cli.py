@@ -549,11 +549,11 @@ def _message(exc: BaseException) -> str:
     return text
 
 
-_STORE_WARNING = r".*takes no lock"  # export.folder.StoreWarning (matched by text: no import at start-up)
+_STORE_WARNING = r".*takes no lock"  # errors.StoreWarning (matched by text: no import at start-up)
 
 
 def _show_store_warnings() -> None:
-    """Show an export's :class:`~dask_cumbatch.export.folder.StoreWarning` (a store it cannot
+    """Show an export's :class:`~dask_cumbatch.errors.StoreWarning` (a store it cannot
     lock) as one line on stderr, whatever the other warnings' filter."""
     import re
 

@@ -27,7 +27,8 @@ import time
 
 from ..graph import prepare_frame
 from ..options import OPTIONS, BatchOptions, unexpected_keyword
-from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
+from ..errors import ExportError
+from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, Folder, WriterLock, file_name
 from .follow import FollowResult, follow
 from .formats import FORMATS, encode
 from .inputs import Source, list_inputs, read_inputs
@@ -36,8 +37,6 @@ from .manifest import check_export_arguments, export_settings, validate_manifest
 from .progress import compute, isatty, progress_context, resolve_scheduler, show_progress
 from .reader import follow_batches
 from .status import folder_status
-
-ExportError.__module__ = __name__  # its public home (tracebacks, doctests): dask_cumbatch.export
 
 __all__ = [
     "to_files",

@@ -35,6 +35,7 @@ import time
 import uuid
 import warnings
 
+from ..errors import ExportError, StoreWarning
 from ..options import hinted, keyword
 
 MANIFEST = "_manifest.json"
@@ -58,20 +59,6 @@ DEFAULT_LEASE = 60.0
 # s3fs sends If-None-Match: *; the memory filesystem checks and creates in one step
 CONDITIONAL_CREATE = ("s3", "s3a", "memory")
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-class ExportError(RuntimeError):
-    """An export that cannot go on; the message is one line that says what to do.
-
-    >>> import tempfile, pandas as pd
-    >>> from dask_cumbatch.export import to_files
-    >>> out = tempfile.mkdtemp()
-    >>> open(f"{out}/notes.txt", "w").write("mine")
-    4
-    >>> to_files(pd.DataFrame({"w": [1, 2]}), out, "w", 3)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    dask_cumbatch.export.ExportError: output folder ... is not empty and holds no finished cumbatch export ...
-    """
 
 
 def export_error(message: str, *settings) -> ExportError:
@@ -611,11 +598,6 @@ def holder_info() -> dict:
 
     return {"pid": os.getpid(), "host": socket.gethostname(),
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-
-
-class StoreWarning(UserWarning):
-    """An export into a store that offers no conditional create: it cannot take a lock, so
-    running one writer at a time into the folder is the user's job (docs/export.md)."""
 
 
 def lease_seconds() -> float:
