@@ -81,7 +81,7 @@ def _batching_options(p: argparse.ArgumentParser) -> None:
 
 
 def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= ``minimum``."""
+    """An argparse type: a whole number >= ``minimum`` (:func:`~dask_cumbatch.options.count_argument`)."""
 
     def parse(text: str) -> int:
         return count_argument(text, minimum)

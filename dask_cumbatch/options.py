@@ -242,6 +242,25 @@ def whole_number(name: str, value, minimum: int = 1, *, optional: bool = False) 
     return int(value)
 
 
+def one_of(name: str, value, allowed):
+    """Check a choice option: ``value`` if it is one of ``allowed``; the one choice validator.
+
+    The error names the Python keyword (the command line shows the flag, see :func:`hinted`)
+    and, for a misspelt string, the closest choice.
+
+    >>> one_of("cost", "sum", ("sum", "padded"))
+    'sum'
+    >>> one_of("cost", "pad", ("sum", "padded"))
+    Traceback (most recent call last):
+    ValueError: cost='pad' is not one of 'sum', 'padded'; did you mean 'padded'?
+    """
+    if value not in allowed:
+        hint = _close_match(value, allowed) if isinstance(value, str) else ""
+        raise hinted(ValueError(f"{keyword(name, value)} is not one of {', '.join(map(repr, allowed))}{hint}"),
+                     (name, value))
+    return value
+
+
 def _key_columns(value) -> tuple:
     if value is None:
         return ()
@@ -297,12 +316,7 @@ class Option:
         (('user',), None)
         """
         if self.kind == "choice":
-            if value not in self.allowed:
-                allowed = ", ".join(map(repr, self.allowed))
-                hint = _close_match(value, self.allowed) if isinstance(value, str) else ""
-                raise hinted(ValueError(f"{keyword(self.name, value)} is not one of {allowed}{hint}"),
-                             (self.name, value))
-            return value
+            return one_of(self.name, value, self.allowed)
         if self.kind == "count":
             return whole_number(self.name, value, 1, optional=True)
         if self.kind == "columns":
@@ -340,10 +354,14 @@ class Option:
 
 
 def count_argument(text: str, minimum: int = 1) -> int:
-    """Parse a command-line whole number >= ``minimum`` (an ``argparse`` type).
+    """Parse a command-line whole number >= ``minimum`` (an ``argparse`` type; checked by
+    :func:`whole_number`, its error one line).
 
     >>> count_argument("8")
     8
+    >>> count_argument("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: expected a number >= 1, got 0
     """
     import argparse
 
@@ -351,9 +369,10 @@ def count_argument(text: str, minimum: int = 1) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-    return value
+    try:
+        return whole_number("value", value, minimum)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}") from None
 
 
 _SPEC = (

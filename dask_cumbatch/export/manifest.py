@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine import Carry
-from ..options import BatchOptions, keyword
+from ..options import BatchOptions, keyword, one_of, whole_number
 from .folder import (
     CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, SUCCESS, ExportError, Folder,
     check_plain_name, export_error, file_name, one_line, redo_hint, sha256,
@@ -23,23 +23,16 @@ SETTING_KEYS = ("weight", "limit", "mode", "max_rows", "by", "cost", "oversize",
                 "multiple", "sort_window", "format", "batches_per_file")
 
 
-def _whole_number(value, minimum: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
-
-
 def check_export_arguments(options: BatchOptions, fmt, batches_per_file, max_skips) -> None:
     """Check the export's own arguments (the batching options are checked by ``BatchOptions``).
 
     >>> check_export_arguments(BatchOptions.make("w", 5), "csv", 0, None)
     Traceback (most recent call last):
-    ValueError: batches_per_file must be a whole number >= 1, got 0
+    ValueError: batches_per_file must be >= 1, got 0
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format={fmt!r} is not one of {', '.join(map(repr, FORMATS))}")
-    if not _whole_number(batches_per_file, 1):
-        raise ValueError(f"batches_per_file must be a whole number >= 1, got {batches_per_file!r}")
-    if max_skips is not None and not _whole_number(max_skips, 0):
-        raise ValueError(f"max_skips must be a whole number >= 0 or None, got {max_skips!r}")
+    one_of("format", fmt, tuple(FORMATS))
+    whole_number("batches_per_file", batches_per_file, 1)
+    whole_number("max_skips", max_skips, 0, optional=True)
     if options.name == options.weight or options.name in options.by:
         raise ValueError(f"name={options.name!r} would overwrite the weight or by= column; pick another id column name")
 
