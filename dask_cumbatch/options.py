@@ -281,6 +281,8 @@ class Option:
 
     ``kind`` is ``"choice"`` (one of ``choices``), ``"count"`` (a whole number >= 1 or None),
     ``"columns"`` (a column name or a list of them) or ``"column"`` (one new column name).
+    ``changes_result`` says whether the option can change the ids or the frames: an export
+    records those (:data:`RESULT_OPTIONS`) and refuses to resume or append with other values.
 
     >>> OPTIONS["mode"].check("fill"), OPTIONS["max_rows"].flag
     ('fill', '--max-rows')
@@ -294,6 +296,7 @@ class Option:
     choices: tuple = ()  # or a function returning them (modes: plug-ins add names)
     metavar: str | None = None
     cli_note: str = ""
+    changes_result: bool = True
 
     @property
     def flag(self) -> str:
@@ -410,11 +413,16 @@ _SPEC = (
            metavar="N"),
     Option("device", "cpu", "choice", "where the kernels run: cpu (default), auto or gpu",
            "'auto' uses the GPU only for partitions where it was measured faster than the CPU "
-           "(for now none: see the GPU guide), else the CPU.", choices=DEVICES),
+           "(for now none: see the GPU guide), else the CPU.", choices=DEVICES,
+           changes_result=False),  # every device gives the same ids, bit for bit
 )
 
 OPTIONS = {o.name: o for o in _SPEC}
 """The batching options by name, in signature order: the one spec every entry point uses."""
+
+RESULT_OPTIONS = tuple(o.name for o in _SPEC if o.changes_result)
+"""The options that can change the ids or the frames (all but ``device``), in spec order: what
+an export records with its ``weight``, ``limit``, ``format`` and ``batches_per_file``."""
 
 
 def option_parameters() -> list:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 
 import numpy as np
 import pandas as pd
 
 from ..engine import Carry
-from ..options import BatchOptions, keyword, one_of, whole_number
+from ..options import OPTIONS, RESULT_OPTIONS, BatchOptions, keyword, one_of, whole_number
 from .folder import (
     CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, SUCCESS, ExportError, Folder,
     check_plain_name, export_error, file_name, one_line, redo_hint, sha256,
@@ -19,8 +20,9 @@ MANIFEST_KIND = "dask-cumbatch export"
 MANIFEST_VERSION = 2  # 2: rejects and open rows under _cumbatch/, a checksum of the manifest itself
 LEGACY_VERSION = 1
 _EXTRA_FILES = {2: {"rejects": REJECTS, "open": OPEN}, 1: {"rejects": LEGACY_REJECTS, "open": LEGACY_OPEN}}
-SETTING_KEYS = ("weight", "limit", "mode", "max_rows", "by", "cost", "oversize", "invalid", "name",
-                "multiple", "sort_window", "format", "batches_per_file")
+# What an export records and a later run must repeat: the options that change the result
+# (options.RESULT_OPTIONS, from the option spec) between the arguments that frame them.
+SETTING_KEYS = ("weight", "limit", *RESULT_OPTIONS, "format", "batches_per_file")
 
 
 def check_export_arguments(options: BatchOptions, fmt, batches_per_file, max_skips) -> None:
@@ -46,12 +48,29 @@ def export_settings(opts: BatchOptions, fmt: str, bpf: int) -> dict:
     limit = opts.limit
     if isinstance(limit, float) and limit.is_integer() and abs(limit) < 2**53:
         limit = int(limit)
-    return {
-        "weight": opts.weight, "limit": limit, "mode": opts.mode, "max_rows": opts.max_rows,
-        "by": list(opts.by), "cost": opts.cost, "oversize": opts.oversize, "invalid": opts.invalid,
-        "name": opts.name, "multiple": opts.multiple, "sort_window": opts.sort_window,
-        "format": fmt, "batches_per_file": bpf,
-    }
+    options = {key: getattr(opts, key) for key in RESULT_OPTIONS}
+    options["by"] = list(options["by"])  # JSON has lists, not tuples
+    return {"weight": opts.weight, "limit": limit, **options, "format": fmt, "batches_per_file": bpf}
+
+
+def settings_doc(indent: str = "") -> str:
+    """The paragraph of :func:`~dask_cumbatch.export.to_files`' docstring on its batching options
+    and the settings an export records, generated from the option spec and :data:`SETTING_KEYS`.
+
+    >>> print(settings_doc()[:92])
+    ``limit`` and ``**opts`` are the batching options of ``ddf.cumbatch.repartition`` (``mode``,
+    """
+    def names(keys):
+        return ", ".join(f"``{key}``" for key in keys)
+
+    text = (f"``limit`` and ``**opts`` are the batching options of ``ddf.cumbatch.repartition`` "
+            f"({names(OPTIONS)}); a keyword that is neither raises ``TypeError`` naming "
+            f"``to_files`` and the closest one. The folder records the settings that decide its "
+            f"files ({names(SETTING_KEYS)}): a resume or an append with any of them changed is "
+            f"refused (``overwrite=True`` starts over). "
+            + " ".join(f"``{o}``" for o in OPTIONS if o not in SETTING_KEYS)
+            + " may differ between runs: it does not change the result.")
+    return textwrap.fill(text, 96, initial_indent=indent, subsequent_indent=indent)
 
 
 def check_same_settings(recorded: dict, current: dict, what: str) -> None:
