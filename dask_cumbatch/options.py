@@ -17,40 +17,40 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-MODES = ("greedy", "fill", "floor")
+MODES = ("greedy", "fill", "floor")  # the built-in modes, in the order messages list them
 COSTS = ("sum", "padded")
 OVERSIZE = ("allow", "raise")
 INVALID = ("raise", "skip")
 DEVICES = ("cpu", "auto", "gpu")
-_PLUGIN_MODES: list = []  # names added by dask_cumbatch.engine.modes.register_mode
 
 
 def add_mode_name(name: str) -> None:
-    """Accept ``mode=name`` (called by ``engine.modes.register_mode``).
+    """Nothing: :func:`known_modes` reads the engine's registry itself. Kept while
+    ``engine.modes.register_mode`` calls it.
 
     >>> add_mode_name("greedy"); "greedy" in known_modes()
     True
     """
-    if name not in MODES and name not in _PLUGIN_MODES:
-        _PLUGIN_MODES.append(name)
 
 
 def remove_mode_name(name: str) -> None:
-    """Stop accepting a plug-in mode's name (built-in modes stay).
+    """Nothing: :func:`known_modes` reads the engine's registry itself. Kept while
+    ``engine.modes.unregister_mode`` calls it.
 
     >>> remove_mode_name("no-such-mode")
     """
-    if name in _PLUGIN_MODES:
-        _PLUGIN_MODES.remove(name)
 
 
 def known_modes() -> tuple:
-    """The built-in modes and the registered plug-in modes.
+    """The modes ``mode=`` accepts: the built-in ones, then the plug-ins registered with
+    ``engine.register_mode``. The engine's registry is the one list of modes; this reads it.
 
     >>> known_modes()[:3]
     ('greedy', 'fill', 'floor')
     """
-    return MODES + tuple(_PLUGIN_MODES)
+    from .engine.modes import registered_modes
+
+    return MODES + tuple(name for name in registered_modes() if name not in MODES)
 
 _UNITS = {
     "": 1,
