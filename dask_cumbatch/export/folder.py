@@ -165,8 +165,8 @@ def _encode(value) -> str:
 
 def _local_listing(root: str, under: str) -> dict:
     """:meth:`Folder.listing` of a local folder: one ``scandir`` and one ``lstat`` per entry
-    (fsspec's ``ls(detail=True)`` costs 4x more per entry, and an append lists the folder,
-    which grows with every batch, several times). The entries' ``info`` as fsspec gives it:
+    (fsspec's ``ls(detail=True)`` costs several times more per entry, docs/performance.md, and
+    an append lists the folder, which grows with every batch, several times). The entries' ``info`` as fsspec gives it:
     ``type`` and ``size`` of a link's target, plus ``islink``."""
     try:
         entries = os.scandir(root)
@@ -358,8 +358,9 @@ class Folder:
     def make_durable(self, names) -> None:
         """Make files written with ``durable=False`` durable, renames included: one ``syncfs``
         of the folder's file system where the OS offers it (Linux), else an fsync of each file
-        and of the folders holding them. One call per task instead of one fsync per file
-        (0.7 to 1.9 ms each on a shared disk: most of the time of an export of small files).
+        and of the folders holding them. One call per task instead of one fsync per file (on a
+        shared disk those fsyncs were most of the time of an export of small files,
+        docs/performance.md).
 
         >>> import tempfile
         >>> folder = Folder(tempfile.mkdtemp())
