@@ -14,7 +14,7 @@ at keep working and give the same classes.
 - :class:`ExportError` (a ``RuntimeError``): an export, append, follow, status or reader that
   cannot go on (a folder that is not an export, locked by another writer, damaged or changed
   inputs, a full disk); its message is one line that says what to do. Raised by
-  :mod:`dask_cumbatch.export` and shown by ``cumbatch`` as ``cumbatch: error: ...``.
+  ``dask_cumbatch.export`` and shown by ``cumbatch`` as ``cumbatch: error: ...``.
 - :class:`StoreWarning` (a ``UserWarning``): an export into a store that offers no conditional
   create, so it takes no lock. Warned by :func:`~dask_cumbatch.export.to_files` and ``cumbatch
   export``.
