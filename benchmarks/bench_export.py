@@ -26,8 +26,8 @@ LocalCluster with one thread per worker; it is compared with one partition's in-
 ``--file-floor`` adds two plain writes of as many files as the export wrote (each partition cut
 into equal slices, each slice encoded by the export's own encoder, so with the same compression
 and dictionaries, and written in place): one with no other work, and one that first reads the
-weight column once, as the contract's two passes do (DESIGN.md: data needed twice is read again
-from the source, never persisted). Neither has a plan, batch ids, checksums, temporary names or
+weight column once, as the contract's two passes do (docs/design.md, "Out of core and at
+scale": data needed twice is read again from the source, never persisted). Neither has a plan, batch ids, checksums, temporary names or
 ``syncfs``, so the export's own overhead is told from the cost of its file count and of its
 second read.
 
@@ -100,7 +100,9 @@ if sched.startswith("tcp://"):
 else:
     dask.config.set(scheduler=sched)
 ddf = dd.read_parquet(inp)
-if weight:  # the contract's first pass (DESIGN.md: data needed twice is read twice): the weights
+# The contract's first pass (docs/design.md, "Out of core and at scale": data needed twice is
+# read twice): the weights.
+if weight:
     ddf[weight].sum().compute()
 os.makedirs(out)
 def write(df, partition_info=None):

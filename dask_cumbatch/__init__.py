@@ -10,6 +10,7 @@ Exact, parallel and out of core, on pandas and Dask. ``import dask_cumbatch`` re
 from .accessor import CumbatchDataFrameAccessor, CumbatchSeriesAccessor, register
 from .options import BatchOptions, parse_limit
 from .engine import Carry, InputChangedError, OversizeError, WeightError
+from . import errors
 from .result import BatchPlan
 from .push import PushBatcher
 

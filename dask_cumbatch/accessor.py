@@ -39,8 +39,8 @@ KeyError
 ValueError
     An option value out of range; a ``name`` the frame already has as a column or
     index level, where the ids become a column; invalid weights with ``invalid='raise'``
-    (:class:`~dask_cumbatch.WeightError`); a row over the limit with
-    ``oversize='raise'`` (:class:`~dask_cumbatch.OversizeError`).""",
+    (:class:`~dask_cumbatch.errors.WeightError`); a row over the limit with
+    ``oversize='raise'`` (:class:`~dask_cumbatch.errors.OversizeError`).""",
 }
 
 class _Batcher:

@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 
-from .options import OPTIONS, close_match, count_argument, for_cli
+from .options import OPTIONS, RESULT_OPTIONS, close_match, count_argument, for_cli
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -81,7 +81,7 @@ def _batching_options(p: argparse.ArgumentParser) -> None:
 
 
 def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= ``minimum``."""
+    """An argparse type: a whole number >= ``minimum`` (:func:`~dask_cumbatch.options.count_argument`)."""
 
     def parse(text: str) -> int:
         return count_argument(text, minimum)
@@ -439,6 +439,27 @@ def status_exit_code(st: dict) -> int:
     return STATUS_INTERRUPTED
 
 
+_ALWAYS_SHOWN = ("mode", "cost")  # the cutting rule, shown even at its default
+
+
+def _options_shown(settings: dict) -> str:
+    """The settings of ``cumbatch status``' options line: the weight, the limit, the cutting
+    rule, each other option that changes the result and is not at its default (from the
+    option spec), and the format.
+
+    >>> _options_shown({"weight": "w", "limit": 5000, "mode": "fill", "cost": "sum", "by": [],
+    ...                 "max_rows": 8, "invalid": "skip", "name": "batch", "format": "csv"})
+    "weight='w' limit=5,000 mode='fill' cost='sum' max_rows=8 invalid='skip' format='csv'"
+    """
+    def is_set(key):
+        return settings.get(key) not in (None, [], (), OPTIONS[key].default)
+
+    keys = list(_ALWAYS_SHOWN) + [k for k in RESULT_OPTIONS if k not in _ALWAYS_SHOWN and is_set(k)]
+    shown = [f"weight={settings['weight']!r}", f"limit={settings['limit']:,}"]
+    shown += [f"{key}={settings[key]!r}" for key in keys] + [f"format={settings['format']!r}"]
+    return " ".join(shown)
+
+
 def cmd_status(args) -> int:
     from .export import ExportError, folder_status
 
@@ -461,11 +482,7 @@ def cmd_status(args) -> int:
         return code
     print(f"{st['path']}: {st['state']}" + _checked(st))
     if "batches" in st:
-        s = st["settings"]
-        extra = "".join(f" {k}={s[k]!r}" for k in ("max_rows", "by", "multiple", "sort_window")
-                        if s.get(k) not in (None, [], ()))
-        print(f"  options   weight={s['weight']!r} limit={s['limit']:,} mode={s['mode']!r}"
-              f" cost={s['cost']!r}{extra} format={s['format']!r}")
+        print(f"  options   {_options_shown(st['settings'])}")
         print(f"  batches   {st['batches']:,}")
         print(f"  rows      {st['rows']:,}" + (f" ({st['skipped']:,} rejected)" if st["skipped"] else ""))
         print(f"  files     {st['files']:,} ({st['bytes'] / 1e6:,.1f} MB)")
@@ -549,11 +566,11 @@ def _message(exc: BaseException) -> str:
     return text
 
 
-_STORE_WARNING = r".*takes no lock"  # export.folder.StoreWarning (matched by text: no import at start-up)
+_STORE_WARNING = r".*takes no lock"  # errors.StoreWarning (matched by text: no import at start-up)
 
 
 def _show_store_warnings() -> None:
-    """Show an export's :class:`~dask_cumbatch.export.folder.StoreWarning` (a store it cannot
+    """Show an export's :class:`~dask_cumbatch.errors.StoreWarning` (a store it cannot
     lock) as one line on stderr, whatever the other warnings' filter."""
     import re
 

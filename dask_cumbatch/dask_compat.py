@@ -30,14 +30,16 @@ Why each private use remains (what the public API lacks), tested on Dask 2025.7 
   source partition each partition of an optimised expression reads. Not public anywhere.
 - **An in-memory frame's slices** (:func:`pandas_slices`: ``FromPandas``, its ``_locations()``,
   ``_partitions``, ``_filtered``). The summary pass slices one NumPy column instead of building a
-  pandas frame per partition (0.35 s at 10,000 partitions); the row bounds of ``from_pandas``'s
-  partitions are not public (``divisions`` are index labels, not positions).
+  pandas frame per partition (a cost that grows with the partition count, docs/performance.md);
+  the row bounds of ``from_pandas``'s partitions are not public (``divisions`` are index labels,
+  not positions).
 - **String conversion of an in-memory read** (:func:`without_string_conversion`:
   ``FromPandas``'s ``pyarrow_strings_enabled`` operand, ``substitute_parameters``,
   ``Expr.substitute``). The ``dataframe.convert-string`` setting is read when ``from_pandas``
   is called, not when its tasks are built, so a frame made earlier can only be changed in its
-  expression (its conversion cost 0.5 ms a partition even for numeric columns);
-  :func:`without_idle_string_conversion` turns it off where it would convert nothing.
+  expression (its conversion costs time per partition even for numeric columns,
+  docs/performance.md); :func:`without_idle_string_conversion` turns it off where it would
+  convert nothing.
 - **A frame's input paths** (:func:`read_paths`: ``Expr.walk``, ``_parameters``, the ``path``
   operand), for the export's fingerprint of a ``read_parquet``/``read_csv`` frame. Dask keeps
   no public record of the files a collection reads.

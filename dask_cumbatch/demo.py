@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from .options import whole_number
+
 __all__ = ["make_frame", "write_dataset", "check_demo_folder", "DEFAULT_FOLDER", "DEFAULT_ROWS", "DEFAULT_PARTS",
            "DEFAULT_LIMIT"]
 
@@ -63,8 +65,7 @@ def write_dataset(folder, rows: int = DEFAULT_ROWS, parts: int = DEFAULT_PARTS, 
     >>> [os.path.basename(p) for p in paths]
     ['part-000.parquet', 'part-001.parquet', 'part-002.parquet']
     """
-    if rows < 0 or parts < 1:
-        raise ValueError("rows must be >= 0 and parts >= 1")
+    rows, parts = whole_number("rows", rows, 0), whole_number("parts", parts, 1)
     os.makedirs(folder, exist_ok=True)
     bounds = np.linspace(0, rows, parts + 1).round().astype(int)
     paths = [os.path.join(folder, f"part-{k:03d}.parquet") for k in range(parts)]

@@ -17,40 +17,40 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-MODES = ("greedy", "fill", "floor")
+MODES = ("greedy", "fill", "floor")  # the built-in modes, in the order messages list them
 COSTS = ("sum", "padded")
 OVERSIZE = ("allow", "raise")
 INVALID = ("raise", "skip")
 DEVICES = ("cpu", "auto", "gpu")
-_PLUGIN_MODES: list = []  # names added by dask_cumbatch.engine.modes.register_mode
 
 
 def add_mode_name(name: str) -> None:
-    """Accept ``mode=name`` (called by ``engine.modes.register_mode``).
+    """Nothing: :func:`known_modes` reads the engine's registry itself. Kept while
+    ``engine.modes.register_mode`` calls it.
 
     >>> add_mode_name("greedy"); "greedy" in known_modes()
     True
     """
-    if name not in MODES and name not in _PLUGIN_MODES:
-        _PLUGIN_MODES.append(name)
 
 
 def remove_mode_name(name: str) -> None:
-    """Stop accepting a plug-in mode's name (built-in modes stay).
+    """Nothing: :func:`known_modes` reads the engine's registry itself. Kept while
+    ``engine.modes.unregister_mode`` calls it.
 
     >>> remove_mode_name("no-such-mode")
     """
-    if name in _PLUGIN_MODES:
-        _PLUGIN_MODES.remove(name)
 
 
 def known_modes() -> tuple:
-    """The built-in modes and the registered plug-in modes.
+    """The modes ``mode=`` accepts: the built-in ones, then the plug-ins registered with
+    ``engine.register_mode``. The engine's registry is the one list of modes; this reads it.
 
     >>> known_modes()[:3]
     ('greedy', 'fill', 'floor')
     """
-    return MODES + tuple(_PLUGIN_MODES)
+    from .engine.modes import registered_modes
+
+    return MODES + tuple(name for name in registered_modes() if name not in MODES)
 
 _UNITS = {
     "": 1,
@@ -242,6 +242,25 @@ def whole_number(name: str, value, minimum: int = 1, *, optional: bool = False) 
     return int(value)
 
 
+def one_of(name: str, value, allowed):
+    """Check a choice option: ``value`` if it is one of ``allowed``; the one choice validator.
+
+    The error names the Python keyword (the command line shows the flag, see :func:`hinted`)
+    and, for a misspelt string, the closest choice.
+
+    >>> one_of("cost", "sum", ("sum", "padded"))
+    'sum'
+    >>> one_of("cost", "pad", ("sum", "padded"))
+    Traceback (most recent call last):
+    ValueError: cost='pad' is not one of 'sum', 'padded'; did you mean 'padded'?
+    """
+    if value not in allowed:
+        hint = _close_match(value, allowed) if isinstance(value, str) else ""
+        raise hinted(ValueError(f"{keyword(name, value)} is not one of {', '.join(map(repr, allowed))}{hint}"),
+                     (name, value))
+    return value
+
+
 def _key_columns(value) -> tuple:
     if value is None:
         return ()
@@ -262,6 +281,8 @@ class Option:
 
     ``kind`` is ``"choice"`` (one of ``choices``), ``"count"`` (a whole number >= 1 or None),
     ``"columns"`` (a column name or a list of them) or ``"column"`` (one new column name).
+    ``changes_result`` says whether the option can change the ids or the frames: an export
+    records those (:data:`RESULT_OPTIONS`) and refuses to resume or append with other values.
 
     >>> OPTIONS["mode"].check("fill"), OPTIONS["max_rows"].flag
     ('fill', '--max-rows')
@@ -275,6 +296,7 @@ class Option:
     choices: tuple = ()  # or a function returning them (modes: plug-ins add names)
     metavar: str | None = None
     cli_note: str = ""
+    changes_result: bool = True
 
     @property
     def flag(self) -> str:
@@ -297,12 +319,7 @@ class Option:
         (('user',), None)
         """
         if self.kind == "choice":
-            if value not in self.allowed:
-                allowed = ", ".join(map(repr, self.allowed))
-                hint = _close_match(value, self.allowed) if isinstance(value, str) else ""
-                raise hinted(ValueError(f"{keyword(self.name, value)} is not one of {allowed}{hint}"),
-                             (self.name, value))
-            return value
+            return one_of(self.name, value, self.allowed)
         if self.kind == "count":
             return whole_number(self.name, value, 1, optional=True)
         if self.kind == "columns":
@@ -340,10 +357,14 @@ class Option:
 
 
 def count_argument(text: str, minimum: int = 1) -> int:
-    """Parse a command-line whole number >= ``minimum`` (an ``argparse`` type).
+    """Parse a command-line whole number >= ``minimum`` (an ``argparse`` type; checked by
+    :func:`whole_number`, its error one line).
 
     >>> count_argument("8")
     8
+    >>> count_argument("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: expected a number >= 1, got 0
     """
     import argparse
 
@@ -351,9 +372,10 @@ def count_argument(text: str, minimum: int = 1) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-    return value
+    try:
+        return whole_number("value", value, minimum)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}") from None
 
 
 _SPEC = (
@@ -391,11 +413,16 @@ _SPEC = (
            metavar="N"),
     Option("device", "cpu", "choice", "where the kernels run: cpu (default), auto or gpu",
            "'auto' uses the GPU only for partitions where it was measured faster than the CPU "
-           "(for now none: see the GPU guide), else the CPU.", choices=DEVICES),
+           "(for now none: see the GPU guide), else the CPU.", choices=DEVICES,
+           changes_result=False),  # every device gives the same ids, bit for bit
 )
 
 OPTIONS = {o.name: o for o in _SPEC}
 """The batching options by name, in signature order: the one spec every entry point uses."""
+
+RESULT_OPTIONS = tuple(o.name for o in _SPEC if o.changes_result)
+"""The options that can change the ids or the frames (all but ``device``), in spec order: what
+an export records with its ``weight``, ``limit``, ``format`` and ``batches_per_file``."""
 
 
 def option_parameters() -> list:
@@ -493,7 +520,7 @@ def takes_options(extra=(), docs=None):
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """The validated batching options (see DESIGN.md for their meaning).
+    """The validated batching options (docs/design.md gives their meaning).
 
     Construct with :meth:`BatchOptions.make`, which checks every value.
 

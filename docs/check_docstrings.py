@@ -1,7 +1,7 @@
 """List the public names of dask_cumbatch whose docstring has no example (``>>>``).
 
 Public means: the names in ``dask_cumbatch.__all__``, the accessor methods, and the names in
-``__all__`` of the user-facing modules (export, training, torch, demo, engine, cli), with the
+``__all__`` of the user-facing modules (errors, export, training, torch, demo, engine, cli), with the
 public methods and properties of those classes. ``python docs/check_docstrings.py`` prints
 them; ``--strict`` exits with status 1 when there are any.
 """
@@ -11,7 +11,7 @@ import importlib
 import inspect
 import sys
 
-MODULES = ["dask_cumbatch", "dask_cumbatch.export", "dask_cumbatch.training", "dask_cumbatch.torch",
+MODULES = ["dask_cumbatch", "dask_cumbatch.errors", "dask_cumbatch.export", "dask_cumbatch.training", "dask_cumbatch.torch",
            "dask_cumbatch.demo", "dask_cumbatch.engine", "dask_cumbatch.cli"]
 EXTRA = {"dask_cumbatch.cli": ["main", "build_parser"], "dask_cumbatch.training": ["BatchIterator"],
          "dask_cumbatch.torch": ["CumbatchIterableDataset"]}

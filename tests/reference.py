@@ -1,10 +1,10 @@
 """A plain sequential reference for dask-cumbatch batch ids.
 
 This module is deliberately slow and simple: one Python loop over a list of weights that
-follows ``shared/DESIGN.md`` rule by rule. It is written independently of the library (it
+follows ``docs/design.md`` rule by rule. It is written independently of the library (it
 does not import ``dask_cumbatch``) so that the tests compare two separate implementations.
 
-Semantics (see DESIGN.md, "Batch ids"):
+Semantics (see docs/design.md, "Batch ids" and "Modes"):
 
 * Row 0 starts batch 0. Ids are dense: they step by exactly 1 where a new batch starts.
 * Row ``i > 0`` starts a new batch when
@@ -32,7 +32,7 @@ Semantics (see DESIGN.md, "Batch ids"):
   row ``i`` is tested again against that (new, shorter) batch. A group change (or the end of the
   data) ends a batch whatever its row count.
 
-Arithmetic (DESIGN.md, "Exactness"):
+Arithmetic (docs/design.md, "Exactness"):
 
 * Integer (and bool) weights are Python ints, summed exactly; a running sum that an int64
   accumulator would hold and that exceeds ``2**63 - 1`` raises ``ValueError`` (the library

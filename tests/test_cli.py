@@ -75,6 +75,19 @@ def test_export_options_are_passed(inp, tmp_path, capsys):
     assert "bid" in first.columns and len(first) <= 14
 
 
+def test_status_shows_every_result_option_that_is_set(inp, tmp_path, capsys):
+    """The options line lists the weight, the limit, mode and cost, each other option that changes
+    the result where it is not at its default (from the option spec), and the format."""
+    out = tmp_path / "o"
+    code, _, err = run(["export", inp, out, "-w", "w", "-l", "100", "--max-rows", "7", "--by", "k",
+                        "--invalid", "skip", "--name", "bid", "--format", "csv"], capsys)
+    assert code == 0, err
+    code, stdout, err = run(["status", out], capsys)
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("  options"))
+    assert line.split(None, 1)[1] == ("weight='w' limit=100 mode='greedy' cost='sum' max_rows=7 by=['k'] "
+                                      "invalid='skip' name='bid' format='csv'")
+
+
 def test_append_via_cli(inp, tmp_path, capsys):
     out = tmp_path / "o"
     other = tmp_path / "more"

@@ -1,7 +1,7 @@
 """Property tests: the library equals the sequential reference, for every partitioning.
 
 Each property draws weights (ints, floats, float32, bools, zeros, rows above the limit), a limit,
-options (every mode/cost/max_rows/by/multiple combination that DESIGN.md allows) and a
+options (every mode/cost/max_rows/by/multiple combination that docs/design.md allows) and a
 partitioning (``dd.from_pandas``, explicit partition sizes with empty and one-row partitions,
 known or unknown divisions), and asserts that ``cumbatch.ids`` gives exactly the ids of
 ``tests/reference.py``. Float weights are compared bitwise (the ids are equal); ``floor`` with
@@ -250,7 +250,7 @@ def test_series_accessor_equals_reference(data):
 def test_skip_invalid_equals_reference_on_valid_rows(data):
     opts, use_by = data.draw(options())
     w, dtype, limit = data.draw(weights_and_limit(kind="float", mode=opts["mode"]))
-    if opts["mode"] == "floor":  # floor: integer-valued floats only (DESIGN, Exactness)
+    if opts["mode"] == "floor":  # floor: integer-valued floats only (docs/design.md, "Exactness")
         w = [float(math.floor(x)) for x in w]
     n = len(w)
     bad_values = [math.nan, math.inf, -math.inf, -1.0, -0.5]
@@ -322,8 +322,8 @@ def test_repartition_whole_batches(data):
 @settings(max_examples=examples(60), **SETTINGS)
 @given(data=st.data())
 def test_floor_non_integer_floats_exact(data):
-    """floor with arbitrary floats: the ids of the exact sums, for every partitioning (DESIGN,
-    Exactness; once allowed to differ within rounding error, converted for issue 27)."""
+    """floor with arbitrary floats: the ids of the exact sums, for every partitioning
+    (docs/design.md, "Exactness"; once allowed to differ within rounding error, converted for issue 27)."""
     use_by = data.draw(st.booleans())
     max_rows = data.draw(st.one_of(st.none(), st.integers(1, 9)))
     opts = dict(mode="floor", cost="sum", max_rows=max_rows, multiple=None)

@@ -357,6 +357,16 @@ def test_natural_order_of_input_files(tmp_path):
     assert [os.path.basename(f["path"]) for f in files] == ["part.1.parquet", "part.2.parquet", "part.10.parquet"]
 
 
+def test_manifest_records_every_option_that_changes_the_result():
+    """SETTING_KEYS comes from the option spec: every batching option but ``device`` (which gives
+    the same ids on every device), between the export's own weight/limit and format/files."""
+    from dask_cumbatch.export.manifest import SETTING_KEYS, export_settings
+    from dask_cumbatch.options import OPTIONS, BatchOptions
+
+    assert set(SETTING_KEYS) == set(OPTIONS) - {"device"} | {"weight", "limit", "format", "batches_per_file"}
+    assert tuple(export_settings(BatchOptions.make("w", 5), "csv", 1)) == SETTING_KEYS
+
+
 def test_manifest_validation_rejects_unsafe_names(data):
     tmp, _ = data
     out = tmp / "out"

@@ -1,4 +1,4 @@
-"""Floor cells are exact (issue 27, item 5; DESIGN.md "Exactness").
+"""Floor cells are exact (issue 27, item 5; docs/design.md, "Exactness").
 
 The cell of row i is ``floor(S[i] / limit)`` with ``S`` the exact real-number sum of the float64
 weights before it in its group, so floor ids do not depend on the partitioning, equal the exact

@@ -24,7 +24,7 @@ NASTY = [0.1, 0.2, 0.3, 0.7, 1 / 3, 2 / 3, 0.0, 1.1, 0.01, 5e-17]
 
 @st.composite
 def tables(draw):
-    """(table, weight column, limit, options) for every combination DESIGN.md allows."""
+    """(table, weight column, limit, options) for every combination docs/design.md allows."""
     mode = draw(st.sampled_from(["greedy", "greedy", "fill", "floor"]))
     kind = draw(st.sampled_from(["int", "float", "nasty"]))
     n = draw(st.one_of(st.integers(0, 8), st.integers(20, 60)))  # long tables cross many cuts

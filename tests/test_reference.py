@@ -1,7 +1,7 @@
 """Hand-worked examples for the sequential reference (tests/reference.py).
 
-Each case is worked out by hand in the comment next to it, straight from DESIGN.md, so that the
-reference itself is checked before it is used to check the library.
+Each case is worked out by hand in the comment next to it, straight from docs/design.md, so
+that the reference itself is checked before it is used to check the library.
 """
 import math
 

@@ -363,8 +363,8 @@ def test_sort_window_respects_limit_and_cuts_padding():
 @pytest.mark.parametrize("cap", [455, 2000])
 def test_multiple_of_8_keeps_every_row(cap):
     """Row counts are multiples of 8 except each group's last, and (the cut-back rule of
-    DESIGN.md applies to batches of >= 8 rows) a batch closed with fewer than 8 rows because
-    the next row would not fit: with lengths <= 455, nine rows always fit in 4096, so none."""
+    docs/design.md, "Row multiple", applies to batches of >= 8 rows) a batch closed with fewer
+    than 8 rows because the next row would not fit: with lengths <= 455, nine rows always fit in 4096, so none."""
     n = 12_000
     pdf = pd.DataFrame({"n_tokens": np.minimum(lengths(n, seed=3), cap), "pos": np.arange(n),
                         "lang": np.repeat(["de", "en", "fr", "ja"], n // 4)})

@@ -26,18 +26,17 @@ import inspect
 import time
 
 from ..dask.prepared import prepare_frame
-from ..options import OPTIONS, BatchOptions, unexpected_keyword
-from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, ExportError, Folder, WriterLock, file_name
+from ..errors import ExportError
+from ..options import OPTIONS, BatchOptions, fill_doc, unexpected_keyword
+from .folder import CONTROL, MANIFEST, REJECTS, SUCCESS, Folder, WriterLock, file_name
 from .follow import FollowResult, follow
 from .formats import FORMATS, encode
 from .inputs import Source, list_inputs, read_inputs
 from .job import ExportResult, Job
-from .manifest import check_export_arguments, export_settings, validate_manifest, verify_files
+from .manifest import check_export_arguments, export_settings, settings_doc, validate_manifest, verify_files
 from .progress import compute, isatty, progress_context, resolve_scheduler, show_progress
 from .reader import follow_batches
 from .status import folder_status
-
-ExportError.__module__ = __name__  # its public home (tracebacks, doctests): dask_cumbatch.export
 
 __all__ = [
     "to_files",
@@ -91,10 +90,9 @@ def to_files(
 
     ``source`` is a Dask (or pandas) DataFrame, or input path(s): a Parquet/CSV file, folder,
     glob or fsspec URL (then a re-run checks the inputs' sizes and modification times, and an
-    append reads only new files). ``weight`` must be a column name; ``limit`` and ``**opts`` are
-    the batching options of ``ddf.cumbatch.repartition`` (``mode``, ``max_rows``, ``by``,
-    ``cost``, ``oversize``, ``invalid``, ``name``, ``multiple``, ``sort_window``, ``device``);
-    a keyword that is neither raises ``TypeError`` naming ``to_files`` and the closest one.
+    append reads only new files). ``weight`` must be a column name.
+
+    {export_settings}
 
     Files: one per ``batches_per_file`` consecutive batches, ``format`` ``"parquet"``, ``"csv"``
     or ``"jsonl"``, plus ``_manifest.json``, ``_SUCCESS`` and the ``_cumbatch/`` control folder (see
@@ -146,6 +144,9 @@ def to_files(
         result = job.run(append=append, overwrite=overwrite, resume=resume)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+to_files.__doc__ = fill_doc(to_files.__doc__, {"export_settings": settings_doc})
 
 
 def make_job(source, path, weight, limit, *, format="parquet", batches_per_file=1, max_skips=0,

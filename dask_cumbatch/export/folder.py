@@ -35,6 +35,7 @@ import time
 import uuid
 import warnings
 
+from ..errors import ExportError, StoreWarning
 from ..options import hinted, keyword
 
 MANIFEST = "_manifest.json"
@@ -58,20 +59,6 @@ DEFAULT_LEASE = 60.0
 # s3fs sends If-None-Match: *; the memory filesystem checks and creates in one step
 CONDITIONAL_CREATE = ("s3", "s3a", "memory")
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-class ExportError(RuntimeError):
-    """An export that cannot go on; the message is one line that says what to do.
-
-    >>> import tempfile, pandas as pd
-    >>> from dask_cumbatch.export import to_files
-    >>> out = tempfile.mkdtemp()
-    >>> open(f"{out}/notes.txt", "w").write("mine")
-    4
-    >>> to_files(pd.DataFrame({"w": [1, 2]}), out, "w", 3)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    dask_cumbatch.export.ExportError: output folder ... is not empty and holds no finished cumbatch export ...
-    """
 
 
 def export_error(message: str, *settings) -> ExportError:
@@ -178,8 +165,8 @@ def _encode(value) -> str:
 
 def _local_listing(root: str, under: str) -> dict:
     """:meth:`Folder.listing` of a local folder: one ``scandir`` and one ``lstat`` per entry
-    (fsspec's ``ls(detail=True)`` costs 4x more per entry, and an append lists the folder,
-    which grows with every batch, several times). The entries' ``info`` as fsspec gives it:
+    (fsspec's ``ls(detail=True)`` costs several times more per entry, docs/performance.md, and
+    an append lists the folder, which grows with every batch, several times). The entries' ``info`` as fsspec gives it:
     ``type`` and ``size`` of a link's target, plus ``islink``."""
     try:
         entries = os.scandir(root)
@@ -371,8 +358,9 @@ class Folder:
     def make_durable(self, names) -> None:
         """Make files written with ``durable=False`` durable, renames included: one ``syncfs``
         of the folder's file system where the OS offers it (Linux), else an fsync of each file
-        and of the folders holding them. One call per task instead of one fsync per file
-        (0.7 to 1.9 ms each on a shared disk: most of the time of an export of small files).
+        and of the folders holding them. One call per task instead of one fsync per file (on a
+        shared disk those fsyncs were most of the time of an export of small files,
+        docs/performance.md).
 
         >>> import tempfile
         >>> folder = Folder(tempfile.mkdtemp())
@@ -611,11 +599,6 @@ def holder_info() -> dict:
 
     return {"pid": os.getpid(), "host": socket.gethostname(),
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-
-
-class StoreWarning(UserWarning):
-    """An export into a store that offers no conditional create: it cannot take a lock, so
-    running one writer at a time into the folder is the user's job (docs/export.md)."""
 
 
 def lease_seconds() -> float:

@@ -435,7 +435,8 @@ def _realpath(path: str, real: dict) -> str:
 
 def _listed_forms(path: str, real: dict) -> tuple:
     """:func:`_local_forms` of a listed input file, whose path is already absolute and normal
-    (one ``lstat`` per file: 20,000 files are checked in about 0.1 s).
+    (one ``lstat`` per file, so that an input folder of many thousands of files is checked
+    at a small cost; docs/performance.md).
 
     >>> _listed_forms("/no/such/file.parquet", {})
     ('/no/such/file.parquet', '/no/such/file.parquet')

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 
 import numpy as np
 import pandas as pd
 
 from ..engine import Carry
-from ..options import BatchOptions, keyword
+from ..options import OPTIONS, RESULT_OPTIONS, BatchOptions, keyword, one_of, whole_number
 from .folder import (
     CONTROL, LEGACY_OPEN, LEGACY_REJECTS, MANIFEST, OPEN, REJECTS, SUCCESS, ExportError, Folder,
     check_plain_name, export_error, file_name, one_line, redo_hint, sha256,
@@ -19,12 +20,9 @@ MANIFEST_KIND = "dask-cumbatch export"
 MANIFEST_VERSION = 2  # 2: rejects and open rows under _cumbatch/, a checksum of the manifest itself
 LEGACY_VERSION = 1
 _EXTRA_FILES = {2: {"rejects": REJECTS, "open": OPEN}, 1: {"rejects": LEGACY_REJECTS, "open": LEGACY_OPEN}}
-SETTING_KEYS = ("weight", "limit", "mode", "max_rows", "by", "cost", "oversize", "invalid", "name",
-                "multiple", "sort_window", "format", "batches_per_file")
-
-
-def _whole_number(value, minimum: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
+# What an export records and a later run must repeat: the options that change the result
+# (options.RESULT_OPTIONS, from the option spec) between the arguments that frame them.
+SETTING_KEYS = ("weight", "limit", *RESULT_OPTIONS, "format", "batches_per_file")
 
 
 def check_export_arguments(options: BatchOptions, fmt, batches_per_file, max_skips) -> None:
@@ -32,14 +30,11 @@ def check_export_arguments(options: BatchOptions, fmt, batches_per_file, max_ski
 
     >>> check_export_arguments(BatchOptions.make("w", 5), "csv", 0, None)
     Traceback (most recent call last):
-    ValueError: batches_per_file must be a whole number >= 1, got 0
+    ValueError: batches_per_file must be >= 1, got 0
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format={fmt!r} is not one of {', '.join(map(repr, FORMATS))}")
-    if not _whole_number(batches_per_file, 1):
-        raise ValueError(f"batches_per_file must be a whole number >= 1, got {batches_per_file!r}")
-    if max_skips is not None and not _whole_number(max_skips, 0):
-        raise ValueError(f"max_skips must be a whole number >= 0 or None, got {max_skips!r}")
+    one_of("format", fmt, tuple(FORMATS))
+    whole_number("batches_per_file", batches_per_file, 1)
+    whole_number("max_skips", max_skips, 0, optional=True)
     if options.name == options.weight or options.name in options.by:
         raise ValueError(f"name={options.name!r} would overwrite the weight or by= column; pick another id column name")
 
@@ -53,12 +48,29 @@ def export_settings(opts: BatchOptions, fmt: str, bpf: int) -> dict:
     limit = opts.limit
     if isinstance(limit, float) and limit.is_integer() and abs(limit) < 2**53:
         limit = int(limit)
-    return {
-        "weight": opts.weight, "limit": limit, "mode": opts.mode, "max_rows": opts.max_rows,
-        "by": list(opts.by), "cost": opts.cost, "oversize": opts.oversize, "invalid": opts.invalid,
-        "name": opts.name, "multiple": opts.multiple, "sort_window": opts.sort_window,
-        "format": fmt, "batches_per_file": bpf,
-    }
+    options = {key: getattr(opts, key) for key in RESULT_OPTIONS}
+    options["by"] = list(options["by"])  # JSON has lists, not tuples
+    return {"weight": opts.weight, "limit": limit, **options, "format": fmt, "batches_per_file": bpf}
+
+
+def settings_doc(indent: str = "") -> str:
+    """The paragraph of :func:`~dask_cumbatch.export.to_files`' docstring on its batching options
+    and the settings an export records, generated from the option spec and :data:`SETTING_KEYS`.
+
+    >>> print(settings_doc()[:92])
+    ``limit`` and ``**opts`` are the batching options of ``ddf.cumbatch.repartition`` (``mode``,
+    """
+    def names(keys):
+        return ", ".join(f"``{key}``" for key in keys)
+
+    text = (f"``limit`` and ``**opts`` are the batching options of ``ddf.cumbatch.repartition`` "
+            f"({names(OPTIONS)}); a keyword that is neither raises ``TypeError`` naming "
+            f"``to_files`` and the closest one. The folder records the settings that decide its "
+            f"files ({names(SETTING_KEYS)}): a resume or an append with any of them changed is "
+            f"refused (``overwrite=True`` starts over). "
+            + " ".join(f"``{o}``" for o in OPTIONS if o not in SETTING_KEYS)
+            + " may differ between runs: it does not change the result.")
+    return textwrap.fill(text, 96, initial_indent=indent, subsequent_indent=indent)
 
 
 def check_same_settings(recorded: dict, current: dict, what: str) -> None:
@@ -344,7 +356,8 @@ def stray_entries(folder: Folder, listed, listing=None) -> list:
 
 def _entries(folder: Folder, under: str) -> list:
     """``[(name, is a folder (not a link))]`` directly in ``under``: on a local disk from
-    ``os.scandir`` (no stat per entry: a listing of 20,000 files took 1.2 s with one, 20 ms without)."""
+    ``os.scandir`` (no stat per entry: a stat per entry dominates the listing of a large folder,
+    docs/performance.md)."""
     if not folder.local:
         return [(name, info.get("type") == "directory") for name, info in folder.listing(under).items()]
     try:
@@ -409,7 +422,7 @@ def read_batch_rows(folder: Folder, m, name: str) -> pd.DataFrame:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        file = pq.ParquetFile(pa.BufferReader(data))  # one thread: small files read 4x faster
+        file = pq.ParquetFile(pa.BufferReader(data))  # one thread: faster for small files
         missing = [c for c in wanted if c not in file.schema_arrow.names]
         table = None if missing else file.read(columns=wanted, use_threads=False)
         df = None if missing else pd.DataFrame({c: table.column(c).to_pandas() for c in wanted})

@@ -91,8 +91,8 @@ def resolve_scheduler(scheduler):
 
 def _local_get(name: str):
     """Dask's function for the local scheduler ``name``. Configured as the function rather than
-    the name, so that Dask does not import dask.distributed (0.2-0.3 s of a process start)
-    to look for a client that cannot exist.
+    the name, so that Dask does not import dask.distributed (a large share of a process start,
+    docs/performance.md) to look for a client that cannot exist.
 
     The threaded scheduler gets a pool of its own (:func:`threads_get`).
 

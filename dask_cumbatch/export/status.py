@@ -25,7 +25,7 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
     ``last_append``; ``stopped`` and ``stopped_by`` once it stopped) and ``alive`` (see
     :func:`~dask_cumbatch.export.follow.read_follow_record`). A damaged or tampered
     folder, or a ``_SUCCESS`` that is not a regular file, raises
-    :class:`~dask_cumbatch.export.ExportError`.
+    :class:`~dask_cumbatch.errors.ExportError`.
 
     >>> import tempfile, pandas as pd
     >>> from dask_cumbatch.export import to_files

@@ -9,18 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..options import hinted, keyword, whole_number
+from ..options import one_of, whole_number
 from .formats import FORMAT_TYPES, require_format
 
 FORMATS = tuple(FORMAT_TYPES)
 SHUFFLES = (None, "batches")
 DEFAULT_SHUFFLE_BUFFER = 256
-
-
-def _one_of(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise hinted(ValueError(f"{keyword(name, value)} is not one of {', '.join(map(repr, allowed))}"),
-                     (name, value))
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ class TrainingOptions:
         prefetch = whole_number("prefetch", prefetch, 0)
         batches_per_partition = whole_number("batches_per_partition", batches_per_partition, optional=True)
         shuffle = {True: "batches", False: None}.get(shuffle, shuffle) if isinstance(shuffle, bool) else shuffle
-        _one_of("shuffle", shuffle, SHUFFLES)
+        one_of("shuffle", shuffle, SHUFFLES)
         seed = 0 if seed is None else whole_number("seed", seed, 0)
         shuffle_buffer = whole_number("shuffle_buffer", DEFAULT_SHUFFLE_BUFFER if shuffle_buffer is None
                                       else shuffle_buffer)
@@ -65,7 +59,7 @@ class TrainingOptions:
             raise ValueError(f"rank must be in [0, world_size): got rank={rank}, world_size={world_size}")
         if not isinstance(drop_last, (bool, np.bool_)):
             raise TypeError(f"drop_last must be True or False, not {drop_last!r}")
-        _one_of("format", format, FORMATS)
+        one_of("format", format, FORMATS)
         require_format(format)
         return cls(prefetch, batches_per_partition, shuffle, seed, shuffle_buffer, epoch, rank,
                    world_size, bool(drop_last), format)
