@@ -64,7 +64,7 @@ def test_constant_float_weights_one_row_partitions(opts):
     w = [0.1] * 120
     pdf, ddf = make_ddf(w, [1] * 60 + [0, 0] + [2] * 30)
     if opts["mode"] == "floor":
-        w = [1.0] * 120  # floor: integer-valued floats only (DESIGN, Exactness)
+        w = [1.0] * 120  # floor: integer-valued floats only (docs/design.md, "Exactness")
         pdf, ddf = make_ddf(w, [1] * 60 + [0, 0] + [2] * 30)
         assert _ids(ddf, 7, **opts) == _ref(w, 7, opts)
     else:
@@ -123,7 +123,9 @@ def test_token_lengths_resolved_from_summaries(opts, limit, budget, monkeypatch)
     # lognormal token counts in partitions too long to keep whole in the summary (the budget
     # is small): the scan resolves every partition from the summaries (chain tables), so the
     # input is read exactly twice -- and the ids still equal the reference
-    from dask_cumbatch import graph, options
+    from dask_cumbatch import options
+    from dask_cumbatch.dask.prepared import prepare_frame
+    from dask_cumbatch.dask.summaries import plan_partitions
 
     if budget:
         monkeypatch.setattr(importlib.import_module("dask_cumbatch.engine.scan"), "HEAD_BUDGET", budget)
@@ -132,8 +134,8 @@ def test_token_lengths_resolved_from_summaries(opts, limit, budget, monkeypatch)
     w = np.minimum(rng.lognormal(4, 1, sum(sizes)).astype(np.int64) + 1, 8_000).tolist()
     keys = (np.arange(len(w)) // 50_000).tolist() if "by" in opts else None
     pdf, ddf = make_ddf(w, sizes, keys=keys, extra=False)
-    prep = graph.prepare_frame(ddf, "w", options.BatchOptions.make("w", limit, **opts))
-    assert graph.plan_partitions(prep).walked == []
+    prep = prepare_frame(ddf, "w", options.BatchOptions.make("w", limit, **opts))
+    assert plan_partitions(prep).walked == []
     assert _ids(ddf, limit, **opts) == _ref(w, limit, opts, keys=keys)
 
 
@@ -811,7 +813,7 @@ def test_selected_partitions_of_a_parquet_read_keep_their_ids(tmp_path):
 
 def test_floor_grid_too_fine_for_its_cells_raises_before_any_output():
     """A limit so small that S / limit passes 2**62 (or overflows to infinity): the kernels'
-    int64 cells would saturate and stop starting batches where DESIGN.md's rule starts them,
+    int64 cells would saturate and stop starting batches where the Floor rule of docs/design.md starts them,
     so planning raises (pandas and Dask alike) instead of returning other ids."""
     df = pd.DataFrame({"w": np.full(40, 1e8)})
     ddf = dd.from_pandas(df, npartitions=4)

@@ -60,7 +60,7 @@ def _from_parts(tasks, meta, divisions):
 
 
 def repartition(prep: Prepared, plan: PartitionPlan, batches_per_partition=None, index=False):
-    """Partitions that hold whole batches, without a shuffle (DESIGN.md "Repartitioning").
+    """Partitions that hold whole batches, without a shuffle (docs/design.md, "Repartitioning").
 
     Output partition k takes the batches whose ids fall in its range; it depends on the input
     partitions whose id ranges overlap it (itself and the continuation of its last batch).
