@@ -49,7 +49,7 @@ step() {  # step NAME SECONDS COMMAND...
     tail -n 25 "$out/$name.log"
 }
 
-tests="tests/test_gpu_backend.py tests/test_gpu_public_api.py tests/test_gpu_placement.py"
+tests="tests/engine/test_gpu_kernels.py tests/engine/test_gpu_through_the_api.py tests/engine/test_gpu_placement.py"
 # shellcheck disable=SC2086
 step tests 100 python3 -m pytest -p no:cacheprovider -n 8 -rs -q --durations=5 -m "not gpu" $tests
 # shellcheck disable=SC2086

@@ -2,7 +2,7 @@
 
 No other module of the package imports a private Dask module (``dask._task_spec``,
 ``dask.dataframe.dask_expr``) or touches an expression's private attributes; a test scans the
-sources for it (tests/test_dask_compat.py). Each behaviour relied on below has a test of its
+sources for it (tests/dask_layer/test_dask_compat.py). Each behaviour relied on below has a test of its
 own in that file, named for it, so that a Dask release that moves one fails one named test.
 Public API is used wherever it does the job: ``map_partitions(..., partition_info=...)`` for
 the summary pass, ``HighLevelGraph``/``Delayed`` for the gathers, ``dd.from_delayed`` for the

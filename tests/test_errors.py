@@ -1,5 +1,5 @@
 """dask_cumbatch.errors holds every user-facing exception and warning, as the same class objects
-that the older import paths give (issue 29)."""
+that the older import paths give."""
 import importlib
 
 import pytest

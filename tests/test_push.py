@@ -1,4 +1,4 @@
-"""The push API (issue 28 item 4): any split of a table into pushed frames gives the rows and
+"""The push API: any split of a table into pushed frames gives the rows and
 ids of ``df.cumbatch.ids`` over the whole table, each batch returned whole in one call, and a
 state saved through JSON at any point continues exactly."""
 from __future__ import annotations

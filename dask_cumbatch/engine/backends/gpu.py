@@ -14,7 +14,7 @@ each setting): a block of ``THREADS_PER_BLOCK`` threads walks a tile of ``THREAD
 ROWS_PER_THREAD`` rows staged in shared memory; ``GROUP`` segments are joined per thread at
 each level of the hierarchy; inputs under ``SEQUENTIAL_BELOW`` rows take the one-thread walk.
 
-Examples marked ``+SKIP`` need the simulator or a device; ``tests/test_gpu_backend.py`` runs
+Examples marked ``+SKIP`` need the simulator or a device; ``tests/engine/test_gpu_kernels.py`` runs
 them there.
 
 >>> import os

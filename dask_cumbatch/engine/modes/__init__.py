@@ -87,7 +87,7 @@ _MODES: dict = {}
 def register_mode(name: str, mode) -> None:
     """Make ``mode=name`` valid everywhere (accessor, Dask, export) with the hooks of ``mode``.
 
-    >>> class Rows:  # hooks elided here: tests/test_modes_plugin.py has a working toy mode
+    >>> class Rows:  # hooks elided here: tests/engine/test_mode_registry.py has a working toy mode
     ...     summarize = advance = finish = staticmethod(lambda *args: None)
     >>> register_mode("rows-demo", Rows()); "rows-demo" in registered_modes()
     True

@@ -204,7 +204,7 @@ def test_summary_pass_reads_only_weight_and_key_columns(tmp_path):
         assert got.tolist() == narrow.compute().cumbatch.ids("w", 20, by="k").tolist()
 
 
-# --- small workers (issue 12, "Out of core") -------------------------------------------------
+# --- small workers ----------------------------------------------------------------------------
 
 # A worker that has loaded dask_cumbatch's kernels sits near 290 MiB. At 500 MiB this export
 # passed in the session's own runs, but in a clean-venv CI run both workers paused at ~435 MiB

@@ -1,4 +1,4 @@
-"""int64 sums never wrap and never silently change the batching (issue 12, defect 5).
+"""int64 sums never wrap and never silently change the batching.
 
 Integer weights are summed in int64. Against a limit beyond the int64 range no int64 cost
 reaches the limit, so the limit never cuts; a cost that would leave int64 raises
@@ -55,7 +55,7 @@ def test_int64_limits_exact_or_overflow(name, limit, opts):
         assert computed(dd.from_pandas(pdf, npartitions=npartitions, sort=False), limit, opts) == want
 
 
-def test_issue_example_raises_and_small_limit_still_cuts():
+def test_int64_weights_whose_sum_overflows_raise_and_a_limit_of_int64_max_still_cuts():
     df = pd.DataFrame({"w": [BIG] * 3 + [5]})
     for limit in (1e300, 1e19):
         with pytest.raises(OverflowError, match="int64"):

@@ -1,4 +1,4 @@
-"""Floor cells are exact (issue 27, item 5; docs/design.md, "Exactness").
+"""Floor cells are exact (docs/design.md, "Exactness").
 
 The cell of row i is ``floor(S[i] / limit)`` with ``S`` the exact real-number sum of the float64
 weights before it in its group, so floor ids do not depend on the partitioning, equal the exact
@@ -51,8 +51,8 @@ def _exact_cells(w, limit):
 
 
 @pytest.mark.parametrize("sizes", [[4], [2, 2], [1, 3], [3, 1], [1, 1, 1, 1], [0, 2, 0, 2, 0]])
-def test_issue_example_same_ids_for_every_partitioning(sizes):
-    # issue 27: two partitions gave [0, 1, 2, 2]; the exact sums 0.3 + 0.7 + 0.1 and 1.1 lie in
+def test_tenths_straddling_a_cell_get_the_same_ids_for_every_partitioning(sizes):
+    # two partitions once gave [0, 1, 2, 2]; the exact sums 0.3 + 0.7 + 0.1 and 1.1 lie in
     # cells 11 and 11.000...x (float64's 0.1 is a little above 1/10): every row starts a batch
     w = [0.3, 0.7, 0.1, 0.1]
     pdf, ddf = make_ddf(w, sizes)

@@ -3,7 +3,7 @@
 Under numba-cuda's simulator (NumPy arrays, the GPU backend's kernels) or on a CUDA device with
 CuPy; skipped when numba-cuda is not installed (the plain ``pytest`` run): the simulator step of
 ``.ci/run`` installs the ``gpusim`` extra and runs this file. The error without CuPy, device or
-simulator is tested in ``tests/test_engine_backends.py`` (no extra needed).
+simulator is tested in ``tests/engine/test_backends.py`` (no extra needed).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_gpu_backend import ON_DEVICE, simulator, tiles  # noqa: F401  (skips without numba-cuda)
+from test_gpu_kernels import ON_DEVICE, simulator, tiles  # noqa: F401  (skips without numba-cuda)
 
 import dask.dataframe as dd  # noqa: E402
 

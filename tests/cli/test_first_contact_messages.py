@@ -1,4 +1,4 @@
-"""What trips a new user on first contact (issue 30, and the status/summary defects of issue 27):
+"""What trips a new user on first contact:
 the docs build without PyTorch, one name per parameter, "did you mean", one exit code for usage
 errors, help that says what floor is, ``gpu_available()`` as documented, ``status`` that says
 what it did not check and how far an interrupted run got, a Series with no columns, a plot
@@ -23,7 +23,7 @@ import dask_cumbatch  # noqa: F401  (registers the accessors)
 from dask_cumbatch import cli
 from dask_cumbatch.export import folder_status, tasks, to_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cumbatch(*args, **kw) -> subprocess.CompletedProcess:
@@ -261,13 +261,13 @@ def test_status_exit_codes_are_distinct_from_usage_errors(inp, tmp_path):
     missing = cumbatch("status", tmp_path / "nothing")
     assert missing.returncode == cli.STATUS_MISSING == 4, missing.stderr
     assert missing.stdout.strip() == f"{tmp_path / 'nothing'}: empty or missing (no export yet)"
-    file = cumbatch("status", inp / "in-00.parquet")  # a regular file: no export there (issue 27)
+    file = cumbatch("status", inp / "in-00.parquet")  # a regular file: no export there
     assert file.returncode == cli.STATUS_MISSING, file.stderr
     assert error_line(file).endswith("in-00.parquet is a file, not an export folder")
     assert cumbatch("status").returncode == cli.EXIT_USAGE
     out = tmp_path / "out"
     to_files(str(inp), str(out), "w", 300, progress=False)
-    (out / "_manifest.json").write_text("null")  # a manifest, but not one: corrupt (issue 27)
+    (out / "_manifest.json").write_text("null")  # a manifest, but not one: corrupt
     null = cumbatch("status", out)
     assert null.returncode == cli.STATUS_CORRUPT, null.stderr
     assert "_manifest.json" in error_line(null)

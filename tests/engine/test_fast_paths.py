@@ -1,4 +1,4 @@
-"""The fast paths of issue 14 give the very ids of the slow ones, and of the reference.
+"""The fast paths give the very ids of the slow ones, and of the reference.
 
 - tiny inputs run the kernels as plain Python (``backends/python.py``), larger ones compiled
   (``backends/cpu.py``): the same source, the same ids;
@@ -22,7 +22,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reference import reference_ids
-from test_core_properties import SETTINGS, call_opts, examples, frames, keys_for, options, weights_and_limit
+from test_properties_against_reference import SETTINGS, call_opts, examples, frames, keys_for, options, weights_and_limit
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import backends, kept

@@ -1,4 +1,4 @@
-"""Floor's quick summary (issue 14): one kernel checks and sums the weights, by blocks where
+"""Floor's quick summary: one kernel checks and sums the weights, by blocks where
 that is exact, and must give ``floor_risky``'s result bit for bit or decline.
 
 - ``floor_summary_float``/``floor_summary_int`` against ``floor_risky`` on the same weights
@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import reference_ids
-from test_core_properties import SETTINGS, examples
+from test_properties_against_reference import SETTINGS, examples
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine.backends import cpu, kernels, python as pure

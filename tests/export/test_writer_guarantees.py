@@ -1,6 +1,6 @@
-"""Exports you can trust (issue 12): one writer, durable and checked resumes, no links out,
+"""What an export guarantees: one writer, durable and checked resumes, no links out,
 changed inputs caught, tampered manifests refused, readable back by Dask/pandas/pyarrow,
-status exit codes; and progress in notebooks (issue 13)."""
+status exit codes; and progress in notebooks."""
 from __future__ import annotations
 
 import errno
@@ -26,7 +26,7 @@ from dask_cumbatch.export.folder import Folder, WriterLock
 from dask_cumbatch.export.manifest import with_checksum
 from conftest import manifest, tree
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "v1-layout")
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "v1-layout")
 
 
 def write_inputs(path, n_files=4, rows=300, seed=0, text=False):
@@ -642,7 +642,7 @@ def test_status_exit_codes(tmp_path):
     assert cli("status", interrupted).returncode == 1
 
 
-# ------------------------------------------------------------------ progress (issue 13)
+# ------------------------------------------------------------------ progress
 
 
 @pytest.fixture

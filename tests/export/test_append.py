@@ -1,4 +1,4 @@
-"""Incremental export (issue 7): N appends give the same folder, byte for byte, as one export."""
+"""Incremental export: N appends give the same folder, byte for byte, as one export."""
 from __future__ import annotations
 
 import json

@@ -302,7 +302,7 @@ def test_padding_ratio_can_exceed_one_and_the_old_name_warns():
     ("1.5KiB", 1536),
 ])
 def test_integer_limit_strings_parse_exactly(text, exact):
-    # issue 12 #6: integer strings were read through float (2**53 + 1 became 2**53)
+    # integer strings were once read through float (2**53 + 1 became 2**53)
     assert parse_limit(text) == exact and isinstance(parse_limit(text), int)
     w = pd.DataFrame({"w": [exact - 1, 1, 1, 1]})
     assert w.cumbatch.ids("w", text).tolist() == w.cumbatch.ids("w", exact).tolist()

@@ -1,4 +1,4 @@
-"""The following reader (issue 28, item 3): follow_batches and CumbatchFollowDataset over real
+"""The following reader: follow_batches and CumbatchFollowDataset over real
 export folders on disk, appended to while they are read."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""An input that changes between the summary and the finish pass fails, never gives wrong ids
-(issue 12, defect 4): the finish checks each partition's row count and exact weight total
+"""An input that changes between the summary and the finish pass fails, never gives wrong ids:
+the finish checks each partition's row count and exact weight total
 against its summary and raises ``InputChangedError`` naming the partition."""
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_floor_summary_records_the_running_sum_its_kernels_form():
     pairwise = float(w.sum())
     assert sequential != pairwise  # row order and NumPy's pairwise order round differently here
     df = pd.DataFrame({"w": w, "k": [0] * 500 + [1] * 500})
-    # fractional weights take the exact kernels (issue 27), which form no float64 running sum:
+    # fractional weights take the exact kernels, which form no float64 running sum:
     # NumPy's sum is recorded and checked
     floor = engine.summarize(df, BatchOptions.make("w", 0.25, mode="floor"), True)
     assert (floor.total_kind, floor.total) == ("sum", pairwise)

@@ -7,7 +7,7 @@ at tile edges and the hierarchy of segment summaries has several levels on small
 
 Separate CI job (needs the ``gpusim`` extra)::
 
-    NUMBA_ENABLE_CUDASIM=1 python -m pytest -p no:cacheprovider -n 2 tests/test_gpu_backend.py
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -p no:cacheprovider -n 2 tests/engine/test_gpu_kernels.py
 """
 from __future__ import annotations
 
@@ -37,24 +37,28 @@ def _start_simulator() -> str | None:
     """Import numba.cuda in simulator mode; the reason to skip when that is impossible."""
     if importlib.util.find_spec("numba_cuda") is None:
         return ("numba-cuda is not installed: .ci/run's simulator step runs the GPU tests "
-                "(pip install -e '.[gpusim]'; NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_*.py)")
+                "(pip install -e '.[gpusim]'; NUMBA_ENABLE_CUDASIM=1 pytest tests/engine/test_gpu_*.py)")
     if "numba.cuda" in sys.modules:  # the implementation is chosen at that import, once per process;
         # numba's config flag is re-read from the environment later, so ask what was loaded
         # (as dask_cumbatch.engine.backends.gpu does)
         return None if "numba.cuda.simulator_init" in sys.modules else (
             "numba.cuda was imported without the simulator before this module, in this process (a "
             "plain `pytest` run with numba-cuda installed): run the GPU tests in a process of their "
-            "own, as .ci/run does: NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_backend.py "
-            "tests/test_gpu_public_api.py")
+            "own, as .ci/run does: NUMBA_ENABLE_CUDASIM=1 pytest tests/engine/test_gpu_kernels.py "
+            "tests/engine/test_gpu_through_the_api.py")
     before = os.environ.get("NUMBA_ENABLE_CUDASIM")
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     try:
+        if "numba" in sys.modules:  # numba read the environment when it was imported: again
+            sys.modules["numba"].core.config.reload_config()
         import numba.cuda  # noqa: F401  (the simulator is chosen at this import)
     finally:
         if before is None:  # only this module's tests see the simulator (see `simulator`)
             del os.environ["NUMBA_ENABLE_CUDASIM"]
         else:
             os.environ["NUMBA_ENABLE_CUDASIM"] = before
+    if "numba.cuda.simulator_init" not in sys.modules:
+        return "numba.cuda did not load its simulator in this process: run NUMBA_ENABLE_CUDASIM=1 pytest tests/engine/test_gpu_*.py"
     return None
 
 

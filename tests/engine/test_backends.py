@@ -23,7 +23,7 @@ def run_python(code):
 
 
 def test_import_loads_no_numba_until_ids_of_a_large_input_are_computed():
-    # tiny inputs run the kernels as plain Python (issue 14): numba loads for the large one only
+    # tiny inputs run the kernels as plain Python: numba loads for the large one only
     done = run_python(
         "import sys, pandas as pd, dask_cumbatch\n"
         "assert 'numba' not in sys.modules, 'numba imported by import dask_cumbatch'\n"

@@ -5,7 +5,7 @@ options (every mode/cost/max_rows/by/multiple combination that docs/design.md al
 partitioning (``dd.from_pandas``, explicit partition sizes with empty and one-row partitions,
 known or unknown divisions), and asserts that ``cumbatch.ids`` gives exactly the ids of
 ``tests/reference.py``. Float weights are compared bitwise (the ids are equal); ``floor`` with
-non-integer floats too, as its cells are those of the exact sums (issue 27).
+non-integer floats too, as its cells are those of the exact sums.
 """
 from __future__ import annotations
 
@@ -323,7 +323,7 @@ def test_repartition_whole_batches(data):
 @given(data=st.data())
 def test_floor_non_integer_floats_exact(data):
     """floor with arbitrary floats: the ids of the exact sums, for every partitioning
-    (docs/design.md, "Exactness"; once allowed to differ within rounding error, converted for issue 27)."""
+    (docs/design.md, "Exactness"; once allowed to differ within rounding error)."""
     use_by = data.draw(st.booleans())
     max_rows = data.draw(st.one_of(st.none(), st.integers(1, 9)))
     opts = dict(mode="floor", cost="sum", max_rows=max_rows, multiple=None)

@@ -1,4 +1,4 @@
-"""Feeding training jobs: shuffled, sharded, prefetched token-budget batches (issue 5).
+"""Feeding training jobs: shuffled, sharded, prefetched token-budget batches.
 
 What is proven here:
 * the order is a function of (plan, seed, epoch, shuffle_buffer, world_size) only: the same

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import reference_ids
-from test_core_properties import SETTINGS, examples, tiny_heads
+from test_properties_against_reference import SETTINGS, examples, tiny_heads
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import scratch as scratch_mod

@@ -1,4 +1,4 @@
-"""Issue 27 items 4, 7 and 9 (part): an export does not trust what it can check.
+"""An export does not trust what it can check.
 
 * A Dask frame that reads files appends only the files it has not exported (item 4).
 * A hand-edited manifest cannot steer an append or pass ``status --verify``: the carried state is
@@ -28,7 +28,7 @@ from dask_cumbatch.export.manifest import with_checksum
 from conftest import manifest, tree
 
 pytestmark = pytest.mark.usefixtures("threaded")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def cli(*args):
@@ -169,7 +169,7 @@ def test_a_version_1_manifest_with_version_2_inputs_is_refused_even_with_no_fing
 
 
 def test_the_real_version_1_layout_still_migrates(tmp_path):
-    data = os.path.join(os.path.dirname(__file__), "data", "v1-layout")
+    data = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "v1-layout")
     out = tmp_path / "out"
     shutil.copytree(os.path.join(data, "out-parquet"), out)
     assert folder_status(str(out), verify=True)["state"] == "complete"

@@ -1,9 +1,7 @@
-"""Exports you can trust, second round (issue 27, items 1, 2, 8 and part of 9): an output that
-overlaps the input through links, globs or ``..`` is refused before anything is written or
-deleted; entries a reader would take as data but the manifest does not list fail ``status
---verify`` and stop a resume or an append; ``_SUCCESS`` must be a regular file.
-
-Real folders, real symbolic links, real subprocesses for the command line."""
+"""Where an export's output may be: an output that overlaps the input through links, globs or ``..`` is
+refused before anything is written or deleted; entries a reader would take as data but the manifest
+does not list fail ``status --verify`` and stop a resume or an append; ``_SUCCESS`` must be a
+regular file. Real folders, real symbolic links, real subprocesses for the command line."""
 from __future__ import annotations
 
 import os
@@ -20,7 +18,7 @@ import pytest
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import ExportError, folder_status, to_files
 from conftest import manifest, tree
-from test_export_trust import interrupt
+from test_writer_guarantees import interrupt
 
 ROWS = 60  # per input file
 

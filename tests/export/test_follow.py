@@ -1,4 +1,4 @@
-"""A followed export (issue 28, items 1 and 2): ``cumbatch export --follow`` and
+"""A followed export: ``cumbatch export --follow`` and
 ``dask_cumbatch.export.follow`` export each input file as it arrives; whenever the follower stops
 (idle, a signal, kill -9 and a restart) the folder's data files are byte-identical to one export
 of the same inputs; bad input stops it with one line and nothing lost."""

@@ -171,7 +171,7 @@ def test_floor_integer_floats_on_grid_points():
 
 def test_floor_float_cell_is_the_floor_of_the_exact_quotient():
     # docs/semantics.md: a float cell is floor(S / limit) of the exact sum S (once the floor of
-    # the rounded quotient; converted for issue 27). At row 9 the float64 running sum
+    # the rounded quotient). At row 9 the float64 running sum
     # 0.8999999999999999 makes NumPy's // (the pandas idiom) say cell 2; the exact sum of nine
     # float64 0.1s, 0.90000000000000004996..., over float64's 0.3 is 3.0000000000000003: cell 3
     from fractions import Fraction

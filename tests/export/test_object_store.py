@@ -1,4 +1,4 @@
-"""Exports to an object store keep the local folder's promises (issue 26), against a real S3 API
+"""Exports to an object store keep the local folder's promises, against a real S3 API
 server on localhost (moto's ThreadedMotoServer, see tests/s3_server.py): a commit is one PUT under
 the final name, a kill -9 leaves only complete objects and a resume finishes byte-identically,
 appends equal one export, one writer at a time by a lock object with a lease, changed input

@@ -1,4 +1,4 @@
-"""Data placement (issue 11): which columns a partition hands to the kernels, and what comes back.
+"""Data placement: which columns a partition hands to the kernels, and what comes back.
 
 A cuDF partition (dask-cudf) is recognised by module name: only its weight and key columns are
 read and its ids come back as a cuDF column. The ``gpu``-marked test runs that on real cuDF data

@@ -1,4 +1,4 @@
-"""Inputs that used to be taken silently (issue 27, items 3, 6 and 9a/9b): a column the id
+"""Inputs that used to be taken silently: a column the id
 column would replace, decimal weights summed as float64, ``bool[pyarrow]`` weights with
 missing values, and limit strings rounded to float64."""
 from __future__ import annotations
