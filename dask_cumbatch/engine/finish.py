@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backends import backend_for, host_backend
+from .backends import backend_for, backend_of, host_backend
 from .backends.results import BatchStats
 from .modes import mode_for
 from .partition import host_columns, is_cudf, like_partition, prepare
@@ -124,6 +124,6 @@ def batch_stats(ids, w, positions, backend=None) -> BatchStats:
     >>> stats.total.tolist(), stats.last.tolist()
     ([5, 4], [1, 2])
     """
-    be = backend or host_backend(len(ids))
+    be = backend_of(backend) if backend is not None else host_backend(len(ids))
     arrays = be.batch_stats(be.asarray(ids), be.asarray(w), be.asarray(positions))
     return BatchStats._make(be.to_numpy(a) for a in arrays)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..options import BatchOptions, decimal_scale
-from .backends import backend_for
+from .backends import backend_for, backend_of
 from .state import same_key
 
 I64_MAX = np.iinfo(np.int64).max
@@ -130,7 +130,7 @@ def _checked_array(values: np.ndarray, check: bool, backend, device: str):
     if values.dtype.kind == "f":
         if not check:
             return values, _NO_INVALID, None
-        be = backend or backend_for(device, len(values))
+        be = backend_of(backend) if backend is not None else backend_for(device, len(values))
         if be.valid_bits_total is not None:
             valid, total = be.valid_bits_total(be.asarray(values))
             if valid:

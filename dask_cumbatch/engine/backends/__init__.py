@@ -39,7 +39,8 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from typing import Callable, NamedTuple
+from types import ModuleType
+from typing import Callable
 
 from ...options import OPTIONS, hinted
 from .results import NAMED_RESULTS
@@ -86,13 +87,28 @@ GPU_LACKS = {
 }
 
 
+class _FromModule:
+    """A member of :class:`Backend`: the module's attribute of that name, read at each access
+    (so a test that patches the module patches the backend), ``None`` where the backend
+    declares the kernel absent, and with its result named (:mod:`.results`) where it has names."""
+
+    def __set_name__(self, owner, name):
+        self.name, self.result = name, NAMED_RESULTS.get(name)
+
+    def __get__(self, backend, owner=None):
+        if backend is None:
+            return self
+        member = None if self.name in backend.absent else getattr(backend.module, self.name, None)
+        return _named(member, self.result)
+
+
 class Backend:
     """A backend module as the engine holds it: its kernels, required and optional, with
     every optional kernel it does not offer declared ``None``, and their results named.
 
-    Built once per module (:func:`backend_for` keeps it). Kernels whose results are tuples
-    return the NamedTuples of :mod:`.results` (one wrapper call per kernel call, never per
-    row); the others are the module's own functions.
+    Kernels whose results are tuples return the NamedTuples of :mod:`.results` (one wrapper
+    call per kernel call, never per row); the others are the module's own functions, read from
+    the module at each access. :func:`backend_for` keeps one per module.
 
     >>> cpu = backend_for("cpu")
     >>> cpu.name, cpu.offers("greedy_walk"), cpu.module.__name__
@@ -102,39 +118,39 @@ class Backend:
     """
 
     # required kernels
-    walk_batches: Callable
-    grid_cell: Callable
-    floor_walk: Callable
-    floor_risky: Callable
-    cap_walk: Callable
-    count_invalid: Callable
-    starts_to_ids: Callable
-    batch_stats: Callable
+    walk_batches: Callable = _FromModule()
+    grid_cell: Callable = _FromModule()
+    floor_walk: Callable = _FromModule()
+    floor_risky: Callable = _FromModule()
+    cap_walk: Callable = _FromModule()
+    count_invalid: Callable = _FromModule()
+    starts_to_ids: Callable = _FromModule()
+    batch_stats: Callable = _FromModule()
     # optional kernels: None where the backend does not offer them
-    chain_table: Callable | None
-    greedy_walk: Callable | None
-    greedy_starts: Callable | None
-    greedy_chain: Callable | None
-    greedy_sums_ids: Callable | None
-    greedy_sums_end: Callable | None
-    greedy_sums_starts: Callable | None
-    valid_bits_total: Callable | None
-    flags_to_ids: Callable | None
-    floor_ids_quick: Callable | None
-    floor_summary_float: Callable | None
-    floor_summary_int: Callable | None
-    floor_exact_walk: Callable | None
-    floor_exact_ids: Callable | None
-    floor_exact_risky: Callable | None
-    floor_exact_sum: Callable | None
-    floats_integral: Callable | None
+    chain_table: Callable | None = _FromModule()
+    greedy_walk: Callable | None = _FromModule()
+    greedy_starts: Callable | None = _FromModule()
+    greedy_chain: Callable | None = _FromModule()
+    greedy_sums_ids: Callable | None = _FromModule()
+    greedy_sums_end: Callable | None = _FromModule()
+    greedy_sums_starts: Callable | None = _FromModule()
+    valid_bits_total: Callable | None = _FromModule()
+    flags_to_ids: Callable | None = _FromModule()
+    floor_ids_quick: Callable | None = _FromModule()
+    floor_summary_float: Callable | None = _FromModule()
+    floor_summary_int: Callable | None = _FromModule()
+    floor_exact_walk: Callable | None = _FromModule()
+    floor_exact_ids: Callable | None = _FromModule()
+    floor_exact_risky: Callable | None = _FromModule()
+    floor_exact_sum: Callable | None = _FromModule()
+    floats_integral: Callable | None = _FromModule()
     # constants and the seam
-    I64_MAX: int
-    NO_POSITION: int
-    CELL_MAX: int
-    asarray: Callable
-    to_numpy: Callable
-    check_available: Callable
+    I64_MAX: int = _FromModule()
+    NO_POSITION: int = _FromModule()
+    CELL_MAX: int = _FromModule()
+    asarray: Callable = _FromModule()
+    to_numpy: Callable = _FromModule()
+    check_available: Callable = _FromModule()
 
     def __init__(self, module, absent: tuple = ()):
         missing = [name for name in REQUIRED_KERNELS + CONSTANTS + SEAM if getattr(module, name, None) is None]
@@ -143,12 +159,8 @@ class Backend:
         unknown = set(absent) - set(OPTIONAL_KERNELS)
         if unknown:
             raise ValueError(f"only optional kernels can be absent, not {sorted(unknown)}")
-        self.module, self.name, self.absent = module, module.__name__.rsplit(".", 1)[-1], tuple(absent)
-        for name in REQUIRED_KERNELS + OPTIONAL_KERNELS:
-            kernel = None if name in absent else getattr(module, name, None)
-            setattr(self, name, _named(kernel, NAMED_RESULTS.get(name)))
-        for name in CONSTANTS + SEAM:
-            setattr(self, name, getattr(module, name))
+        self.module, self.absent = module, frozenset(absent)
+        self.name = getattr(module, "__name__", type(module).__name__).rsplit(".", 1)[-1]
 
     def offers(self, kernel: str) -> bool:
         """Whether this backend offers ``kernel`` (required kernels always are offered).
@@ -175,10 +187,10 @@ class Backend:
         >>> backend_for("cpu").without("chain_table").offers("chain_table")
         False
         """
-        return Backend(self.module, self.absent + kernels)
+        return Backend(self.module, self.absent | set(kernels))
 
     def __repr__(self) -> str:
-        return f"<Backend {self.name} ({self.module.__name__})>"
+        return f"<Backend {self.name}>"
 
 
 _KERNELS = frozenset(REQUIRED_KERNELS + OPTIONAL_KERNELS)
@@ -194,7 +206,7 @@ def _named(kernel, result):
     def named(*args):
         return make(kernel(*args))
 
-    named.__name__, named.__doc__, named.__wrapped__ = getattr(kernel, "__name__", "kernel"), kernel.__doc__, kernel
+    named.__wrapped__ = kernel
     return named
 
 
@@ -203,12 +215,18 @@ _BACKENDS_LOCK = threading.Lock()
 
 
 def backend_of(module) -> Backend:
-    """The :class:`Backend` of a backend module, built once.
+    """The :class:`Backend` of a backend module (built once per module), or ``module`` itself
+    where it is a Backend already; any other object with the module's members gets a Backend
+    of its own each time.
 
     >>> from dask_cumbatch.engine.backends import python
-    >>> backend_of(python) is backend_of(python)
+    >>> backend_of(python) is backend_of(python) is backend_of(backend_of(python))
     True
     """
+    if isinstance(module, Backend):
+        return module
+    if not isinstance(module, ModuleType):
+        return Backend(module)
     backend = _BACKENDS.get(module)
     if backend is None:
         with _BACKENDS_LOCK:

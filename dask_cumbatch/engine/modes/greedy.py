@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kept as kept_flags
-from ..backends import backend_for
+from ..backends import backend_for, backend_of
 from ..partition import true_groups, row0_group_change
 from ..scratch import scratch
 from ..state import Carry, Summary, overflow_error, py_scalar as _py
@@ -368,7 +368,7 @@ def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
     (None: ``opts.device``'s), on working arrays this thread keeps for the next partition
     (:mod:`~dask_cumbatch.engine.scratch`).
     """
-    be = backend or backend_for(opts.device, len(w))
+    be = backend_of(backend) if backend is not None else backend_for(opts.device, len(w))
     starts = np.flatnonzero(spec_head[1:])
     m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
     gt, ge = limits(opts, False)
