@@ -183,6 +183,41 @@ def test_a_device_resolves_once_per_finish_and_the_plan_names_its_backend(monkey
     assert plan.backend in ("python", "cpu")
     calls = []
     real = finish_module.backend_for
-    monkeypatch.setattr(finish_module, "backend_for", lambda device, n_rows=None: calls.append(device) or real(device, n_rows))
+
+    def counted(device, n_rows=None):
+        calls.append(device)
+        return real(device, n_rows)
+
+    monkeypatch.setattr(finish_module, "backend_for", counted)
     assert engine.finish_stats(df, opts, False, plan.entries[0])["total"].tolist() == [6, 3]
     assert calls == ["cpu"]
+
+
+@pytest.mark.parametrize("mode,extra", [("greedy", {}), ("fill", {}), ("floor", {}), ("floor", {"max_rows": 7}),
+                                        ("greedy", {"multiple": 4})])
+@pytest.mark.parametrize("dtype", ["int64", "float64", "fractional"])
+def test_a_backend_without_any_optional_kernel_gives_the_same_ids(monkeypatch, mode, extra, dtype):
+    """Every optional kernel declared absent: the engine's general paths, the CPU's ids."""
+    import dask.dataframe as dd
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 40, 30_000)
+    w = w + 0.1 if dtype == "fractional" else w.astype(dtype)
+    df = pd.DataFrame({"w": w})
+    want = dd.from_pandas(df, npartitions=6).cumbatch.ids("w", 100, mode=mode, **extra).compute()
+    monkeypatch.setitem(sys.modules, GPU_MODULE, fake_gpu(available=True))
+    assert backend_for("gpu").offered() == frozenset()
+    got = dd.from_pandas(df, npartitions=6).cumbatch.ids("w", 100, mode=mode, device="gpu", **extra).compute()
+    assert got.tolist() == want.tolist()
+
+
+def test_chain_of_on_a_backend_without_chain_tables():
+    from dask_cumbatch.engine.modes.greedy import chain_of
+    from dask_cumbatch.options import BatchOptions
+
+    w = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8], np.int64)
+    spec = np.zeros(len(w), bool)
+    spec[[0, 4, 5, 6, 8, 10, 11]] = True  # greedy batches of at most 10 from row 0
+    no_table = backend_for("cpu").without("chain_table")
+    assert chain_of(w, np.zeros(len(w), bool), BatchOptions.make("w", 10, mode="fill"), spec, no_table) is None
+    assert chain_of(w, np.zeros(len(w), bool), BatchOptions.make("w", 10), spec, no_table) is not None  # greedy_chain

@@ -652,7 +652,9 @@ def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, recor
             w.astype(np.float64, copy=False), newgrp, b_exp, len(b_exp) if b else 0, b_f, np.int64(cell_prev),
             has_prev, lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4), want_sum)
         if res.ok:
-            s_out = _exact_out(Fraction(res.hi) + Fraction(res.lo) + (0 if res.reset else b), is_float) if want_sum else None
+            s_out = None
+            if want_sum:
+                s_out = _exact_out(Fraction(res.hi) + Fraction(res.lo) + (0 if res.reset else b), is_float)
             return FloorWalk(int(res.count), s_out, int(res.cell), -1), (ids if base is not None else out)
     b = Fraction(_py(s_in)) if has_prev else Fraction(0)
     return _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base)

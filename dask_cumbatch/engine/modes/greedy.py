@@ -362,7 +362,8 @@ class Chain:
 
 
 def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
-    """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow or too many runs).
+    """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow, too many runs,
+    or a backend without chain tables where ``greedy_chain`` does not apply).
 
     ``backend`` runs ``greedy_chain`` (plain greedy, where it offers it) or ``chain_table``
     (None: ``opts.device``'s), on working arrays this thread keeps for the next partition
@@ -373,7 +374,7 @@ def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
     m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
     gt, ge = limits(opts, False)
     runs = _greedy_runs(be, w, gt, m) if _by_sums(be, opts, False, "greedy_chain") else None
-    if runs is None:
+    if runs is None and be.chain_table is not None:
         runs = _table_runs(be, w, newgrp, opts, gt, ge, m)
     if runs is None or len(runs[0]) > CHAIN_RUNS:
         return None
