@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backends import backend_for
+from .backends import backend_for, backend_of, host_backend
+from .backends.results import BatchStats
 from .modes import mode_for
 from .partition import host_columns, is_cudf, like_partition, prepare
 from .scan import checked_total
@@ -25,7 +26,10 @@ def batch_ids(df, opts, is_float, entry: Entry):
     >>> batch_ids(df, opts, False, plan_frame(df, opts, False).entries[0])[0].tolist()
     [0, 0, 1]
     """
-    be = backend_for(opts.device, len(df))
+    return _batch_ids(df, opts, is_float, entry, backend_for(opts.device, len(df)))
+
+
+def _batch_ids(df, opts, is_float, entry: Entry, be):
     arrays = prepare(df, opts, checked=True, backend=be)
     check_unchanged(arrays, entry)
     return mode_for(opts).finish(arrays, entry, opts, is_float, be), arrays
@@ -102,25 +106,24 @@ def finish_stats(df, opts, is_float, entry: Entry) -> pd.DataFrame:
     >>> finish_stats(df, opts, False, plan_frame(df, opts, False).entries[0])["total"].tolist()
     [6, 3]
     """
-    ids, prep = batch_ids(df, opts, is_float, entry)
-    positions = prep.positions() + entry.all_offset
-    stats = batch_stats(ids, prep.w, positions, backend_for(opts.device, len(ids)))
-    batch, rows, total, mx, first, last = stats
-    return pd.DataFrame(
-        {"batch": batch, "rows": rows, "total": total, "max": mx, "start": first, "stop": last + 1}
-    )
+    be = backend_for(opts.device, len(df))  # once: the ids and the stats run on the same backend
+    ids, prep = _batch_ids(df, opts, is_float, entry, be)
+    stats = batch_stats(ids, prep.w, prep.positions() + entry.all_offset, be)
+    return pd.DataFrame({"batch": stats.batch, "rows": stats.rows, "total": stats.total, "max": stats.max,
+                         "start": stats.first, "stop": stats.last + 1})
 
 
-def batch_stats(ids, w, positions, backend=None) -> tuple:
-    """Per-batch ``(batch, rows, total, max, first, last)`` host arrays for sorted ``ids``.
+def batch_stats(ids, w, positions, backend=None) -> BatchStats:
+    """Per-batch ``BatchStats(batch, rows, total, max, first, last)`` host arrays for sorted ``ids``.
 
     ``first``/``last`` are the lowest and highest of ``positions`` in each batch; the
-    backend's ``batch_stats`` kernel does the work (default: the CPU backend).
+    backend's ``batch_stats`` kernel does the work (None: the host's, :func:`host_backend`:
+    no options name a device here).
 
-    >>> batch, rows, total, mx, first, last = batch_stats(np.array([0, 0, 1]), np.array([2, 3, 4]), np.arange(3))
-    >>> total.tolist(), last.tolist()
+    >>> stats = batch_stats(np.array([0, 0, 1]), np.array([2, 3, 4]), np.arange(3))
+    >>> stats.total.tolist(), stats.last.tolist()
     ([5, 4], [1, 2])
     """
-    be = backend or backend_for("cpu", len(ids))
+    be = backend_of(backend) if backend is not None else host_backend(len(ids))
     arrays = be.batch_stats(be.asarray(ids), be.asarray(w), be.asarray(positions))
-    return tuple(be.to_numpy(a) for a in arrays)
+    return BatchStats._make(be.to_numpy(a) for a in arrays)

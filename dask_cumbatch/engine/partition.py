@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..options import BatchOptions, decimal_scale
-from .backends import backend_for
+from .backends import backend_for, backend_of
 from .state import same_key
 
 I64_MAX = np.iinfo(np.int64).max
@@ -39,18 +39,20 @@ def weight_values(col: pd.Series, check: bool = True, backend=None):
     """(values as int64 or float64 for every row, invalid mask).
 
     ``check=False`` skips the validity test of plain NumPy columns (a summary already proved
-    them valid). ``backend`` runs the validity count (default: the CPU backend).
+    them valid). ``backend`` runs the validity count; None: the CPU backend (no options name a
+    device here: the weights are host arrays).
 
     >>> values, invalid = weight_values(pd.Series([1, 2]))
     >>> values.tolist(), invalid.tolist()
     ([1, 2], [])
     """
-    return _checked_weights(col, check, backend)[:2]
+    return _checked_weights(col, check, backend, "cpu")[:2]
 
 
-def _checked_weights(col: pd.Series, check: bool, backend):
+def _checked_weights(col: pd.Series, check: bool, backend, device: str):
     """:func:`weight_values` plus the weights' bit total where the validity test formed it
-    (float64 weights, all valid), else None."""
+    (float64 weights, all valid), else None; ``backend`` None: ``device``'s (resolved only where
+    a validity test runs)."""
     dtype = col.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # fast path: plain NumPy columns
         if dtype.kind == "u" and dtype.itemsize == 8 and len(col) and col.to_numpy().max() > I64_MAX:
@@ -58,7 +60,7 @@ def _checked_weights(col: pd.Series, check: bool, backend):
                 f"weight column {col.name!r} holds values above 2**63-1; weights are summed in int64"
             )
         values = col.to_numpy(dtype=np.float64 if dtype.kind == "f" else np.int64)
-        return _checked_array(values, check and dtype.kind in "fi", backend)
+        return _checked_array(values, check and dtype.kind in "fi", backend, device)
     na = col.isna().to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(dtype):  # via bool: bool[pyarrow] refuses an int na_value
         return col.to_numpy(dtype=bool, na_value=False).astype(np.int64), na, None
@@ -118,17 +120,18 @@ def array_weight_values(values: np.ndarray, check: bool = True, backend=None):
     >>> array_weight_values(np.array([1.0, -1.0]))[1].tolist()
     [False, True]
     """
-    return _checked_array(values, check, backend)[:2]
+    return _checked_array(values, check, backend, "cpu")[:2]
 
 
-def _checked_array(values: np.ndarray, check: bool, backend):
+def _checked_array(values: np.ndarray, check: bool, backend, device: str):
     """:func:`array_weight_values` plus the float weights' bit total (:func:`bits_total`) where
-    the backend's validity test formed it in the same pass (``valid_bits_total``), else None."""
+    the backend's validity test formed it in the same pass (``valid_bits_total``), else None.
+    ``backend`` None: ``device``'s, resolved here (only float weights need one)."""
     if values.dtype.kind == "f":
-        be = backend or backend_for("cpu", len(values))
         if not check:
             return values, _NO_INVALID, None
-        if hasattr(be, "valid_bits_total"):
+        be = backend_of(backend) if backend is not None else backend_for(device, len(values))
+        if be.valid_bits_total is not None:
             valid, total = be.valid_bits_total(be.asarray(values))
             if valid:
                 return values, _NO_INVALID, int(total)
@@ -248,6 +251,7 @@ def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend
     """Extract weights, validity, group changes and the batching order of a partition.
 
     ``checked``: the summary pass already found no invalid row (``invalid="raise"``).
+    ``backend``: the one the caller resolved; None: ``opts.device``'s.
 
     >>> from dask_cumbatch.options import BatchOptions
     >>> prepare(pd.DataFrame({"w": [1, 2], "k": [0, 1]}), BatchOptions.make("w", 5, by="k")).newgrp.tolist()
@@ -255,7 +259,7 @@ def prepare(df: pd.DataFrame, opts: BatchOptions, checked: bool = False, backend
     """
     check = not (checked and opts.invalid == "raise")
     n_all, df = len(df), host_columns(df, opts)
-    values, invalid, bits = _checked_weights(df[opts.weight], check, backend)
+    values, invalid, bits = _checked_weights(df[opts.weight], check, backend, opts.device)
     codes = group_codes(df, opts.by) if opts.by else []
     return _arrays(values, invalid, codes, df, opts, n_all, bits)
 
@@ -270,7 +274,7 @@ def prepare_weights(values: np.ndarray, opts: BatchOptions, backend=None) -> Par
     """
     if opts.by:
         raise ValueError("prepare_weights: a partition batched by keys needs its key columns (prepare)")
-    values, invalid, bits = _checked_array(values, True, backend)
+    values, invalid, bits = _checked_array(values, True, backend, opts.device)
     return _arrays(values, invalid, [], None, opts, len(values), bits)
 
 

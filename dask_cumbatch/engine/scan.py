@@ -186,22 +186,21 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
         all_offset += summ.n_all
         if summ.n == 0:
             continue
-        step = mode.advance(summ, carry, opts, is_float, be, _loader(load, k, opts, walked))
+        step = mode.advance(summ, carry, opts, is_float, be, _loader(load, k, opts, be, walked))
         carry = step.carry
         if step.backdated is not None:
             backdated_prior = _backdate(entries, offsets, offsets[k] + step.backdated, backdated_prior)
             carry = replace(carry, batches=carry.batches + 1)
     n_rows = carry.position - (start.position if start else 0)
     n_batches = carry.batches - (start.batches if start else 0)
-    return PartitionPlan(entries, carry, n_batches, n_rows, skipped, backdated_prior, walked)
+    return PartitionPlan(entries, carry, n_batches, n_rows, skipped, backdated_prior, walked, backend=be.name)
 
 
-def _loader(load, k, opts, walked):
-    """``load()`` for the mode: partition k's arrays read again, recorded as walked."""
+def _loader(load, k, opts, be, walked):
+    """``load()`` for the mode: partition k's arrays read again (by the scan's backend), recorded as walked."""
     def load_arrays():
         walked.append(k)
-        df = load(k)
-        return prepare(df, opts, backend=backend_for(opts.device, len(df)))
+        return prepare(load(k), opts, backend=be)
 
     return load_arrays
 

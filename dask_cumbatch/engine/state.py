@@ -281,6 +281,7 @@ class PartitionPlan:
     skipped: int
     backdated_prior: int = 0
     walked: list = field(default_factory=list)  # partitions the scan had to walk whole
+    backend: str = "cpu"  # the backend the scan ran on (Backend.name: "cpu", "python", "gpu"...)
 
     @property
     def first_ids(self) -> list:

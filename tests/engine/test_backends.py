@@ -1,6 +1,7 @@
 """The backend seam: lazy imports (no numba on ``import dask_cumbatch``), device choice, contract."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import types
@@ -11,6 +12,10 @@ import pytest
 
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import backend_for
+from dask_cumbatch.engine import batch_stats as engine_batch_stats
+from dask_cumbatch.engine.backends import (
+    CONSTANTS, GPU_LACKS, OPTIONAL_KERNELS, REQUIRED_KERNELS, SEAM, Backend, backend_of, results,
+)
 
 CONTRACT = ["walk_batches", "chain_table", "grid_cell", "floor_walk", "floor_risky", "cap_walk",
             "count_invalid", "starts_to_ids", "batch_stats", "I64_MAX", "NO_POSITION", "CELL_MAX",
@@ -62,11 +67,15 @@ def test_gpu_without_cupy_or_simulator_raises_one_line_before_any_data(monkeypat
     ddf = dd.from_map(unread, [0, 1], meta=pd.DataFrame({"w": pd.Series([], dtype="int64")}))
     with pytest.raises(RuntimeError, match=r"dask-cumbatch\[gpu\]"):
         ddf.cumbatch.ids("w", 5, device="gpu")
-    assert backend_for("auto", n_rows=10**9).__name__.endswith(".cpu")
+    assert backend_for("auto", n_rows=10**9).name == "cpu"
 
 
 def fake_gpu(available: bool):
+    """A GPU backend module that runs the CPU's required kernels (and offers nothing optional)."""
     gpu = types.ModuleType(GPU_MODULE)
+    cpu = backend_for("cpu").module
+    for name in REQUIRED_KERNELS + CONSTANTS + SEAM:
+        setattr(gpu, name, getattr(cpu, name))
     gpu.AUTO_MIN_ROWS = 1000
 
     def check_available():
@@ -80,22 +89,135 @@ def fake_gpu(available: bool):
 def test_auto_picks_an_available_gpu_backend_for_large_partitions(monkeypatch):
     gpu = fake_gpu(available=True)
     monkeypatch.setitem(sys.modules, GPU_MODULE, gpu)
-    assert backend_for("auto", n_rows=1000) is gpu
-    assert backend_for("auto", n_rows=999).__name__.endswith(".cpu")
-    assert backend_for("auto").__name__.endswith(".cpu")
-    assert backend_for("gpu") is gpu
+    assert backend_for("auto", n_rows=1000).module is gpu
+    assert backend_for("auto", n_rows=999).name == "cpu"
+    assert backend_for("auto").name == "cpu"
+    assert backend_for("gpu").module is gpu
 
 
 def test_auto_never_picks_a_gpu_backend_without_a_threshold(monkeypatch):
     gpu = fake_gpu(available=True)
     gpu.AUTO_MIN_ROWS = None  # as gpu.py sets it: measured slower than the CPU at every size
     monkeypatch.setitem(sys.modules, GPU_MODULE, gpu)
-    assert backend_for("auto", n_rows=10**12).__name__.endswith(".cpu")
-    assert backend_for("gpu") is gpu  # asking for it by name still gets it
+    assert backend_for("auto", n_rows=10**12).name == "cpu"
+    assert backend_for("gpu").module is gpu  # asking for it by name still gets it
 
 
 def test_unavailable_gpu_backend_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, GPU_MODULE, fake_gpu(available=False))
     with pytest.raises(RuntimeError, match=r"\[gpu\]"):
         backend_for("gpu")
-    assert backend_for("auto", n_rows=10**6).__name__.endswith(".cpu")
+    assert backend_for("auto", n_rows=10**6).name == "cpu"
+
+
+def offered(module_name: str) -> set:
+    module = importlib.import_module(f"dask_cumbatch.engine.backends.{module_name}")
+    return {name for name in OPTIONAL_KERNELS if getattr(module, name, None) is not None}
+
+
+def test_gpu_backend_offers_what_the_cpu_does_but_for_the_listed_differences():
+    """A kernel added to one backend and not the other fails here until GPU_LACKS says why."""
+    cpu, gpu = offered("cpu"), offered("gpu")
+    assert gpu <= cpu, f"the GPU offers what the CPU does not: {sorted(gpu - cpu)}"
+    assert sorted(cpu - gpu) == sorted(GPU_LACKS), "update GPU_LACKS (the difference and its reason)"
+    assert all(reason.strip() for reason in GPU_LACKS.values())
+
+
+def test_every_backend_module_declares_every_optional_kernel():
+    """Declared absent means set to None, not left out (third-party modules may leave them out)."""
+    for name in ("cpu", "python", "gpu"):
+        module = importlib.import_module(f"dask_cumbatch.engine.backends.{name}")
+        undeclared = [kernel for kernel in OPTIONAL_KERNELS + REQUIRED_KERNELS if not hasattr(module, kernel)]
+        assert undeclared == [], name
+    assert offered("python") == offered("cpu") == set(OPTIONAL_KERNELS)
+
+
+def test_the_cpu_kernels_are_the_contract_and_nothing_more():
+    kernels = importlib.import_module("dask_cumbatch.engine.backends.kernels")
+    assert set(kernels.KERNELS) | {"grid_cell"} == set(REQUIRED_KERNELS + OPTIONAL_KERNELS)
+
+
+def test_a_backend_declares_absent_kernels_and_names_results():
+    cpu = backend_for("cpu")
+    assert cpu.offers("greedy_walk") and not cpu.without("greedy_walk").offers("greedy_walk")
+    with pytest.raises(ValueError, match="no kernel"):
+        cpu.offers("greedy_walkk")
+    with pytest.raises(ValueError, match="optional"):
+        cpu.without("walk_batches")
+    res = cpu.floor_walk(np.array([3, 3, 3]), np.zeros(3, bool), np.int64(0), np.int64(0), False, 6.0, 6, True,
+                         np.zeros(0, bool), np.zeros(0, np.int64), 0)
+    assert isinstance(res, results.FloorWalk) and (res.count, res.s_out, res.cell, res.overflow) == (2, 9, 1, -1)
+    stats = engine_batch_stats(np.array([0, 0, 1]), np.array([2, 3, 4]), np.arange(3))
+    assert stats.total.tolist() == [5, 4] and stats.max.tolist() == [3, 4]
+    batch, rows, total, mx, first, last = stats  # still a tuple for callers that unpack it
+    assert rows.tolist() == [2, 1]
+
+
+def test_a_module_without_a_required_kernel_is_no_backend():
+    partial = types.ModuleType("partial_backend")
+    partial.walk_batches = backend_for("cpu").module.walk_batches
+    with pytest.raises(TypeError, match="lacks grid_cell"):
+        Backend(partial)
+
+
+def test_devices_are_checked_as_the_device_option_checks_them():
+    from dask_cumbatch.options import OPTIONS
+
+    with pytest.raises(ValueError) as by_engine:
+        backend_for("tpu")
+    with pytest.raises(ValueError) as by_option:
+        OPTIONS["device"].check("tpu")
+    assert str(by_engine.value) == str(by_option.value)
+    assert backend_of(backend_for("cpu").module) is backend_for("cpu")
+
+
+def test_a_device_resolves_once_per_finish_and_the_plan_names_its_backend(monkeypatch):
+    """finish_stats resolves its backend once (the ids and the stats share it); the scan records
+    the backend it ran on, and loads partitions again on that same backend."""
+    from dask_cumbatch import engine
+    from dask_cumbatch.engine import finish as finish_module
+    from dask_cumbatch.options import BatchOptions
+
+    df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
+    plan = engine.plan_frame(df, opts, False)
+    assert plan.backend in ("python", "cpu")
+    calls = []
+    real = finish_module.backend_for
+
+    def counted(device, n_rows=None):
+        calls.append(device)
+        return real(device, n_rows)
+
+    monkeypatch.setattr(finish_module, "backend_for", counted)
+    assert engine.finish_stats(df, opts, False, plan.entries[0])["total"].tolist() == [6, 3]
+    assert calls == ["cpu"]
+
+
+@pytest.mark.parametrize("mode,extra", [("greedy", {}), ("fill", {}), ("floor", {}), ("floor", {"max_rows": 7}),
+                                        ("greedy", {"multiple": 4})])
+@pytest.mark.parametrize("dtype", ["int64", "float64", "fractional"])
+def test_a_backend_without_any_optional_kernel_gives_the_same_ids(monkeypatch, mode, extra, dtype):
+    """Every optional kernel declared absent: the engine's general paths, the CPU's ids."""
+    import dask.dataframe as dd
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 40, 30_000)
+    w = w + 0.1 if dtype == "fractional" else w.astype(dtype)
+    df = pd.DataFrame({"w": w})
+    want = dd.from_pandas(df, npartitions=6).cumbatch.ids("w", 100, mode=mode, **extra).compute()
+    monkeypatch.setitem(sys.modules, GPU_MODULE, fake_gpu(available=True))
+    assert backend_for("gpu").offered() == frozenset()
+    got = dd.from_pandas(df, npartitions=6).cumbatch.ids("w", 100, mode=mode, device="gpu", **extra).compute()
+    assert got.tolist() == want.tolist()
+
+
+def test_chain_of_on_a_backend_without_chain_tables():
+    from dask_cumbatch.engine.modes.greedy import chain_of
+    from dask_cumbatch.options import BatchOptions
+
+    w = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8], np.int64)
+    spec = np.zeros(len(w), bool)
+    spec[[0, 4, 5, 6, 8, 10, 11]] = True  # greedy batches of at most 10 from row 0
+    no_table = backend_for("cpu").without("chain_table")
+    assert chain_of(w, np.zeros(len(w), bool), BatchOptions.make("w", 10, mode="fill"), spec, no_table) is None
+    assert chain_of(w, np.zeros(len(w), bool), BatchOptions.make("w", 10), spec, no_table) is not None  # greedy_chain

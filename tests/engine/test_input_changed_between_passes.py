@@ -108,15 +108,13 @@ def test_a_finish_without_the_quick_kernel_still_checks_a_running_total(monkeypa
     """The summary formed the running sum with the quick kernel's backend, the finish runs on
     one without it (another worker's device): it sums the rows in order itself."""
     from dask_cumbatch.engine import finish as finish_module
-    from dask_cumbatch.engine.backends import cpu
 
     opts = BatchOptions.make("w", 10.0, mode="floor")
     df = pd.DataFrame({"w": [5.0, 2.0, 1.0, 7.0, 3.0]})  # integer-valued: the plain kernels
     entry = engine.plan_frame(df, opts, True).entries[0]
     assert entry.total_kind == "running"
     assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]
-    slow = type("NoQuickBackend", (), {k: staticmethod(getattr(cpu, k)) for k in dir(cpu)
-                                       if not k.startswith("_") and k != "floor_ids_quick" and callable(getattr(cpu, k))})
+    slow = engine.backend_for("cpu").without("floor_ids_quick")
     monkeypatch.setattr(finish_module, "backend_for", lambda device, n_rows=0: slow)
     assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]  # the walk's ids
     with pytest.raises(InputChangedError, match="total"):

@@ -2,10 +2,12 @@
 
 The backend contract: a backend is a module in this package that exposes
 
-- the kernels, with the names, signatures and results of :mod:`.cpu`: ``walk_batches``,
-  ``chain_table`` (a backend may set it to ``None``: then no chain table is built and the
-  scan's fallback walk keeps the results exact), ``grid_cell``, ``floor_walk``,
-  ``floor_risky``, ``cap_walk``, ``count_invalid``, ``starts_to_ids``, ``batch_stats``;
+- the required kernels (:data:`REQUIRED_KERNELS`), with the names, signatures and results of
+  :mod:`.cpu`: ``walk_batches``, ``grid_cell``, ``floor_walk``, ``floor_risky``, ``cap_walk``,
+  ``count_invalid``, ``starts_to_ids``, ``batch_stats``;
+- the optional kernels (:data:`OPTIONAL_KERNELS`: fast paths and exact floor cells), each
+  either the CPU's namesake or ``None``: declared absent, the engine then takes its general
+  path (the same results). A module may also leave an optional kernel out: absent as well;
 - the constants ``I64_MAX``, ``NO_POSITION`` and ``CELL_MAX``;
 - ``asarray(numpy_array)``: host -> backend array (identity on the CPU), and
   ``to_numpy(array)``: backend array -> host (identity on the CPU). The engine passes every
@@ -13,6 +15,11 @@ The backend contract: a backend is a module in this package that exposes
   and the engine only ever keeps host arrays;
 - ``check_available()``: raises a clear error (naming the extra to install) when the backend
   cannot run here; a no-op on the CPU.
+
+The engine never holds the module itself: :func:`backend_for` gives a :class:`Backend`, which
+says what the module offers (``backend.offers("greedy_walk")``, or ``backend.greedy_walk is
+not None``) and names the kernels' results (:mod:`.results`: ``res.met``, not ``res[6]``).
+What the GPU backend lacks of the CPU's, and why, is :data:`GPU_LACKS`.
 
 Tiny inputs (``n_rows`` < ``TINY_ROWS``) in a process that has not loaded numba get
 :mod:`.python`: the same kernels (:mod:`.kernels`) run uncompiled, so a 10-row export pays
@@ -32,27 +39,230 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from types import ModuleType
+from typing import Callable
+
+from ...options import OPTIONS, hinted
+from .results import NAMED_RESULTS
 
 TINY_ROWS = 20_000  # rows a process walks in plain Python before it loads numba (about 0.1 s)
 _tiny = {"left": TINY_ROWS}
 _tiny_lock = threading.Lock()
 
-from ...options import hinted
+REQUIRED_KERNELS = ("walk_batches", "grid_cell", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
+                    "starts_to_ids", "batch_stats")
+OPTIONAL_KERNELS = (
+    "chain_table", "greedy_walk", "greedy_starts", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
+    "greedy_sums_starts", "valid_bits_total", "flags_to_ids", "floor_ids_quick", "floor_summary_float",
+    "floor_summary_int", "floor_exact_walk", "floor_exact_ids", "floor_exact_risky", "floor_exact_sum",
+    "floats_integral",
+)
+CONSTANTS = ("I64_MAX", "NO_POSITION", "CELL_MAX")
+SEAM = ("asarray", "to_numpy", "check_available")
+
+_PREFIX_SUMS = "prefix-sum searches are not written for the device: plain greedy walks row by row there"
+_EXACT_ON_HOST = ("exact floor cells are decided on the host by the CPU backend's kernels (the same "
+                  "code; see modes/floor.py, _exact_kernels)")
+# What the CPU backend offers and the GPU backend does not, and why: the engine takes its
+# general path there, with the same results. tests/test_engine_backends.py fails on any other
+# difference between the two.
+GPU_LACKS = {
+    "chain_table": "no chain table on the GPU: the scan resolves long partitions by its exact fallback walk",
+    "greedy_chain": "no chain table on the GPU (see chain_table)",
+    "greedy_walk": "plain greedy runs the general walk_batches (tiled on the device), bitwise the same result",
+    "greedy_starts": "the summary's walk is walk_batches' (tiled on the device)",
+    "greedy_sums_ids": _PREFIX_SUMS,
+    "greedy_sums_end": _PREFIX_SUMS,
+    "greedy_sums_starts": _PREFIX_SUMS,
+    "valid_bits_total": "the validity test is count_invalid; the greedy/fill summary sums the bits on the host",
+    "flags_to_ids": "speculative flags are not kept for the device: its finish walks every row",
+    "floor_ids_quick": "floor's finish runs floor_walk (a device scan) and floor_risky checks its total",
+    "floor_summary_float": "no one-pass quick summary: the checked path (count_invalid, then floor_risky)",
+    "floor_summary_int": "no one-pass quick summary: the checked path (count_invalid, then floor_risky)",
+    "floor_exact_walk": _EXACT_ON_HOST,
+    "floor_exact_ids": _EXACT_ON_HOST,
+    "floor_exact_risky": _EXACT_ON_HOST,
+    "floor_exact_sum": _EXACT_ON_HOST,
+    "floats_integral": _EXACT_ON_HOST,
+}
 
 
-def backend_for(device: str = "cpu", n_rows: int | None = None):
-    """The backend module for ``device`` ("cpu", "gpu" or "auto"), imported on first use.
+class _FromModule:
+    """A member of :class:`Backend`: the module's attribute of that name, read at each access
+    (so a test that patches the module patches the backend), ``None`` where the backend
+    declares the kernel absent, and with its result named (:mod:`.results`) where it has names."""
 
-    "gpu" is :mod:`.gpu` after its ``check_available()``, which raises one line naming the
-    ``[gpu]`` extra when neither CuPy with a CUDA device nor numba-cuda's simulator
-    (``NUMBA_ENABLE_CUDASIM=1``) is usable; the Dask layer calls this before any data is read.
-    "auto" is the GPU backend when it runs here and ``n_rows >= AUTO_MIN_ROWS``; else the CPU.
+    def __set_name__(self, owner, name):
+        self.name, self.result = name, NAMED_RESULTS.get(name)
+
+    def __get__(self, backend, owner=None):
+        if backend is None:
+            return self
+        member = None if self.name in backend.absent else getattr(backend.module, self.name, None)
+        return _named(member, self.result)
+
+
+class Backend:
+    """A backend module as the engine holds it: its kernels, required and optional, with
+    every optional kernel it does not offer declared ``None``, and their results named.
+
+    Kernels whose results are tuples return the NamedTuples of :mod:`.results` (one wrapper
+    call per kernel call, never per row); the others are the module's own functions, read from
+    the module at each access. :func:`backend_for` keeps one per module.
+
+    >>> cpu = backend_for("cpu")
+    >>> cpu.name, cpu.offers("greedy_walk"), cpu.module.__name__
+    ('cpu', True, 'dask_cumbatch.engine.backends.cpu')
+    >>> cpu.without("greedy_walk").greedy_walk is None
+    True
+    """
+
+    # required kernels
+    walk_batches: Callable = _FromModule()
+    grid_cell: Callable = _FromModule()
+    floor_walk: Callable = _FromModule()
+    floor_risky: Callable = _FromModule()
+    cap_walk: Callable = _FromModule()
+    count_invalid: Callable = _FromModule()
+    starts_to_ids: Callable = _FromModule()
+    batch_stats: Callable = _FromModule()
+    # optional kernels: None where the backend does not offer them
+    chain_table: Callable | None = _FromModule()
+    greedy_walk: Callable | None = _FromModule()
+    greedy_starts: Callable | None = _FromModule()
+    greedy_chain: Callable | None = _FromModule()
+    greedy_sums_ids: Callable | None = _FromModule()
+    greedy_sums_end: Callable | None = _FromModule()
+    greedy_sums_starts: Callable | None = _FromModule()
+    valid_bits_total: Callable | None = _FromModule()
+    flags_to_ids: Callable | None = _FromModule()
+    floor_ids_quick: Callable | None = _FromModule()
+    floor_summary_float: Callable | None = _FromModule()
+    floor_summary_int: Callable | None = _FromModule()
+    floor_exact_walk: Callable | None = _FromModule()
+    floor_exact_ids: Callable | None = _FromModule()
+    floor_exact_risky: Callable | None = _FromModule()
+    floor_exact_sum: Callable | None = _FromModule()
+    floats_integral: Callable | None = _FromModule()
+    # constants and the seam
+    I64_MAX: int = _FromModule()
+    NO_POSITION: int = _FromModule()
+    CELL_MAX: int = _FromModule()
+    asarray: Callable = _FromModule()
+    to_numpy: Callable = _FromModule()
+    check_available: Callable = _FromModule()
+
+    def __init__(self, module, absent: tuple = ()):
+        missing = [name for name in REQUIRED_KERNELS + CONSTANTS + SEAM if getattr(module, name, None) is None]
+        if missing:
+            raise TypeError(f"backend {module.__name__} lacks {', '.join(missing)} (see dask_cumbatch.engine.backends)")
+        unknown = set(absent) - set(OPTIONAL_KERNELS)
+        if unknown:
+            raise ValueError(f"only optional kernels can be absent, not {sorted(unknown)}")
+        self.module, self.absent = module, frozenset(absent)
+        self.name = getattr(module, "__name__", type(module).__name__).rsplit(".", 1)[-1]
+
+    def offers(self, kernel: str) -> bool:
+        """Whether this backend offers ``kernel`` (required kernels always are offered).
+
+        >>> backend_for("cpu").offers("chain_table")
+        True
+        """
+        if kernel not in _KERNELS:
+            raise ValueError(f"{kernel!r} is no kernel of the backend contract")
+        return getattr(self, kernel) is not None
+
+    def offered(self) -> frozenset:
+        """The optional kernels this backend offers.
+
+        >>> "floor_exact_walk" in backend_for("cpu").offered()
+        True
+        """
+        return frozenset(name for name in OPTIONAL_KERNELS if getattr(self, name) is not None)
+
+    def without(self, *kernels: str) -> "Backend":
+        """This backend with the optional ``kernels`` declared absent (for tests: the engine's
+        general paths on a backend that offers the fast ones).
+
+        >>> backend_for("cpu").without("chain_table").offers("chain_table")
+        False
+        """
+        return Backend(self.module, self.absent | set(kernels))
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name}>"
+
+
+_KERNELS = frozenset(REQUIRED_KERNELS + OPTIONAL_KERNELS)
+
+
+def _named(kernel, result):
+    """``kernel`` returning ``result`` (a NamedTuple) instead of its plain tuple; ``kernel``
+    itself where its result has no names (or it is absent)."""
+    if kernel is None or result is None:
+        return kernel
+    make = result._make
+
+    def named(*args):
+        return make(kernel(*args))
+
+    named.__wrapped__ = kernel
+    return named
+
+
+_BACKENDS: dict = {}  # module -> its Backend
+_BACKENDS_LOCK = threading.Lock()
+
+
+def backend_of(module) -> Backend:
+    """The :class:`Backend` of a backend module (built once per module), or ``module`` itself
+    where it is a Backend already; any other object with the module's members gets a Backend
+    of its own each time.
+
+    >>> from dask_cumbatch.engine.backends import python
+    >>> backend_of(python) is backend_of(python) is backend_of(backend_of(python))
+    True
+    """
+    if isinstance(module, Backend):
+        return module
+    if not isinstance(module, ModuleType):
+        return Backend(module)
+    backend = _BACKENDS.get(module)
+    if backend is None:
+        with _BACKENDS_LOCK:
+            backend = _BACKENDS.setdefault(module, Backend(module))
+    return backend
+
+
+def host_backend(n_rows: int | None = None) -> Backend:
+    """The backend of callers that hold host arrays and name no device (``weight_values``,
+    ``batch_stats`` called without a backend; the GPU's exact floor decisions): the CPU's.
+
+    >>> host_backend().name
+    'cpu'
+    """
+    return backend_for("cpu", n_rows)
+
+
+def backend_for(device: str = "cpu", n_rows: int | None = None) -> Backend:
+    """The :class:`Backend` for ``device`` ("cpu", "gpu" or "auto"), its module imported on first use.
+
+    The one place a device is resolved: ``device`` is checked as the ``device`` option checks
+    it (``ValueError`` naming the choices). "gpu" is :mod:`.gpu` after its
+    ``check_available()``, which raises one line naming the ``[gpu]`` extra when neither CuPy
+    with a CUDA device nor numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``) is usable; the
+    Dask layer calls this before any data is read. "auto" is the GPU backend when it runs here
+    and ``n_rows >= AUTO_MIN_ROWS``; else the CPU.
 
     ``n_rows`` below ``TINY_ROWS`` may get :mod:`.python` (see the module docstring).
 
-    >>> backend_for("auto", n_rows=10**6).__name__
-    'dask_cumbatch.engine.backends.cpu'
+    >>> backend_for("auto", n_rows=10**6).name
+    'cpu'
     """
+    return backend_of(_module_for(OPTIONS["device"].check(device), n_rows))
+
+
+def _module_for(device: str, n_rows: int | None):
     if device == "gpu":
         gpu = importlib.import_module(".gpu", __name__)
         try:
@@ -65,8 +275,6 @@ def backend_for(device: str = "cpu", n_rows: int | None = None):
         threshold = getattr(gpu, "AUTO_MIN_ROWS", None)  # None: auto never picks this backend
         if gpu is not None and threshold is not None and n_rows >= threshold and _on_device(gpu):
             return gpu
-    elif device not in ("cpu", "auto"):
-        raise ValueError(f"device={device!r} is not one of 'cpu', 'auto', 'gpu'")
     if n_rows is not None and _take_tiny(n_rows):
         return importlib.import_module(".python", __name__)
     return importlib.import_module(".cpu", __name__)

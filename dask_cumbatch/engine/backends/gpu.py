@@ -49,7 +49,12 @@ SEQUENTIAL_BELOW = 1 << 14
 AUTO_MIN_ROWS = None
 FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in any order
 
+# The optional kernels of the backend contract this backend does not offer (each reason is in
+# dask_cumbatch.engine.backends.GPU_LACKS): the engine takes its general path, same results.
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
+greedy_walk = greedy_starts = greedy_chain = greedy_sums_ids = greedy_sums_end = greedy_sums_starts = None
+valid_bits_total = flags_to_ids = floor_ids_quick = floor_summary_float = floor_summary_int = None
+floor_exact_walk = floor_exact_ids = floor_exact_risky = floor_exact_sum = floats_integral = None
 
 _INSTALL_HINT = "pip install 'dask-cumbatch[gpu]'"
 _SIMULATOR_HINT = ("to try the GPU path without a GPU, pip install 'dask-cumbatch[gpusim]' and set "

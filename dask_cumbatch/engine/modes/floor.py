@@ -18,13 +18,14 @@ the partition is walked in Python with ``Fraction``.
 """
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 
+from ..backends import host_backend
+from ..backends.results import FloorWalk
 from ..partition import row0_group_change, true_groups
 from ..state import Carry, PartitionPlan, Summary, input_changed, overflow_error, py_scalar as _py
 from . import Step
@@ -78,16 +79,16 @@ class FloorMode:
         """:meth:`summarize` of weights not checked yet (see ``engine.scan``), from one kernel
         that checks them as it sums; None where it does not apply or declines."""
         w = arrays.w
-        kernel = getattr(backend, "floor_summary_int" if w.dtype.kind == "i" else "floor_summary_float", None)
+        kernel = backend.floor_summary_int if w.dtype.kind == "i" else backend.floor_summary_float
         if kernel is None or not _quick_finish(opts, backend):
             return None
         n = len(w)
         p_out, w_out = np.empty(n, dtype=w.dtype), np.empty(n, dtype=w.dtype)
-        done, k, p_last, total = kernel(w, w.dtype.type(_threshold(opts, is_float)), p_out, w_out)
-        if not done:
+        res = kernel(w, w.dtype.type(_threshold(opts, is_float)), p_out, w_out)
+        if not res.done:
             return None
-        return FloorSummary(g_first=n, risky_p=p_out[:k].copy(), risky_w=w_out[:k].copy(), p_last=_py(p_last),
-                            t_first=_py(total), total=_py(total), total_kind="running")
+        return FloorSummary(g_first=n, risky_p=p_out[:res.k].copy(), risky_w=w_out[:res.k].copy(),
+                            p_last=_py(res.p_last), t_first=_py(res.total), total=_py(res.total), total_kind="running")
 
     def advance(self, summ, carry, opts, is_float, backend, load) -> Step:
         """The carried running sum and cell after the partition, counting the grid cells."""
@@ -126,8 +127,8 @@ class FloorMode:
         if first == n:
             return CapSummary(n, n, 0, 0)
         out = backend.asarray(np.zeros(n - first, dtype=bool))
-        count, rows, _ = backend.cap_walk(backend.asarray(flags[first:]), 0, opts.max_rows, out)
-        return CapSummary(n, first, int(count) - int(flags[first:].sum()), int(rows))
+        caps = backend.cap_walk(backend.asarray(flags[first:]), 0, opts.max_rows, out)
+        return CapSummary(n, first, int(caps.count) - int(flags[first:].sum()), int(caps.rows))
 
     def scan_extra(self, caps, plan: PartitionPlan, opts) -> PartitionPlan:
         """Add the row-cap starts to a floor plan; fills ``Entry.floor_rows``."""
@@ -165,8 +166,8 @@ def floor_limits(opts, is_float):
 
 
 def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base=None, exact=False):
-    """The grid walk of a partition from a carried state: ``((count, s_out, cell, overflow),
-    flags or ids)``; ``exact`` takes the exact kernels (see the module docstring)."""
+    """The grid walk of a partition from a carried state: ``(FloorWalk(count, s_out, cell,
+    overflow), flags or ids)``; ``exact`` takes the exact kernels (see the module docstring)."""
     if exact:
         return _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base)
     lim_f, lim_i = floor_limits(opts, is_float)
@@ -212,24 +213,22 @@ def _summarize_floor(summ, prep, opts, is_float, be):
         return
     p_out = be.asarray(np.empty(g, dtype=w.dtype))
     w_out = be.asarray(np.empty(g, dtype=w.dtype))
-    k, p_last, total, overflow = be.floor_risky(be.asarray(w), g, w.dtype.type(threshold), not is_float, p_out, w_out)
+    risky = be.floor_risky(be.asarray(w), g, w.dtype.type(threshold), not is_float, p_out, w_out)
     p_out, w_out = be.to_numpy(p_out), be.to_numpy(w_out)
-    if overflow >= 0:
+    if risky.overflow >= 0:
         raise overflow_error(opts)
     summ.g_first = g
-    summ.risky_p, summ.risky_w = p_out[:k].copy(), w_out[:k].copy()
-    summ.p_last, summ.t_first = _py(p_last), _py(total)
+    summ.risky_p, summ.risky_w = p_out[:risky.k].copy(), w_out[:risky.k].copy()
+    summ.p_last, summ.t_first = _py(risky.p_last), _py(risky.total)
     _summarize_rest(summ, prep, opts, is_float, be, g, exact=not _plain_cells(opts, is_float))
 
 
 def _summarize_rest(summ, prep, opts, is_float, be, g, exact):
     """Starts, running sum and cell after the partition's first group change (from 0)."""
     if g < len(prep.w):
-        (count, s_out, cell, overflow), _ = _floor_flags(
-            be, prep.w[g:], prep.newgrp[g:], 0, 0, False, opts, is_float, record=False, exact=exact
-        )
-        summ.rest_starts, summ.rest_s, summ.rest_cell = int(count), _py(s_out), _py(cell)
-        if overflow >= 0:
+        rest, _ = _floor_flags(be, prep.w[g:], prep.newgrp[g:], 0, 0, False, opts, is_float, record=False, exact=exact)
+        summ.rest_starts, summ.rest_s, summ.rest_cell = int(rest.count), _py(rest.s_out), _py(rest.cell)
+        if rest.overflow >= 0:
             raise overflow_error(opts)
 
 
@@ -240,15 +239,17 @@ def _summarize_exact(summ, prep, opts, is_float, be, g):
     lim_f, _ = floor_limits(opts, is_float)
     ex = _exact_kernels(be)
     if g < 2 or not w[:g - 1].max() >= lim_f:  # no risky row: the exact total alone (in lanes)
-        tot_h, tot_l, ok = ex.floor_exact_sum(w, 0, g)
-        total = Fraction(tot_h) + Fraction(tot_l)
+        exact_sum = ex.floor_exact_sum(w, 0, g)
+        total, ok = Fraction(exact_sum.hi) + Fraction(exact_sum.lo), exact_sum.ok
         summ.risky_p, summ.risky_lo, summ.risky_w = np.empty(0), np.empty(0), np.empty(0)
         last = total - Fraction(float(w[g - 1])) if g else total
     else:
         hi, lo, w_out = np.empty(g), np.empty(g), np.empty(g)
-        k, last_h, last_l, tot_h, tot_l, ok = ex.floor_exact_risky(w, g, lim_f, hi, lo, w_out)
+        risky = ex.floor_exact_risky(w, g, lim_f, hi, lo, w_out)
+        k, ok = risky.k, risky.ok
         summ.risky_p, summ.risky_lo, summ.risky_w = hi[:k].copy(), lo[:k].copy(), w_out[:k].copy()
-        total, last = Fraction(tot_h) + Fraction(tot_l), Fraction(last_h) + Fraction(last_l)
+        total = Fraction(risky.total_hi) + Fraction(risky.total_lo)
+        last = Fraction(risky.last_hi) + Fraction(risky.last_lo)
     if ok:
         summ.p_last, summ.t_first = _exact_out(last, True), _exact_out(total, True)
     else:
@@ -393,14 +394,14 @@ def _checked_add(opts):
 def floor_walk_whole(prep, opts, is_float, be, carry):
     """Walk a whole floor partition's arrays from the true state (fallback for huge running sums)."""
     grp = true_groups(prep, carry, opts)
-    (count, s_out, cell, overflow), _ = _floor_flags(
+    res, _ = _floor_flags(
         be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=False,
         exact=not _int_grid(opts, is_float),  # rare: sums this far out are walked exactly
     )
-    if overflow >= 0:
+    if res.overflow >= 0:
         raise overflow_error(opts)
     return Carry(
-        batches=carry.batches + int(count), s=_py(s_out), cell=_py(cell), has_prev=True,
+        batches=carry.batches + int(res.count), s=_py(res.s_out), cell=_py(res.cell), has_prev=True,
         key=prep.last_key, position=carry.position + len(prep.w),
     )
 
@@ -432,7 +433,7 @@ def _quick_finish(opts, be) -> bool:
     """Whether the finish runs the branch-free kernel (no ``by`` or ``max_rows``, a backend that
     has it). Its running sum is then formed in both passes, so the summary records that as the
     total (``total_kind="running"``) instead of summing the weights once more."""
-    return not opts.by and not opts.max_rows and hasattr(be, "floor_ids_quick")
+    return not opts.by and not opts.max_rows and be.floor_ids_quick is not None
 
 
 def _check_running_total(entry, prep, total, be=None) -> None:
@@ -444,7 +445,7 @@ def _check_running_total(entry, prep, total, be=None) -> None:
         w, is_int = prep.w, prep.w.dtype.kind != "f"
         never = np.int64(I64_MAX) if is_int else np.float64(np.inf)  # no row is recorded as risky
         none = be.asarray(np.empty(0, dtype=w.dtype))
-        total = be.floor_risky(be.asarray(w), len(w), never, is_int, none, none)[2] if len(w) else 0
+        total = be.floor_risky(be.asarray(w), len(w), never, is_int, none, none).total if len(w) else 0
     if _py(total) != entry.total:
         raise input_changed(entry, prep.n_all, _py(total))
 
@@ -456,20 +457,20 @@ def _quick_ids(prep, opts, is_float, be, carry):
     ids = be.asarray(np.empty(len(prep.w), dtype=np.int64))
     s_in = carry.s if carry.has_prev else 0
     s_in = np.float64(s_in) if is_float else np.int64(s_in)
-    overflow, total = be.floor_ids_quick(be.asarray(prep.w), s_in, np.int64(carry.cell), carry.has_prev,
-                                         lim_f, lim_i, not is_float, carry.batches, ids)
-    if overflow >= 0:
+    res = be.floor_ids_quick(be.asarray(prep.w), s_in, np.int64(carry.cell), carry.has_prev,
+                             lim_f, lim_i, not is_float, carry.batches, ids)
+    if res.overflow >= 0:
         raise overflow_error(opts)
-    return be.to_numpy(ids), total
+    return be.to_numpy(ids), res.total
 
 
 def _floor_partition_flags(prep, opts, is_float, be, carry, base=None, exact=False):
     grp = true_groups(prep, carry, opts)
-    (_, _, _, overflow), out = _floor_flags(
+    res, out = _floor_flags(
         be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float,
         record=base is None, base=base, exact=exact,
     )
-    if overflow >= 0:
+    if res.overflow >= 0:
         raise overflow_error(opts)
     return out
 
@@ -594,11 +595,12 @@ def _sure(q: np.ndarray) -> np.ndarray:
 
 
 def _exact_kernels(be):
-    """The backend with the exact kernels: ``be``, or the CPU's on the host (the GPU's are not
-    written: its exact decisions run there, on the same code)."""
-    if hasattr(be, "floor_exact_walk"):
+    """The backend with the exact kernels: ``be`` where it offers them, else the host's (the
+    GPU's are not written: its exact decisions run on the host, on the same code; see
+    ``backends.GPU_LACKS``)."""
+    if be.floor_exact_walk is not None:
         return be
-    return importlib.import_module("dask_cumbatch.engine.backends.cpu")
+    return host_backend()
 
 
 def _expansion(b: Fraction) -> np.ndarray:
@@ -649,10 +651,11 @@ def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, recor
         res = _exact_kernels(be).floor_exact_walk(
             w.astype(np.float64, copy=False), newgrp, b_exp, len(b_exp) if b else 0, b_f, np.int64(cell_prev),
             has_prev, lim_f, out, ids, base or 0, np.empty(len(b_exp) + 4), want_sum)
-        count, hi, lo, reset, cell, ok, _ = res
-        if ok:
-            s_out = _exact_out(Fraction(hi) + Fraction(lo) + (0 if reset else b), is_float) if want_sum else None
-            return (int(count), s_out, int(cell), -1), (ids if base is not None else out)
+        if res.ok:
+            s_out = None
+            if want_sum:
+                s_out = _exact_out(Fraction(res.hi) + Fraction(res.lo) + (0 if res.reset else b), is_float)
+            return FloorWalk(int(res.count), s_out, int(res.cell), -1), (ids if base is not None else out)
     b = Fraction(_py(s_in)) if has_prev else Fraction(0)
     return _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base)
 
@@ -680,7 +683,7 @@ def _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, b
         s += Fraction(x)
         if not is_float and s > I64_MAX:
             raise overflow_error(opts)
-    return (count, _exact_out(s, is_float), c, -1), (ids if base is not None else out)
+    return FloorWalk(count, _exact_out(s, is_float), c, -1), (ids if base is not None else out)
 
 
 def _exact_ids(be, w, carry, opts, is_float):
@@ -707,9 +710,9 @@ def _exact_quick_ids(prep, opts, is_float, be, carry, want_total):
         ids = _exact_ids(be, w, carry, opts, is_float)
         if ids is not None:
             return ids, None
-    (_, s_out, _, _), ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
-                                         opts, is_float, record=False, base=carry.batches, want_sum=want_total)
+    res, ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
+                            opts, is_float, record=False, base=carry.batches, want_sum=want_total)
     if not want_total:
         return ids, None
     b = Fraction(_py(carry.s)) if carry.has_prev else 0
-    return ids, _exact_out(Fraction(s_out) - b, is_float)
+    return ids, _exact_out(Fraction(res.s_out) - b, is_float)

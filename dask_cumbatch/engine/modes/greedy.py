@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kept as kept_flags
-from ..backends import backend_for
+from ..backends import backend_for, backend_of
 from ..partition import true_groups, row0_group_change
 from ..scratch import scratch
 from ..state import Carry, Summary, overflow_error, py_scalar as _py
@@ -85,11 +85,11 @@ class GreedyMode:
         grp = true_groups(arrays, carry, opts)
         spec = _kept_spec(entry, arrays, opts, is_float, backend)
         res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, spec=spec, base=carry.batches)
-        if res[7] >= 0:
+        if res.overflow >= 0:
             raise overflow_error(opts)
-        met = int(res[6])
+        met = int(res.met)
         if met >= 0:  # the paths met: the kept flags give every id from here on
-            backend.flags_to_ids(backend.asarray(spec), met, carry.batches + int(res[0]) - 2, backend.asarray(ids))
+            backend.flags_to_ids(backend.asarray(spec), met, carry.batches + int(res.count) - 2, backend.asarray(ids))
         if limit_beyond_int64(opts, is_float):
             _refuse_limit_cuts(backend, arrays.w, grp, carry, opts, ids)
         for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
@@ -100,9 +100,9 @@ class GreedyMode:
 def _by_sums(backend, opts, is_float, kernel: str) -> bool:
     """Whether batch ends may be found from prefix sums by ``kernel`` (``greedy_chain``,
     ``greedy_sums_starts``, ``greedy_sums_ids``, ``greedy_sums_end``): plain greedy over
-    integer weights without ``by``, a limit within int64, on a backend that has the kernel."""
+    integer weights without ``by``, a limit within int64, on a backend that offers the kernel."""
     return (not is_float and _plain_greedy(backend, opts) and not opts.by and not limit_beyond_int64(opts, is_float)
-            and hasattr(backend, kernel))
+            and backend.offers(kernel))
 
 
 def _sums_ids(backend, w, carry, opts):
@@ -121,7 +121,7 @@ def _kept_spec(entry, arrays, opts, is_float, backend):
 
     Only for the arrays the summary walked: same row count, no overflow (else none were kept).
     """
-    if limit_beyond_int64(opts, is_float) or not hasattr(backend, "flags_to_ids"):
+    if limit_beyond_int64(opts, is_float) or backend.flags_to_ids is None:
         return None
     spec = kept_flags.kept(entry.kept)
     return spec if spec is not None and len(spec) == len(arrays.w) else None
@@ -181,7 +181,7 @@ def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=
     if _plain_greedy(be, opts) and not len(spec):
         summary_walk = rows == 0 and record == len(w) and base is None  # from an empty batch, every flag
         res = _sums_walk(be, w, opts, is_float, gt, out) if summary_walk else None
-        if res is None and summary_walk and hasattr(be, "greedy_starts"):
+        if res is None and summary_walk and be.greedy_starts is not None:
             res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)
         elif res is None:
             res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
@@ -204,13 +204,13 @@ def _sums_walk(be, w, opts, is_float, gt, out):
     if float(w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS > gt:
         return None
     res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("prefix", len(w) + 1, np.int64)), out)
-    return None if res[0] < 0 else res
+    return None if res.count < 0 else res
 
 
 def _plain_greedy(be, opts) -> bool:
     """Whether the backend's branch-free ``greedy_walk`` applies (greedy by the sum alone)."""
     return (opts.mode == "greedy" and opts.cost != "padded" and not opts.max_rows
-            and (opts.multiple or 0) <= 1 and hasattr(be, "greedy_walk"))
+            and (opts.multiple or 0) <= 1 and be.greedy_walk is not None)
 
 
 def _tail(prev_tail, w, rows, multiple) -> tuple:
@@ -226,20 +226,19 @@ def _summarize_walk(summ, prep, opts, is_float, be, head_bytes, prefer_whole):
     longer ones as :func:`_long_head` decides."""
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
     # start flags for every row (n bytes): a head that grows later needs no second walk
-    (count, _, rows, tot, mx, start, _, overflow), spec = _walk(
-        be, w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n
-    )
+    res, spec = _walk(be, w, newgrp, (0, 0, 0, 0, ()), opts, is_float, record=n)
     dtype = _compact_dtype(w)
     h = n
-    if overflow >= 0:
-        summ.spec_overflow = int(overflow)
+    if res.overflow >= 0:
+        summ.spec_overflow = int(res.overflow)
         if n > HEAD_ROWS:
-            h = max(min(n, HEAD_MAX), int(overflow) + 1)
+            h = max(min(n, HEAD_MAX), int(res.overflow) + 1)
     else:
-        summ.spec_end = (int(rows), _py(tot), _py(mx), int(start), _tail((), w, int(rows), opts.multiple))
-        summ.spec_starts = int(count)
-        summ.long_batches = not is_float and n >= LONG_BATCH_ROWS * max(int(count), 1)
-        if n >= kept_flags.KEEP_MIN_ROWS and hasattr(be, "flags_to_ids") and opts.extra.get("keep_flags", True) \
+        rows = int(res.rows)
+        summ.spec_end = (rows, _py(res.tot), _py(res.mx), int(res.start), _tail((), w, rows, opts.multiple))
+        summ.spec_starts = int(res.count)
+        summ.long_batches = not is_float and n >= LONG_BATCH_ROWS * max(int(res.count), 1)
+        if n >= kept_flags.KEEP_MIN_ROWS and be.flags_to_ids is not None and opts.extra.get("keep_flags", True) \
                 and not (summ.long_batches and _by_sums(be, opts, False, "greedy_sums_ids")):
             summ.kept = kept_flags.keep(be.to_numpy(spec))
         if n > HEAD_ROWS:
@@ -308,7 +307,7 @@ def _probes_meet(prep, opts, is_float, be, spec, h) -> bool:
         return False
     for j in sorted({1, s1 // 2, s1 - 1} - {0}):
         res, _ = _walk(be, prep.w[j:h], prep.newgrp[j:h], (0, 0, 0, 0, ()), opts, is_float, spec=spec[j:h])
-        if res[6] < 0:
+        if res.met < 0:
             return False
     return True
 
@@ -363,18 +362,19 @@ class Chain:
 
 
 def chain_of(w, newgrp, opts, spec_head, backend=None) -> Chain | None:
-    """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow or too many runs).
+    """The :class:`Chain` of a partition's integer weights ``w`` (None: overflow, too many runs,
+    or a backend without chain tables where ``greedy_chain`` does not apply).
 
-    ``backend`` runs ``greedy_chain`` (plain greedy, where it has it) or ``chain_table``
-    (default: the CPU backend), on working arrays this thread keeps for the next partition
+    ``backend`` runs ``greedy_chain`` (plain greedy, where it offers it) or ``chain_table``
+    (None: ``opts.device``'s), on working arrays this thread keeps for the next partition
     (:mod:`~dask_cumbatch.engine.scratch`).
     """
-    be = backend or backend_for("cpu", len(w))
+    be = backend_of(backend) if backend is not None else backend_for(opts.device, len(w))
     starts = np.flatnonzero(spec_head[1:])
     m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
     gt, ge = limits(opts, False)
     runs = _greedy_runs(be, w, gt, m) if _by_sums(be, opts, False, "greedy_chain") else None
-    if runs is None:
+    if runs is None and be.chain_table is not None:
         runs = _table_runs(be, w, newgrp, opts, gt, ge, m)
     if runs is None or len(runs[0]) > CHAIN_RUNS:
         return None
@@ -433,24 +433,21 @@ def _scan_walk(summ, carry, opts, is_float, be, load):
     w_head = summ.w_head.astype(np.float64 if is_float else np.int64, copy=False)
     grp = summ.grp_head.copy() if summ.grp_head is not None else np.zeros(len(w_head), dtype=bool)
     grp[0] = row0_group_change(summ, carry, opts)
-    (count, backdated, rows, tot, mx, st, met, overflow), starts = _walk(
-        be, w_head, grp, _state(carry), opts, is_float, spec=summ.spec_head,
-        record=len(w_head) if summ.chain is not None else 0,
-    )
-    if overflow >= 0:
+    res, starts = _walk(be, w_head, grp, _state(carry), opts, is_float, spec=summ.spec_head,
+                        record=len(w_head) if summ.chain is not None else 0)
+    if res.overflow >= 0:
         raise overflow_error(opts)
-    backdated = None if backdated == NO_POSITION else int(backdated)
+    backdated = None if res.backdated == NO_POSITION else int(res.backdated)
     h = len(w_head)
-    if met >= 0:
+    if res.met >= 0:
         if summ.spec_overflow >= 0:
             raise overflow_error(opts)
-        count = int(count) + summ.spec_starts - int(summ.spec_head[: met + 1].sum())
+        count = int(res.count) + summ.spec_starts - int(summ.spec_head[: res.met + 1].sum())
         rows, tot, mx, st, tail = summ.spec_end
         return count, backdated, (rows, tot, mx, carry.position + st, tail)
     if h == summ.n:
-        tail = _tail(carry.tail, w_head, int(rows), opts.multiple)
-        return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
-    if summ.chain is not None and count > 0:
+        return int(res.count), backdated, _open_batch(res, carry, w_head, opts)
+    if summ.chain is not None and res.count > 0:
         j = int(np.argmax(starts))  # the true path's first start
         if j < summ.chain.m:
             count, (rows, tot, mx, st) = summ.chain.outcome(j, summ.n)
@@ -478,10 +475,16 @@ def _sums_end(be, w, carry, opts):
 def walk_whole(prep, opts, is_float, be, carry):
     """Walk a whole partition's arrays from the true state (the scan's fallback): as _scan_walk."""
     grp = true_groups(prep, carry, opts)
-    (count, backdated, rows, tot, mx, st, _, overflow), _ = _walk(be, prep.w, grp, _state(carry), opts, is_float)
-    if overflow >= 0:
+    res, _ = _walk(be, prep.w, grp, _state(carry), opts, is_float)
+    if res.overflow >= 0:
         raise overflow_error(opts)
-    backdated = None if backdated == NO_POSITION else int(backdated)
-    tail = _tail(carry.tail, prep.w, int(rows), opts.multiple)
-    return int(count), backdated, (int(rows), _py(tot), _py(mx), carry.position + int(st), tail)
+    backdated = None if res.backdated == NO_POSITION else int(res.backdated)
+    return int(res.count), backdated, _open_batch(res, carry, prep.w, opts)
+
+
+def _open_batch(res, carry, w, opts) -> tuple:
+    """The open batch after a walk over all of a partition's weights ``w`` from ``carry``:
+    ``(rows, tot, mx, start, tail)``, its start global."""
+    rows = int(res.rows)
+    return rows, _py(res.tot), _py(res.mx), carry.position + int(res.start), _tail(carry.tail, w, rows, opts.multiple)
 
