@@ -24,33 +24,22 @@ INVALID = ("raise", "skip")
 DEVICES = ("cpu", "auto", "gpu")
 
 
-def add_mode_name(name: str) -> None:
-    """Nothing: :func:`known_modes` reads the engine's registry itself. Kept while
-    ``engine.modes.register_mode`` calls it.
-
-    >>> add_mode_name("greedy"); "greedy" in known_modes()
-    True
-    """
-
-
-def remove_mode_name(name: str) -> None:
-    """Nothing: :func:`known_modes` reads the engine's registry itself. Kept while
-    ``engine.modes.unregister_mode`` calls it.
-
-    >>> remove_mode_name("no-such-mode")
-    """
+#: The one registry of batching modes: name -> the engine's mode object, opaque here. The engine
+#: adds the built-in modes when it loads them and plug-ins through ``engine.register_mode``; it
+#: lives in this module, below the engine, so that options can name the modes without reaching
+#: up into the engine.
+MODE_REGISTRY: dict = {}
 
 
 def known_modes() -> tuple:
     """The modes ``mode=`` accepts: the built-in ones, then the plug-ins registered with
-    ``engine.register_mode``. The engine's registry is the one list of modes; this reads it.
+    ``engine.register_mode`` (:data:`MODE_REGISTRY`, the one list of modes).
 
     >>> known_modes()[:3]
     ('greedy', 'fill', 'floor')
     """
-    from .engine.modes import registered_modes
+    return MODES + tuple(name for name in MODE_REGISTRY if name not in MODES)
 
-    return MODES + tuple(name for name in registered_modes() if name not in MODES)
 
 _UNITS = {
     "": 1,

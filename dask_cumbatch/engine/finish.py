@@ -1,4 +1,4 @@
-"""The partition-wise finish (DESIGN.md step 3): final ids, frames and per-batch stats.
+"""The partition-wise finish (docs/design.md, "Step 3: finish"): final ids, frames and per-batch stats.
 
 Each finish reads its partition again, checks it against what the summary pass saw (row
 count and exact weight total: :class:`~dask_cumbatch.engine.state.InputChangedError`

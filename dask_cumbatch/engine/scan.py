@@ -1,4 +1,4 @@
-"""The map step and the mode-agnostic scan over partition summaries (DESIGN.md steps 1-2).
+"""The map step and the mode-agnostic scan over partition summaries (docs/design.md, "Step 1: map" and "Step 2: scan").
 
 :func:`summarize` reduces a pandas partition to a summary (the common fields here, the
 rest from the mode's ``summarize`` hook). :func:`scan` carries the true state through the
@@ -67,7 +67,7 @@ def checked_total(arrays, kind: str):
 
 def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0,
               prefer_whole: bool = False) -> Summary:
-    """The map step: one partition's summary (DESIGN.md "The parallel algorithm", step 1).
+    """The map step: one partition's summary (docs/design.md, "Step 1: map").
 
     ``head_bytes``/``prefer_whole`` tune how much of the partition the summary keeps (modes
     that keep rows, see :mod:`~dask_cumbatch.engine.modes.greedy`).
@@ -136,7 +136,7 @@ def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole
 
 
 def check_summaries(summaries, opts) -> int:
-    """Raise for invalid or oversize rows (DESIGN.md "Invalid input"); return the skip count.
+    """Raise for invalid or oversize rows (docs/design.md, "Invalid input"); return the skip count.
 
     >>> check_summaries([Summary(n_invalid=2)], BatchOptions.make("w", 5, invalid="skip"))
     2

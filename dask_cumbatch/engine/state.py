@@ -136,7 +136,7 @@ def _key_in(v):
 
 
 def same_key(a: tuple, b: tuple) -> bool:
-    """Group keys equal, missing values equal to each other (DESIGN.md "group change").
+    """Group keys equal, missing values equal to each other (docs/design.md, "Batch ids").
 
     >>> same_key((1, None), (1, float("nan"))), same_key(("a",), ("b",))
     (True, False)

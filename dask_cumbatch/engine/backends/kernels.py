@@ -1078,7 +1078,7 @@ def floor_ids_quick(w, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, base, id
 
 
 # --------------------------------------------------------------------------- exact floor
-# Floor cells of fractional weights are floor(S / limit) with S the exact sum (DESIGN.md,
+# Floor cells of fractional weights are floor(S / limit) with S the exact sum (docs/design.md,
 # "Exactness"). The partition's own running sum is kept as a double-double (hi + lo, exact
 # while every TwoSum's error fits: else the kernels say so and the caller walks in Python);
 # a row's cell is read off the float quotient unless that lies within its error bound of an

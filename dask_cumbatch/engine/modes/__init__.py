@@ -81,7 +81,7 @@ class Mode(Protocol):
         """
 
 
-_MODES: dict = {}
+_MODES = options.MODE_REGISTRY  # the one registry (options names modes; the engine runs them)
 
 
 def register_mode(name: str, mode) -> None:
@@ -97,7 +97,6 @@ def register_mode(name: str, mode) -> None:
         if not callable(getattr(mode, hook, None)):
             raise TypeError(f"mode {name!r} lacks the {hook}() hook")
     _MODES[name] = mode
-    options.add_mode_name(name)
 
 
 def unregister_mode(name: str) -> None:
@@ -106,7 +105,6 @@ def unregister_mode(name: str) -> None:
     >>> unregister_mode("no-such-mode")
     """
     _MODES.pop(name, None)
-    options.remove_mode_name(name)
 
 
 def registered_modes() -> list:

@@ -6,7 +6,7 @@ to skip a grid cell so the scan can count cells exactly. With ``max_rows`` a sec
 Integer weights against a limit beyond int64: every running sum that fits int64 lies in cell
 0 (the float limit becomes infinite), and a sum that does not raises ``OverflowError``.
 
-Cells are exact (DESIGN.md, "Exactness"): ``floor(S / limit)`` with ``S`` the real sum of the
+Cells are exact (docs/design.md, "Exactness"): ``floor(S / limit)`` with ``S`` the real sum of the
 weights. Integer sums, and integer-valued float sums below 2**53 against an integer-valued or
 power-of-two limit, are exact in int64/float64 and take the plain kernels. Anything else (a
 fractional weight, a sum from 2**53 on, another limit) takes the exact kernels
@@ -301,7 +301,7 @@ def _check_grid(base, summ, opts, is_float) -> None:
     """Raise where a running sum of this partition may reach ``CELL_MAX`` grid cells.
 
     Cells that far out no longer fit the kernels' int64 cells (they saturate), so the grid
-    would stop starting batches where DESIGN.md's rule starts them: an error, never a
+    would stop starting batches where the Floor rule of docs/design.md starts them: an error, never a
     silently different result. ``base + total`` bounds every running sum of the partition
     (weights are >= 0); the margin covers the rounding of the float sums. Integer cells (an
     integer limit with integer weights) never saturate.

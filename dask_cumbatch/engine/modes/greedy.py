@@ -1,4 +1,4 @@
-"""Greedy and fill: speculative walks, heads, probes and chain tables (DESIGN.md step 1-3).
+"""Greedy and fill: speculative walks, heads, probes and chain tables (docs/design.md, "The parallel algorithm").
 
 Each partition walks speculatively from an empty batch and keeps its first rows (its
 *head*). The scan walks the true path over each head from the carried state until it meets
