@@ -170,39 +170,31 @@ def run_follow(inp, out, *extra, timeout=60):
                               *extra), capture_output=True, text=True, timeout=timeout)
 
 
-def test_a_consumed_file_that_changes_stops_it_naming_the_file(tmp_path):
+def rewrite_file_1(inp):
+    write_file(inp, 1, seed=99)  # rewritten in place: other rows
+
+
+def add_an_earlier_file(inp):
+    write_file(inp, 0)  # sorts before the consumed in-0001 and in-0002
+
+
+def remove_file_1(inp):
+    os.remove(inp / "in-0001.parquet")
+
+
+@pytest.mark.parametrize("change", [rewrite_file_1, add_an_earlier_file, remove_file_1])
+def test_a_bad_change_to_the_input_stops_it_with_one_line_naming_the_file(tmp_path, change):
+    """A consumed file that changes or disappears, or a new file that sorts before the consumed
+    ones: exit 1, one line naming the file, nothing written."""
     inp, out = tmp_path / "in", tmp_path / "out"
-    write_file(inp, 0)
     write_file(inp, 1)
+    write_file(inp, 2)
     assert run_follow(inp, out).returncode == 0
     before = data_files(out)
-    write_file(inp, 1, seed=99)  # rewritten in place
+    change(inp)
     proc = run_follow(inp, out)
-    assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "in-0001.parquet" in proc.stderr
-    assert data_files(out) == before
-
-
-def test_a_file_sorting_before_consumed_ones_stops_it(tmp_path):
-    inp, out = tmp_path / "in", tmp_path / "out"
-    write_file(inp, 5)
-    assert run_follow(inp, out).returncode == 0
-    before = data_files(out)
-    write_file(inp, 1)
-    proc = run_follow(inp, out)
-    assert proc.returncode == 1 and "in-0001.parquet" in proc.stderr and proc.stderr.count("\n") == 1
-    assert data_files(out) == before
-
-
-def test_an_input_that_disappears_stops_it(tmp_path):
-    inp, out = tmp_path / "in", tmp_path / "out"
-    write_file(inp, 0)
-    write_file(inp, 1)
-    assert run_follow(inp, out).returncode == 0
-    before = data_files(out)
-    os.remove(inp / "in-0000.parquet")
-    proc = run_follow(inp, out)
-    assert proc.returncode == 1 and "in-0000.parquet" in proc.stderr and proc.stderr.count("\n") == 1
+    named = "in-0000.parquet" if change is add_an_earlier_file else "in-0001.parquet"
+    assert proc.returncode == 1 and named in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert data_files(out) == before
 
 
