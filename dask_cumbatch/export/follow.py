@@ -79,7 +79,7 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
     with each append's :class:`~dask_cumbatch.export.ExportResult`.
 
     The follower holds the folder's lock while it runs (one writer per folder). It stops with
-    the append's error (:class:`ExportError`) when a consumed file changed or went missing, a
+    the append's error (:class:`~dask_cumbatch.errors.ExportError`) when a consumed file changed or went missing, a
     new file sorts before a consumed one, or a file cannot be read: nothing is written for it,
     and a follower started again once the input is fixed continues. Killed at any moment, it is
     continued by starting it again.
@@ -173,7 +173,7 @@ class FollowRecord:
         self.written = time.monotonic()
 
     def polled(self) -> None:
-        """Note a listing of the input (written at most every :data:`RECORD_EVERY` seconds)."""
+        """Note a listing of the input (written at most every ``RECORD_EVERY`` seconds)."""
         self.data["last_poll"] = _now()
         if self.written is not None and time.monotonic() - self.written >= RECORD_EVERY:
             self._write()

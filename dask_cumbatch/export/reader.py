@@ -39,9 +39,9 @@ def follow_batches(path, *, start: int = 0, poll: float = 1.0, idle_exit: float 
     passed over, and a file that holds none of them is never read.
 
     Resume after a restart by passing the id after the last one processed as ``start``. A
-    manifest that fails :func:`~dask_cumbatch.export.validate_manifest`, a file that lacks a
+    manifest that fails ``validate_manifest``, a file that lacks a
     batch's rows, or a folder that lists fewer batches than before (overwritten under the
-    reader) raises :class:`~dask_cumbatch.export.ExportError`.
+    reader) raises :class:`~dask_cumbatch.errors.ExportError`.
 
     >>> import tempfile, pandas as pd
     >>> from dask_cumbatch.export import to_files

@@ -23,7 +23,7 @@ def folder_status(path, storage_options=None, verify: bool = False) -> dict:
     (:func:`~dask_cumbatch.export.follow`, ``export --follow``) keeps up to date has ``follow``:
     its record (``pid``, ``host``, ``started``, ``poll``, ``last_poll``, ``appends``,
     ``last_append``; ``stopped`` and ``stopped_by`` once it stopped) and ``alive`` (see
-    :func:`~dask_cumbatch.export.follow.read_follow_record`). A damaged or tampered
+    ``dask_cumbatch.export.follow.read_follow_record``). A damaged or tampered
     folder, or a ``_SUCCESS`` that is not a regular file, raises
     :class:`~dask_cumbatch.errors.ExportError`.
 
