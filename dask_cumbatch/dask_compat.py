@@ -221,8 +221,8 @@ def without_idle_string_conversion(ddf: dd.DataFrame) -> dd.DataFrame:
     """``ddf`` with Dask's string conversion turned off in its in-memory reads where it would
     convert nothing (no object column or index among the columns read).
 
-    ``from_pandas`` converts each partition as its task is built: about 0.5 ms a partition
-    (5 s at 10,000 partitions) even for numeric columns, which it then leaves as they are.
+    ``from_pandas`` converts each partition as its task is built, at a cost per partition
+    (docs/performance.md), even for numeric columns, which it then leaves as they are.
 
     >>> import dask.dataframe as dd, pandas as pd
     >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1.0, 2.0]}), npartitions=1)

@@ -33,9 +33,45 @@ weight column 'w' has 1 invalid value(s) (NaN, inf, missing or negative); the fi
 """
 from __future__ import annotations
 
-from .engine.state import InputChangedError, OversizeError, WeightError
-
 __all__ = ["WeightError", "OversizeError", "InputChangedError", "ExportError", "StoreWarning"]
+
+
+class WeightError(ValueError):
+    """Invalid weights (NaN, inf, missing, negative) with ``invalid="raise"``.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.DataFrame({"w": [1.0, -2.0]}).cumbatch.ids("w", 5)
+    Traceback (most recent call last):
+    dask_cumbatch.errors.WeightError: weight column 'w' has 1 invalid value(s) (NaN, inf, missing or negative); the first is at index 1. Clean them or pass invalid='skip'.
+    """
+
+
+class OversizeError(ValueError):
+    """A single row heavier than the limit with ``oversize="raise"``.
+
+    >>> import pandas as pd, dask_cumbatch
+    >>> pd.DataFrame({"w": [1, 9]}).cumbatch.ids("w", 5, oversize="raise")
+    Traceback (most recent call last):
+    dask_cumbatch.errors.OversizeError: row at index 1 has weight 9 above the limit 5 in column 'w'; pass oversize='allow' to put such rows alone in a batch
+    """
+
+
+class InputChangedError(RuntimeError):
+    """A partition read in the finish differs from what the summary pass saw.
+
+    ``partition`` is the partition's number. Raised instead of returning wrong ids when the
+    input changes while it is being batched (rewritten files, a non-deterministic source).
+
+    >>> InputChangedError("partition 3 changed", partition=3).partition
+    3
+    """
+
+    def __init__(self, message: str, partition: int | None = None):
+        super().__init__(message)
+        self.partition = partition
+
+    def __reduce__(self):  # keep .partition when a cluster ships the error to the client
+        return type(self), (str(self), self.partition)
 
 
 class ExportError(RuntimeError):

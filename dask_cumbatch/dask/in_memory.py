@@ -29,8 +29,9 @@ def in_memory_column(frame: dd.DataFrame, opts: BatchOptions):
     index, and each partition's ``(start, stop)`` rows there, in order; else None.
 
     The summary pass then slices one NumPy column (:func:`gather_column`) instead of making a
-    pandas frame per partition (about 35 us a partition: 0.35 s at 10,000 partitions). The
-    finish still reads its partitions through Dask and checks each against its summary.
+    pandas frame per partition (a cost that grows with the partition count,
+    docs/performance.md). The finish still reads its partitions through Dask and checks each
+    against its summary.
 
     >>> ddf = dd.from_pandas(pd.DataFrame({"w": [1.0, 2.0, 3.0]}), npartitions=2)
     >>> in_memory_column(ddf, BatchOptions.make("w", 5))[2]
@@ -63,8 +64,7 @@ def gather_column(column, spec: Prepared, head_bytes: int, prefer_whole: bool) -
     Partitions of fewer than ``GIL_BOUND_ROWS`` rows on average are summarised by Dask's
     synchronous scheduler unless a ``distributed`` client is active: their summaries are a few
     microseconds of kernels between Python and NumPy calls, and two threads taking the GIL in
-    turns ran them at half the speed of one (measured: 10,000 partitions of 1,000 rows 0.59 s
-    threaded, 0.29 s synchronous; 1,000 of 10,000 rows 0.16 / 0.08 s; docs/_perf_table.md).
+    turns ran them at half the speed of one (docs/performance.md, docs/_perf_table.md).
     """
     values, index, bounds = column
     local = active_client() is None

@@ -82,6 +82,7 @@ def task_spec(prep: Prepared) -> Prepared:
 
 
 def entry_table(plan: PartitionPlan) -> Delayed:
-    """The plan's entries as one Delayed key; named, not tokenized (hashing 10,000 entries
-    took 0.3 s), and a plan is a new object each time anyway."""
+    """The plan's entries as one Delayed key; named, not tokenized (hashing the entries costs
+    time that grows with the partition count, docs/performance.md), and a plan is a new object
+    each time anyway."""
     return delayed(EntryTable(plan.entries), name=f"cumbatch-entries-{uuid.uuid4().hex}")

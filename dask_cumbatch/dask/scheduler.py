@@ -13,7 +13,9 @@ def active_client():
     True
     """
     distributed = sys.modules.get("distributed")
-    if distributed is None:  # no Client exists unless distributed was imported (saves 0.2 s)
+    # No Client exists unless distributed was imported; importing it here would be slow
+    # (docs/performance.md).
+    if distributed is None:
         return None
     try:
         scheduler = dask.base.get_scheduler()

@@ -1,7 +1,7 @@
 """The partition-wise finish (docs/design.md, "Step 3: finish"): final ids, frames and per-batch stats.
 
 Each finish reads its partition again, checks it against what the summary pass saw (row
-count and exact weight total: :class:`~dask_cumbatch.engine.state.InputChangedError`
+count and exact weight total: :class:`~dask_cumbatch.errors.InputChangedError`
 otherwise) and lets the mode compute the ids from the partition's entry state.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _batch_ids(df, opts, is_float, entry: Entry, be):
 
 
 def check_unchanged(arrays, entry: Entry) -> None:
-    """Raise :class:`~dask_cumbatch.engine.state.InputChangedError` unless the partition matches its summary.
+    """Raise :class:`~dask_cumbatch.errors.InputChangedError` unless the partition matches its summary.
 
     A ``"running"`` total (see :class:`~dask_cumbatch.engine.state.Summary`) is left to the
     mode's finish, which forms it anyway; the row count is checked here all the same.
@@ -46,7 +46,7 @@ def check_unchanged(arrays, entry: Entry) -> None:
     >>> arrays = prepare(pd.DataFrame({"w": [1, 2]}), BatchOptions.make("w", 5))
     >>> check_unchanged(arrays, Entry(Carry(), n_all=2, total=4, partition=3))
     Traceback (most recent call last):
-    dask_cumbatch.engine.state.InputChangedError: partition 3 changed between the summary and the finish pass: 2 rows / total 3 where the summary saw 2 rows / total 4; the input changed while it was being batched
+    dask_cumbatch.errors.InputChangedError: partition 3 changed between the summary and the finish pass: 2 rows / total 3 where the summary saw 2 rows / total 4; the input changed while it was being batched
     """
     if entry.n_all is None:
         return

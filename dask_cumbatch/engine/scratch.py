@@ -1,8 +1,8 @@
 """Working arrays a kernel needs only during one call, kept per thread for the next call.
 
 Fresh memory costs a page fault for every 4 KiB the first time it is written: on the shared
-virtual machines this project is measured on, 5.7 ms for 8 MiB, more than most kernels take
-to read that much. A summary's chain needs 8 bytes a row of such working memory (the prefix
+virtual machines this project is measured on, more than most kernels take to read that much
+(docs/performance.md). A summary's chain needs 8 bytes a row of such working memory (the prefix
 sums of plain greedy, or the two int32 tables of the other rules), so each thread keeps its
 arrays (up to :data:`MAX_BYTES` in all) for the next partition instead of asking the allocator
 for new ones.

@@ -1,4 +1,5 @@
-"""The engine's state: the exact carry between partitions, the scan's plan, and the errors.
+"""The engine's state: the exact carry between partitions, the scan's plan, and the error
+builders (the exception classes live in :mod:`dask_cumbatch.errors`).
 
 Nothing here runs a kernel; every other engine module builds on these types.
 """
@@ -11,24 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-class WeightError(ValueError):
-    """Invalid weights (NaN, inf, missing, negative) with ``invalid="raise"``.
-
-    >>> import pandas as pd, dask_cumbatch
-    >>> pd.DataFrame({"w": [1.0, -2.0]}).cumbatch.ids("w", 5)
-    Traceback (most recent call last):
-    dask_cumbatch.engine.state.WeightError: weight column 'w' has 1 invalid value(s) (NaN, inf, missing or negative); the first is at index 1. Clean them or pass invalid='skip'.
-    """
-
-
-class OversizeError(ValueError):
-    """A single row heavier than the limit with ``oversize="raise"``.
-
-    >>> import pandas as pd, dask_cumbatch
-    >>> pd.DataFrame({"w": [1, 9]}).cumbatch.ids("w", 5, oversize="raise")
-    Traceback (most recent call last):
-    dask_cumbatch.engine.state.OversizeError: row at index 1 has weight 9 above the limit 5 in column 'w'; pass oversize='allow' to put such rows alone in a batch
-    """
+from ..errors import InputChangedError, OversizeError, WeightError  # re-exported: the old paths
 
 
 @dataclass
@@ -152,24 +136,6 @@ def same_key(a: tuple, b: tuple) -> bool:
         elif not bool(x == y):
             return False
     return True
-
-class InputChangedError(RuntimeError):
-    """A partition read in the finish differs from what the summary pass saw.
-
-    ``partition`` is the partition's number. Raised instead of returning wrong ids when the
-    input changes while it is being batched (rewritten files, a non-deterministic source).
-
-    >>> InputChangedError("partition 3 changed", partition=3).partition
-    3
-    """
-
-    def __init__(self, message: str, partition: int | None = None):
-        super().__init__(message)
-        self.partition = partition
-
-    def __reduce__(self):  # keep .partition when a cluster ships the error to the client
-        return type(self), (str(self), self.partition)
-
 
 def input_changed(entry, n_all: int, total=None) -> InputChangedError:
     """The error for a partition whose rows or weight total differ from its summary's

@@ -49,13 +49,25 @@ class FollowResult:
     results: list = field(default_factory=list, repr=False)  # the ExportResult of each append
 
     def summary(self) -> str:
-        """One line for logs (see the class example)."""
+        """One line for logs.
+
+        >>> FollowResult("out", appends=1, new_rows=4, batches=3, rows=9, files=2, stopped_by="stop").summary()
+        'followed out: 1 append(s), 4 new rows; 3 batches, 9 rows in 2 files (stopped: stop, 0.0 s)'
+        """
         return (f"followed {self.path}: {self.appends:,} append(s), {self.new_rows:,} new rows; "
                 f"{self.batches:,} batches, {self.rows:,} rows in {self.files:,} files "
                 f"(stopped: {self.stopped_by}, {self.seconds:.1f} s)")
 
     def add(self, result: ExportResult) -> None:
-        """Count one append's result."""
+        """Count one append's result: the folder's totals become its, and an append that added
+        rows (not ``up_to_date``) counts with its ``new_rows``.
+
+        >>> outcome = FollowResult("out")
+        >>> outcome.add(ExportResult("out", batches=2, rows=10, files=2, new_rows=4))
+        >>> outcome.add(ExportResult("out", batches=2, rows=10, files=2, up_to_date=True))
+        >>> outcome.appends, outcome.new_rows, outcome.rows, len(outcome.results)
+        (1, 4, 10, 2)
+        """
         self.results.append(result)
         self.batches, self.rows, self.files = result.batches, result.rows, result.files
         if not result.up_to_date:

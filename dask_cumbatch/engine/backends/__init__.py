@@ -45,7 +45,7 @@ from typing import Callable
 from ...options import OPTIONS, hinted
 from .results import NAMED_RESULTS
 
-TINY_ROWS = 20_000  # rows a process walks in plain Python before it loads numba (about 0.1 s)
+TINY_ROWS = 20_000  # rows a process walks in plain Python before it loads numba (docs/performance.md)
 _tiny = {"left": TINY_ROWS}
 _tiny_lock = threading.Lock()
 

@@ -45,7 +45,7 @@ SEQUENTIAL_BELOW = 1 << 14
 # The partition size from which device="auto" picks the GPU; None: auto never does. Measured
 # on an NVIDIA H200 against its 16-core host (docs/gpu.md, benchmarks/bench_gpu.py --crossover):
 # end to end on pandas partitions of 2**16 to 2**24 rows the GPU backend was slower at every
-# size (floor 0.25-0.47x, greedy 0.02-0.06x the CPU's speed), so auto stays on the CPU.
+# size (docs/performance.md), so auto stays on the CPU.
 AUTO_MIN_ROWS = None
 FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in any order
 
