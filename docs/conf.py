@@ -72,7 +72,7 @@ def _numpy_docstring(app, what, name, obj, options, lines):
 # libraries are not documented here (no intersphinx: the build needs no network), and a few
 # internal helper classes appear only in signatures.
 nitpick_ignore_regex = [
-    ("py:class", r"(pandas|pd|numpy|np|dask|dd|distributed|pyarrow|pa|torch|cupy|fsspec|argparse)\..*"),
+    ("py:class", r"(pandas|pd|numpy|np|dask|dd|distributed|pyarrow|pa|torch|cupy|fsspec|argparse|threading)\..*"),
     ("py:class", r"(BatchSource|TrainingOptions|BatchIterator|Prepared|PartitionPlan|Entry|Summary)"),
     ("py:class", r"(optional|callable|array-like|iterable|iterator)"),
 ]
