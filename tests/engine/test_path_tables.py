@@ -135,3 +135,32 @@ def _opts(limit, **kw):
     from dask_cumbatch.options import BatchOptions
 
     return BatchOptions.make("w", limit, **kw)
+
+
+def documented_tables() -> dict:
+    """The tables of docs/how-it-works.md, "Each mode's paths": ``{table: [(path, kernels)]}``
+    (kernels: the backquoted names in the last column, in order)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "how-it-works.md").read_text()
+    section = text.split("## Each mode's paths", 1)[1].split("\n## ", 1)[0]
+    tables, current = {}, None
+    for line in section.splitlines():
+        title = re.match(r"`(\w+\.\w+_PATHS)`", line)
+        if title:
+            current = tables.setdefault(title.group(1), [])
+        row = re.match(r"\| `(\w+)` \|.*\| (.*) \|$", line)
+        if row and current is not None:
+            current.append((row.group(1), tuple(re.findall(r"`(\w+)`", row.group(2)))))
+    return tables
+
+
+def test_how_it_works_lists_each_tables_paths_and_kernels():
+    documented = documented_tables()
+    assert documented.keys() == TABLES.keys()
+    for name, table in TABLES.items():
+        assert [path for path, _ in documented[name]] == [path.name for path in table], name
+        for (path, kernels), row in zip(documented[name], table):
+            if row.kernels:  # a row without kernels of its own says in words whose it runs
+                assert kernels == row.kernels, (name, path)
