@@ -9,9 +9,10 @@ candidate for removal.
 
 Removing ``greedy_walk`` also switches off every path that lists it (``sums_*``,
 ``greedy_starts``); removing ``floor_ids_quick`` also the quick summaries. The data: int64
-weights 1..99 (or those weights as float64), in ``--parts`` partitions of at least 32,768 rows
+weights 1..99 (or those weights as float64; limit 50,000: 1,000-row batches, 2,000,000: 40,000), in ``--parts`` partitions of at least 32,768 rows
 (so the summary keeps its start flags), the synchronous scheduler (one thread: no noise from
-the others).
+the others). Chain tables are not measured here: in-memory frames keep whole heads
+(``prefer_whole``), so their summaries build none.
 
     python benchmarks/bench_paths.py  # 500,000 and 2,000,000 rows, 5 runs each: about a minute
 """
@@ -39,6 +40,9 @@ FAST_PATHS = [
     ("greedy walk: greedy_walk, long batches", ("greedy_walk",), "int", 50_000, {}),
     ("greedy scan: sums_end", ("greedy_sums_end",), "int", 50_000, {}),
     ("greedy finish: sums_ids", ("greedy_sums_ids",), "int", 50_000, {}),
+    ("greedy walk: sums_starts, 40,000-row batches", ("greedy_sums_starts",), "int", 2_000_000, {}),
+    ("greedy scan: sums_end, 40,000-row batches", ("greedy_sums_end",), "int", 2_000_000, {}),
+    ("greedy finish: sums_ids, 40,000-row batches", ("greedy_sums_ids",), "int", 2_000_000, {}),
     ("greedy finish: kept_flags", ("flags_to_ids",), "int", 150, {}),
     ("greedy finish: kept_flags, float", ("flags_to_ids",), "float", 150.0, {}),
     ("fill finish: kept_flags", ("flags_to_ids",), "int", 150, {"mode": "fill"}),
