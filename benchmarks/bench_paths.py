@@ -104,7 +104,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     frames = {(rows, kind): frame(rows, args.parts, kind) for rows in args.rows for kind in ("int", "float")}
     run_ids(frames[(args.rows[0], "int")], 150, {}, cpu)  # compile/load the kernels first
-    print(f"| path | kernels off | rows | with (ms) | without (ms) | without/with | gain |")
+    print("| path | kernels off | rows | with (ms) | without (ms) | without/with | gain |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, kernels, kind, limit, kw in FAST_PATHS:
         if args.only and args.only not in name:

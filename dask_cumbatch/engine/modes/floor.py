@@ -168,38 +168,38 @@ class SummaryCase:
     unchecked: bool = False
 
 
-def unchecked_int64(case) -> bool:
+def _unchecked_int64(case) -> bool:
     """Int64 weights not checked yet, no ``by`` or ``max_rows`` (the branch-free finish applies)."""
     return case.unchecked and case.arrays.w.dtype.kind == "i" and _quick_finish(case.opts, case.backend)
 
 
-def unchecked_float64(case) -> bool:
+def _unchecked_float64(case) -> bool:
     """Float64 weights not checked yet, no ``by`` or ``max_rows`` (the branch-free finish applies)."""
     return case.unchecked and case.arrays.w.dtype.kind != "i" and _quick_finish(case.opts, case.backend)
 
 
-def fractional_floats(case) -> bool:
+def _fractional_floats(case) -> bool:
     """Checked float weights, some not integer-valued: cells by the exact kernels."""
     return (not case.unchecked and case.is_float
             and not _exact_kernels(case.backend).floats_integral(case.backend.to_numpy(case.arrays.w)))
 
 
-def unchecked(case) -> bool:
+def _unchecked(case) -> bool:
     """Weights not checked yet that no quick path takes (``quick_summary`` returns None)."""
     return case.unchecked
 
 
-def checked(case) -> bool:
+def _checked(case) -> bool:
     """Checked weights (the general path: risky rows by ``floor_risky``, the rest by ``floor_walk``)."""
     return not case.unchecked
 
 
 SUMMARY_PATHS = (
-    Path("quick_int", unchecked_int64, ("floor_ids_quick", "floor_summary_int")),
-    Path("quick_float", unchecked_float64, ("floor_ids_quick", "floor_summary_float")),
-    Path("exact", fractional_floats, ()),  # the exact kernels: the backend's, else the host's
-    Path("risky", checked, ("floor_risky", "floor_walk")),
-    Path("declined", unchecked, ()),  # quick_summary declines: the scan checks the weights first
+    Path("quick_int", _unchecked_int64, ("floor_ids_quick", "floor_summary_int")),
+    Path("quick_float", _unchecked_float64, ("floor_ids_quick", "floor_summary_float")),
+    Path("exact", _fractional_floats, ()),  # the exact kernels: the backend's, else the host's
+    Path("risky", _checked, ("floor_risky", "floor_walk")),
+    Path("declined", _unchecked, ()),  # quick_summary declines: the scan checks the weights first
 )
 
 
@@ -217,31 +217,31 @@ class FinishCase:
     backend: object
 
 
-def branch_free_exact(case) -> bool:
+def _branch_free_exact(case) -> bool:
     """No ``by`` or ``max_rows``, cells the plain kernels cannot give exactly (fractional floats, a limit like 0.1, sums from 2**53)."""
     return _quick_finish(case.opts, case.backend) and not _plain_finish(case.entry, case.opts, case.is_float)
 
 
-def branch_free(case) -> bool:
+def _branch_free(case) -> bool:
     """No ``by`` or ``max_rows``: ids by the branch-free kernel."""
     return _quick_finish(case.opts, case.backend)
 
 
-def without_row_caps(case) -> bool:
+def _without_row_caps(case) -> bool:
     """No ``max_rows``: the grid walk gives the ids."""
     return not case.opts.max_rows
 
 
-def with_row_caps(case) -> bool:
+def _with_row_caps(case) -> bool:
     """``max_rows``: the grid walk's start flags, then the row caps."""
     return bool(case.opts.max_rows)
 
 
 FINISH_PATHS = (
-    Path("quick_exact", branch_free_exact, ("floor_ids_quick",)),  # exact kernels: the backend's, else the host's
-    Path("quick", branch_free, ("floor_ids_quick",)),
-    Path("walk", without_row_caps, ("floor_walk",)),
-    Path("walk_caps", with_row_caps, ("floor_walk", "cap_walk")),
+    Path("quick_exact", _branch_free_exact, ("floor_ids_quick",)),  # exact kernels: the backend's, else the host's
+    Path("quick", _branch_free, ("floor_ids_quick",)),
+    Path("walk", _without_row_caps, ("floor_walk",)),
+    Path("walk_caps", _with_row_caps, ("floor_walk", "cap_walk")),
 )
 
 

@@ -109,17 +109,17 @@ class FinishCase:
         return _kept_spec(self.entry, self.arrays, self.opts, self.is_float, self.backend)
 
 
-def long_batches_by_sums(case) -> bool:
+def _long_batches_by_sums(case) -> bool:
     """Long batches (at least 256 rows on average), plain greedy over integer weights without ``by``, a limit within int64."""
     return case.entry.long_batches and _by_sums(case.backend, case.opts, case.is_float, "greedy_sums_ids")
 
 
-def flags_kept(case) -> bool:
+def _flags_kept(case) -> bool:
     """This process kept the summary's start flags of the partition (32,768 rows or more, same row count, found in the LRU store)."""
     return case.spec is not None
 
 
-def always(case) -> bool:
+def _always(case) -> bool:
     """Always (the general path)."""
     return True
 
@@ -147,9 +147,9 @@ def _finish_by_walk(case):
 
 
 FINISH_PATHS = (
-    Path("sums_ids", long_batches_by_sums, ("greedy_walk", "greedy_sums_ids")),
-    Path("kept_flags", flags_kept, ("flags_to_ids", "walk_batches")),
-    Path("walk", always, ()),  # greedy_walk or walk_batches: see WALK_PATHS
+    Path("sums_ids", _long_batches_by_sums, ("greedy_walk", "greedy_sums_ids")),
+    Path("kept_flags", _flags_kept, ("flags_to_ids", "walk_batches")),
+    Path("walk", _always, ()),  # greedy_walk or walk_batches: see WALK_PATHS
 )
 _FINISH_RUNS = {"sums_ids": _finish_by_sums, "kept_flags": _finish_by_walk, "walk": _finish_by_walk}
 
@@ -250,28 +250,28 @@ class WalkCase:
         return self.rows == 0 and self.record == len(self.w) and self.base is None
 
 
-def plain_summary_with_long_batches(case) -> bool:
+def _plain_summary_with_long_batches(case) -> bool:
     """The summary's walk, plain greedy over integer weights without ``by`` (limit within int64), the first 4,096 rows' mean weight at most 1/64 of the limit."""
     return (case.summary_walk and not len(case.spec) and bool(len(case.w))
             and _by_sums(case.backend, case.opts, case.is_float, "greedy_sums_starts")
             and float(case.w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS <= limits(case.opts, case.is_float)[0])
 
 
-def plain_summary(case) -> bool:
+def _plain_summary(case) -> bool:
     """The summary's walk, plain greedy (by the sum alone: no padded cost, ``max_rows`` or ``multiple``)."""
     return case.summary_walk and not len(case.spec) and _plain_greedy(case.backend, case.opts)
 
 
-def plain_without_flags(case) -> bool:
+def _plain_without_flags(case) -> bool:
     """Plain greedy, walking without kept flags to meet."""
     return not len(case.spec) and _plain_greedy(case.backend, case.opts)
 
 
 WALK_PATHS = (
-    Path("sums_starts", plain_summary_with_long_batches, ("greedy_walk", "greedy_sums_starts")),
-    Path("greedy_starts", plain_summary, ("greedy_walk", "greedy_starts")),
-    Path("greedy_walk", plain_without_flags, ("greedy_walk",)),
-    Path("walk_batches", always, ("walk_batches",)),
+    Path("sums_starts", _plain_summary_with_long_batches, ("greedy_walk", "greedy_sums_starts")),
+    Path("greedy_starts", _plain_summary, ("greedy_walk", "greedy_starts")),
+    Path("greedy_walk", _plain_without_flags, ("greedy_walk",)),
+    Path("walk_batches", _always, ("walk_batches",)),
 )
 
 
@@ -536,7 +536,7 @@ class ScanCase:
     backend: object
 
 
-def whole_with_long_batches(case) -> bool:
+def _whole_with_long_batches(case) -> bool:
     """The summary kept every row, its batches are long, plain greedy over integer weights without ``by`` (limit within int64)."""
     summ = case.summ
     return (summ.long_batches and len(summ.w_head) == summ.n
@@ -544,8 +544,8 @@ def whole_with_long_batches(case) -> bool:
 
 
 SCAN_PATHS = (
-    Path("sums_end", whole_with_long_batches, ("greedy_walk", "greedy_sums_end")),
-    Path("head_walk", always, ()),  # then the meeting row, the chain table or a whole walk; see WALK_PATHS
+    Path("sums_end", _whole_with_long_batches, ("greedy_walk", "greedy_sums_end")),
+    Path("head_walk", _always, ()),  # then the meeting row, the chain table or a whole walk; see WALK_PATHS
 )
 
 

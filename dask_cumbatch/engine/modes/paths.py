@@ -63,14 +63,3 @@ def choose_path(table, case, backend) -> Path:
         return path
     raise LookupError(f"no path of {[p.name for p in table]} applies")
 
-
-def describe(table) -> list:
-    """``(name, condition, kernels)`` rows of ``table`` for the docs: the condition is the
-    first line of its predicate's docstring.
-
-    >>> def anything(case):
-    ...     '''Any case at all.'''
-    >>> describe((Path("walk", anything, ("walk_batches",)),))
-    [('walk', 'Any case at all.', ('walk_batches',))]
-    """
-    return [(p.name, (p.applies.__doc__ or "").strip().splitlines()[0], p.kernels) for p in table]
