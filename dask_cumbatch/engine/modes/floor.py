@@ -29,6 +29,7 @@ from ..backends.results import FloorWalk
 from ..partition import row0_group_change, true_groups
 from ..state import Carry, PartitionPlan, Summary, input_changed, overflow_error, py_scalar as _py
 from . import Step
+from .paths import Path, choose_path
 
 FLOAT_GRID_SAFE = 2.0**40  # beyond S/limit of this the float grid is walked, not counted
 RISKY_FRACTION = 1.0 - 2.0**-10
@@ -78,10 +79,11 @@ class FloorMode:
     def quick_summary(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
         """:meth:`summarize` of weights not checked yet (see ``engine.scan``), from one kernel
         that checks them as it sums; None where it does not apply or declines."""
-        w = arrays.w
-        kernel = backend.floor_summary_int if w.dtype.kind == "i" else backend.floor_summary_float
-        if kernel is None or not _quick_finish(opts, backend):
+        path = choose_path(SUMMARY_PATHS, SummaryCase(arrays, opts, is_float, backend, unchecked=True), backend)
+        if path.name not in ("quick_int", "quick_float"):
             return None
+        w = arrays.w
+        kernel = backend.floor_summary_int if path.name == "quick_int" else backend.floor_summary_float
         n = len(w)
         p_out, w_out = np.empty(n, dtype=w.dtype), np.empty(n, dtype=w.dtype)
         res = kernel(w, w.dtype.type(_threshold(opts, is_float)), p_out, w_out)
@@ -98,8 +100,9 @@ class FloorMode:
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
         carry = entry.carry
         exact = not _plain_finish(entry, opts, is_float)
-        if _quick_finish(opts, backend):
-            if exact:
+        path = choose_path(FINISH_PATHS, FinishCase(entry, opts, is_float, backend), backend).name
+        if path in ("quick_exact", "quick"):
+            if path == "quick_exact":
                 ids, total = _exact_quick_ids(arrays, opts, is_float, backend, carry,
                                               want_total=entry.total_kind == "running")
             else:
@@ -107,7 +110,7 @@ class FloorMode:
             _check_running_total(entry, arrays, total)
             return ids
         _check_running_total(entry, arrays, None, backend)
-        if not opts.max_rows:
+        if path == "walk":
             return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches, exact=exact)
         flags = _floor_partition_flags(arrays, opts, is_float, backend, carry, exact=exact)
         starts = backend.asarray(np.zeros(len(flags), dtype=bool))
@@ -147,6 +150,99 @@ class CapSummary:
     first_flag: int  # first grid/group start (n if none)
     after_caps: int  # row-cap starts from first_flag on
     after_rows: int  # rows of the open batch at the end, counted from first_flag on
+
+
+@dataclass
+class SummaryCase:
+    """What floor's summary path is chosen by: the partition's weights, the run's options, and
+    whether the weights are checked yet (``quick_summary`` sees them unchecked).
+
+    >>> SummaryCase(None, None, False, None).unchecked
+    False
+    """
+
+    arrays: object
+    opts: object
+    is_float: bool
+    backend: object
+    unchecked: bool = False
+
+
+def _unchecked_int64(case) -> bool:
+    """Int64 weights not checked yet, no ``by`` or ``max_rows`` (the branch-free finish applies)."""
+    return case.unchecked and case.arrays.w.dtype.kind == "i" and _quick_finish(case.opts, case.backend)
+
+
+def _unchecked_float64(case) -> bool:
+    """Float64 weights not checked yet, no ``by`` or ``max_rows`` (the branch-free finish applies)."""
+    return case.unchecked and case.arrays.w.dtype.kind != "i" and _quick_finish(case.opts, case.backend)
+
+
+def _fractional_floats(case) -> bool:
+    """Checked float weights, some not integer-valued: cells by the exact kernels."""
+    return (not case.unchecked and case.is_float
+            and not _exact_kernels(case.backend).floats_integral(case.backend.to_numpy(case.arrays.w)))
+
+
+def _unchecked(case) -> bool:
+    """Weights not checked yet that no quick path takes (``quick_summary`` returns None)."""
+    return case.unchecked
+
+
+def _checked(case) -> bool:
+    """Checked weights (the general path: risky rows by ``floor_risky``, the rest by ``floor_walk``)."""
+    return not case.unchecked
+
+
+SUMMARY_PATHS = (
+    Path("quick_int", _unchecked_int64, ("floor_ids_quick", "floor_summary_int")),
+    Path("quick_float", _unchecked_float64, ("floor_ids_quick", "floor_summary_float")),
+    Path("exact", _fractional_floats, ()),  # the exact kernels: the backend's, else the host's
+    Path("risky", _checked, ("floor_risky", "floor_walk")),
+    Path("declined", _unchecked, ()),  # quick_summary declines: the scan checks the weights first
+)
+
+
+@dataclass
+class FinishCase:
+    """What floor's finish path is chosen by: the partition's entry and the run's options.
+
+    >>> FinishCase(None, None, False, None).is_float
+    False
+    """
+
+    entry: object
+    opts: object
+    is_float: bool
+    backend: object
+
+
+def _branch_free_exact(case) -> bool:
+    """No ``by`` or ``max_rows``, cells the plain kernels cannot give exactly (fractional floats, a limit like 0.1, sums from 2**53)."""
+    return _quick_finish(case.opts, case.backend) and not _plain_finish(case.entry, case.opts, case.is_float)
+
+
+def _branch_free(case) -> bool:
+    """No ``by`` or ``max_rows``: ids by the branch-free kernel."""
+    return _quick_finish(case.opts, case.backend)
+
+
+def _without_row_caps(case) -> bool:
+    """No ``max_rows``: the grid walk gives the ids."""
+    return not case.opts.max_rows
+
+
+def _with_row_caps(case) -> bool:
+    """``max_rows``: the grid walk's start flags, then the row caps."""
+    return bool(case.opts.max_rows)
+
+
+FINISH_PATHS = (
+    Path("quick_exact", _branch_free_exact, ("floor_ids_quick",)),  # exact kernels: the backend's, else the host's
+    Path("quick", _branch_free, ("floor_ids_quick",)),
+    Path("walk", _without_row_caps, ("floor_walk",)),
+    Path("walk_caps", _with_row_caps, ("floor_walk", "cap_walk")),
+)
 
 
 def floor_limits(opts, is_float):
@@ -208,7 +304,7 @@ def _summarize_floor(summ, prep, opts, is_float, be):
     threshold = _threshold(opts, is_float)
     changes = np.flatnonzero(newgrp)
     g = int(changes[0]) if len(changes) else n
-    if is_float and not _exact_kernels(be).floats_integral(be.to_numpy(w)):
+    if choose_path(SUMMARY_PATHS, SummaryCase(prep, opts, is_float, be), be).name == "exact":
         _summarize_exact(summ, prep, opts, is_float, be, g)
         return
     p_out = be.asarray(np.empty(g, dtype=w.dtype))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from ..partition import true_groups, row0_group_change
 from ..scratch import scratch
 from ..state import Carry, Summary, overflow_error, py_scalar as _py
 from . import Step
+from .paths import Path, choose_path, paths_for
 
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
@@ -77,24 +79,79 @@ class GreedyMode:
 
     def finish(self, arrays, entry, opts, is_float, backend):
         """Final ids: the walk from the true entry state, plus starts later cut-backs placed here."""
-        carry = entry.carry
-        if entry.long_batches and _by_sums(backend, opts, is_float, "greedy_sums_ids"):
-            ids = _sums_ids(backend, arrays.w, carry, opts)
-            if ids is not None:
-                return ids
-        grp = true_groups(arrays, carry, opts)
-        spec = _kept_spec(entry, arrays, opts, is_float, backend)
-        res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, spec=spec, base=carry.batches)
-        if res.overflow >= 0:
-            raise overflow_error(opts)
-        met = int(res.met)
-        if met >= 0:  # the paths met: the kept flags give every id from here on
-            backend.flags_to_ids(backend.asarray(spec), met, carry.batches + int(res.count) - 2, backend.asarray(ids))
-        if limit_beyond_int64(opts, is_float):
-            _refuse_limit_cuts(backend, arrays.w, grp, carry, opts, ids)
+        case = FinishCase(arrays, entry, opts, is_float, backend)
+        for path in paths_for(FINISH_PATHS, case, backend):
+            ids = _FINISH_RUNS[path.name](case)
+            if ids is not None:  # None: the path declined (sums beyond int64)
+                break
         for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
             ids[p:] += 1
         return ids
+
+
+@dataclass
+class FinishCase:
+    """What the finish's paths are chosen by: one partition's arrays and entry, and the run's options.
+
+    >>> FinishCase(None, None, None, False, None).is_float
+    False
+    """
+
+    arrays: object
+    entry: object
+    opts: object
+    is_float: bool
+    backend: object
+
+    @cached_property
+    def spec(self):
+        """The kept speculative flags (looked up once: the store is a bounded LRU)."""
+        return _kept_spec(self.entry, self.arrays, self.opts, self.is_float, self.backend)
+
+
+def _long_batches_by_sums(case) -> bool:
+    """Long batches (at least 256 rows on average), plain greedy over integer weights without ``by``, a limit within int64."""
+    return case.entry.long_batches and _by_sums(case.backend, case.opts, case.is_float, "greedy_sums_ids")
+
+
+def _flags_kept(case) -> bool:
+    """This process kept the summary's start flags of the partition (32,768 rows or more, same row count, found in the LRU store)."""
+    return case.spec is not None
+
+
+def _always(case) -> bool:
+    """Always (the general path)."""
+    return True
+
+
+def _finish_by_sums(case):
+    """Ids by prefix-sum searches; None where the sums would leave int64."""
+    return _sums_ids(case.backend, case.arrays.w, case.entry.carry, case.opts)
+
+
+def _finish_by_walk(case):
+    """The walk from the true entry state (up to where it meets the kept flags, if any)."""
+    arrays, entry, opts, is_float, backend = case.arrays, case.entry, case.opts, case.is_float, case.backend
+    carry = entry.carry
+    grp = true_groups(arrays, carry, opts)
+    spec = case.spec
+    res, ids = _walk(backend, arrays.w, grp, _state(carry), opts, is_float, spec=spec, base=carry.batches)
+    if res.overflow >= 0:
+        raise overflow_error(opts)
+    met = int(res.met)
+    if met >= 0:  # the paths met: the kept flags give every id from here on
+        backend.flags_to_ids(backend.asarray(spec), met, carry.batches + int(res.count) - 2, backend.asarray(ids))
+    if limit_beyond_int64(opts, is_float):
+        _refuse_limit_cuts(backend, arrays.w, grp, carry, opts, ids)
+    return ids
+
+
+FINISH_PATHS = (
+    Path("sums_ids", _long_batches_by_sums, ("greedy_walk", "greedy_sums_ids")),
+    Path("kept_flags", _flags_kept, ("flags_to_ids", "walk_batches")),
+    Path("walk", _always, ()),  # greedy_walk or walk_batches: see WALK_PATHS
+)
+_FINISH_RUNS = {"sums_ids": _finish_by_sums, "kept_flags": _finish_by_walk, "walk": _finish_by_walk}
 
 
 def _by_sums(backend, opts, is_float, kernel: str) -> bool:
@@ -170,41 +227,82 @@ def limits(opts, is_float: bool):
     return gt, ge
 
 
+@dataclass
+class WalkCase:
+    """What greedy's walk is chosen by: the weights, the state it starts from, what it records.
+
+    >>> WalkCase(None, np.zeros(2), 0, 2, None, np.zeros(0, bool), None, False).summary_walk
+    True
+    """
+
+    backend: object
+    w: np.ndarray
+    rows: int
+    record: int
+    base: int | None
+    spec: np.ndarray
+    opts: object
+    is_float: bool
+
+    @property
+    def summary_walk(self) -> bool:
+        """From an empty batch, every start flag, no ids: the summary's speculative walk."""
+        return self.rows == 0 and self.record == len(self.w) and self.base is None
+
+
+def _plain_summary_with_long_batches(case) -> bool:
+    """The summary's walk, plain greedy over integer weights without ``by`` (limit within int64), the first 4,096 rows' mean weight at most 1/64 of the limit."""
+    return (case.summary_walk and not len(case.spec) and bool(len(case.w))
+            and _by_sums(case.backend, case.opts, case.is_float, "greedy_sums_starts")
+            and float(case.w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS <= limits(case.opts, case.is_float)[0])
+
+
+def _plain_summary(case) -> bool:
+    """The summary's walk, plain greedy (by the sum alone: no padded cost, ``max_rows`` or ``multiple``)."""
+    return case.summary_walk and not len(case.spec) and _plain_greedy(case.backend, case.opts)
+
+
+def _plain_without_flags(case) -> bool:
+    """Plain greedy, walking without kept flags to meet."""
+    return not len(case.spec) and _plain_greedy(case.backend, case.opts)
+
+
+WALK_PATHS = (
+    Path("sums_starts", _plain_summary_with_long_batches, ("greedy_walk", "greedy_sums_starts")),
+    Path("greedy_starts", _plain_summary, ("greedy_walk", "greedy_starts")),
+    Path("greedy_walk", _plain_without_flags, ("greedy_walk",)),
+    Path("walk_batches", _always, ("walk_batches",)),
+)
+
+
 def _walk(be, w, newgrp, carry_state, opts, is_float, spec=None, record=0, base=None):
-    """Run the backend's ``walk_batches``; ``record`` rows of start flags, or ids from ``base``."""
+    """Run the first path of :data:`WALK_PATHS` that applies (``walk_batches`` in general);
+    ``record`` rows of start flags, or ids from ``base``."""
     rows, tot, mx, start, tail = carry_state
     gt, ge = limits(opts, is_float)
     dtype = np.float64 if is_float else np.int64
     out = be.asarray(np.zeros(min(record, len(w)), dtype=bool))
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     spec = spec if spec is not None else np.zeros(0, dtype=bool)
-    if _plain_greedy(be, opts) and not len(spec):
-        summary_walk = rows == 0 and record == len(w) and base is None  # from an empty batch, every flag
-        res = _sums_walk(be, w, opts, is_float, gt, out) if summary_walk else None
-        if res is None and summary_walk and be.greedy_starts is not None:
+    res = None
+    for path in paths_for(WALK_PATHS, WalkCase(be, w, rows, record, base, spec, opts, is_float), be):
+        if path.name == "sums_starts":
+            res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("prefix", len(w) + 1, np.int64)), out)
+            res = None if res.count < 0 else res  # sums beyond int64: the next path
+        elif path.name == "greedy_starts":
             res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)
-        elif res is None:
+        elif path.name == "greedy_walk":
             res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
                                  is_float, gt, out, ids, base or 0)
-    else:
-        res = be.walk_batches(
-            be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
-            dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
-            gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
-        )
+        else:
+            res = be.walk_batches(
+                be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
+                dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
+                gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
+            )
+        if res is not None:
+            break
     return res, be.to_numpy(ids if base is not None else out)
-
-
-def _sums_walk(be, w, opts, is_float, gt, out):
-    """The summary's walk by ``greedy_sums_starts`` where batches look long (integer weights
-    without ``by``, the first rows' mean weight at most 1/``SEARCH_ROWS`` of the limit);
-    None: walk row by row."""
-    if not len(w) or not _by_sums(be, opts, is_float, "greedy_sums_starts"):
-        return None
-    if float(w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS > gt:
-        return None
-    res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("prefix", len(w) + 1, np.int64)), out)
-    return None if res.count < 0 else res
 
 
 def _plain_greedy(be, opts) -> bool:
@@ -424,9 +522,36 @@ def _compact_dtype(w: np.ndarray) -> np.dtype:
     return np.min_scalar_type(int(w.max()))
 
 
+@dataclass
+class ScanCase:
+    """What the scan's path is chosen by: the partition's summary and the run's options.
+
+    >>> ScanCase(GreedySummary(n=0), None, False, None).summ.n
+    0
+    """
+
+    summ: GreedySummary
+    opts: object
+    is_float: bool
+    backend: object
+
+
+def _whole_with_long_batches(case) -> bool:
+    """The summary kept every row, its batches are long, plain greedy over integer weights without ``by`` (limit within int64)."""
+    summ = case.summ
+    return (summ.long_batches and len(summ.w_head) == summ.n
+            and _by_sums(case.backend, case.opts, case.is_float, "greedy_sums_end"))
+
+
+SCAN_PATHS = (
+    Path("sums_end", _whole_with_long_batches, ("greedy_walk", "greedy_sums_end")),
+    Path("head_walk", _always, ()),  # then the meeting row, the chain table or a whole walk; see WALK_PATHS
+)
+
+
 def _scan_walk(summ, carry, opts, is_float, be, load):
     """True starts, backdated start and end state of one partition (greedy/fill)."""
-    if summ.long_batches and len(summ.w_head) == summ.n and _by_sums(be, opts, is_float, "greedy_sums_end"):
+    if choose_path(SCAN_PATHS, ScanCase(summ, opts, is_float, be), be).name == "sums_end":
         found = _sums_end(be, summ.w_head.astype(np.int64, copy=False), carry, opts)
         if found is not None:
             return found
