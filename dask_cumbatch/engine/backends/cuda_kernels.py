@@ -91,6 +91,24 @@ def walk_rows(w, g, f, lo, hi, rows, tot, mx, start, check_met, greedy, padded, 
     return -1, -1, rows, tot, mx, start
 
 
+@cuda.jit(device=True, **_jit)
+def carry_across(w, g, f, lo, hi, rows, tot, mx, start, own_rows, own_tot, own_mx, own_start,
+                 greedy, padded, is_float, lim_gt, lim_ge, max_rows, ovf):
+    """The true state ``(rows, tot, mx, start)`` after rows ``lo..hi``, carried in from before.
+
+    ``f`` holds there the flags of a walk from an empty batch at ``lo``, which ended in state
+    ``own_*``: the fix-up walk rewrites them until its path meets theirs, after which that
+    walk's end state is the true one. Sets ``ovf[0]`` on an int64 overflow.
+    """
+    r = walk_rows(w, g, f, lo, hi, rows, tot, mx, start, True, greedy, padded, is_float,
+                  lim_gt, lim_ge, max_rows)
+    if r[1] >= 0:
+        ovf[0] = 1
+    if r[0] >= 0:
+        return own_rows, own_tot, own_mx, own_start
+    return r[2], r[3], r[4], r[5]
+
+
 # --------------------------------------------------------------------------- one-thread walks
 @cuda.jit(**_jit)
 def walk_sequential_kernel(w, newgrp, tail, state_i, state_w, greedy, padded, is_float, lim_gt,
@@ -165,20 +183,10 @@ def make_walk_tiles(threads, rows_per_thread, weight_type):
                 if plo >= m:
                     break
                 phi = min(plo + rows_per_thread, m)
-                r = walk_rows(ws, gs, fs, plo, phi, rows, tot, mx, start, True, greedy, padded,
-                              is_float, lim_gt, lim_ge, max_rows)
-                if r[1] >= 0:
-                    ovf[0] = 1
-                if r[0] >= 0:
-                    rows = t_rows[p]
-                    tot = t_tot[p]
-                    mx = t_mx[p]
-                    start = t_start[p]
-                else:
-                    rows = r[2]
-                    tot = r[3]
-                    mx = r[4]
-                    start = r[5]
+                rows, tot, mx, start = carry_across(ws, gs, fs, plo, phi, rows, tot, mx, start,
+                                                    t_rows[p], t_tot[p], t_mx[p], t_start[p],
+                                                    greedy, padded, is_float, lim_gt, lim_ge,
+                                                    max_rows, ovf)
             seg_i[b, 0] = rows
             seg_i[b, 1] = start + first
             seg_w[b, 0] = tot
@@ -213,20 +221,9 @@ def combine_segments(w, g, f, seg_len, group, greedy, padded, is_float, lim_gt, 
     for s in range(s0 + 1, min(s0 + group, nseg)):
         lo = s * seg_len
         hi = min(lo + seg_len, n)
-        r = walk_rows(w, g, f, lo, hi, rows, tot, mx, start, True, greedy, padded, is_float,
-                      lim_gt, lim_ge, max_rows)
-        if r[1] >= 0:
-            ovf[0] = 1
-        if r[0] >= 0:
-            rows = seg_i[s, 0]
-            start = seg_i[s, 1]
-            tot = seg_w[s, 0]
-            mx = seg_w[s, 1]
-        else:
-            rows = r[2]
-            tot = r[3]
-            mx = r[4]
-            start = r[5]
+        rows, tot, mx, start = carry_across(w, g, f, lo, hi, rows, tot, mx, start, seg_i[s, 0],
+                                            seg_w[s, 0], seg_w[s, 1], seg_i[s, 1], greedy, padded,
+                                            is_float, lim_gt, lim_ge, max_rows, ovf)
     out_i[k, 0] = rows
     out_i[k, 1] = start
     out_w[k, 0] = tot
