@@ -693,6 +693,10 @@ def grid_cell(s, lim_f, lim_i):
     return np.int64(math.floor(q))
 
 
+# A constant, not an expression: on a device a multiply-add in it could be fused (see .cuda_kernels).
+CELL_SAFE_SHRINK = 1.0 - 4.0 * 2.0**-52  # exactly 1 - 2**-50
+
+
 def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
     """Mark the starts of ``floor`` mode: group changes and changes of ``floor(S / limit)``.
 
@@ -741,7 +745,7 @@ def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, 
                 out[i] = True
             if lim_i == 0:
                 # Below this sum, fl(S / limit) < cell + 1 whatever the rounding.
-                below_next = (c_new + 1) * lim_f * (1.0 - 4.0 * 2.0**-52) if c_new < CELL_MAX else -np.inf
+                below_next = (c_new + 1) * lim_f * CELL_SAFE_SHRINK if c_new < CELL_MAX else -np.inf
         if write:
             ids[i] = base + n_starts - 1
         c = c_new
