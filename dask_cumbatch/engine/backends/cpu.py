@@ -11,8 +11,6 @@ the very same code uncompiled for tiny inputs. All compiled kernels release the 
 """
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from numba import njit
 
@@ -24,23 +22,16 @@ NO_POSITION = kernels.NO_POSITION
 CELL_MAX = kernels.CELL_MAX
 
 
-def _rebound(func, namespace: dict):
-    """``func`` with its globals looked up in ``namespace`` (where the helpers are compiled)."""
-    clone = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
-    clone.__doc__, clone.__qualname__, clone.__module__ = func.__doc__, func.__qualname__, func.__module__
-    return clone
-
-
 def _compile_all() -> dict:
     namespace = dict(vars(kernels))
     for name in kernels.BLOCK_HELPERS:
         namespace[name] = njit(nogil=True, cache=True, fastmath={"reassoc"}, inline="never")(
-            _rebound(getattr(kernels, name), namespace))
+            kernels.with_globals(getattr(kernels, name), namespace))
     for name in kernels.HELPERS:
-        namespace[name] = njit(nogil=True, cache=True, inline="always")(_rebound(getattr(kernels, name), namespace))
+        namespace[name] = njit(nogil=True, cache=True, inline="always")(kernels.with_globals(getattr(kernels, name), namespace))
     for name in kernels.COLD_HELPERS:
-        namespace[name] = njit(nogil=True, cache=True, inline="never")(_rebound(getattr(kernels, name), namespace))
-    return {name: njit(nogil=True, cache=True)(_rebound(getattr(kernels, name), namespace))
+        namespace[name] = njit(nogil=True, cache=True, inline="never")(kernels.with_globals(getattr(kernels, name), namespace))
+    return {name: njit(nogil=True, cache=True)(kernels.with_globals(getattr(kernels, name), namespace))
             for name in kernels.KERNELS} | {"grid_cell": namespace["grid_cell"]}
 
 

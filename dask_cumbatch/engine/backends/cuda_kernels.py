@@ -6,11 +6,17 @@ the CPU under numba-cuda's simulator (NumPy arrays). Every kernel is compiled wi
 those of the CPU kernels bit for bit. Kernels whose shared-memory tiles have a compile-time
 size are built by ``make_*`` factories for the tile settings in force (see :mod:`.gpu`).
 
+The batching rules themselves are not written here: the functions of :mod:`.kernels` (the
+CPU kernels' plain Python source) that use only what device code supports (scalars, no
+allocation, no exceptions) are compiled as device functions, so both backends run one source:
+``_cuts`` (the per-row rule), ``walk_batches``, ``grid_cell``, ``floor_walk`` and
+``floor_risky``. The kernels here launch them, or split their work across threads.
+
 Building blocks:
 
 * :func:`walk_rows` (device): the greedy/fill rule over rows ``lo..hi`` from a batch state,
   writing start flags; optionally stops where its path meets the flags already there.
-* :func:`walk_sequential` (device): the CPU ``walk_batches`` loop verbatim, run by one thread
+* :data:`walk_batches` (device): the CPU walk itself, run by one thread
   (``spec`` early stop, ``multiple`` cut-backs, int64 overflow with the exact CPU tuple).
 * :func:`make_walk_tiles` / :data:`combine_segments` / :data:`walk_top`: the tiled speculative
   pass and the hierarchy of segment summaries that carries the true state across tiles.
@@ -18,17 +24,30 @@ Building blocks:
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from numba import boolean, cuda, int64
 
-I64_MAX = np.iinfo(np.int64).max
-NO_POSITION = np.iinfo(np.int64).min
-CELL_MAX = 1 << 62
-CELL_MAX_F = float(CELL_MAX)
+from . import kernels
+
+I64_MAX = kernels.I64_MAX
 
 _jit = {"fastmath": False}
+
+
+def _device_functions(*names) -> dict:
+    """The named functions of :mod:`.kernels` as device functions, each calling the others'
+    device versions (names not listed resolve to the module's constants)."""
+    namespace = dict(vars(kernels))
+    for name in names:
+        namespace[name] = cuda.jit(device=True, **_jit)(kernels.with_globals(getattr(kernels, name), namespace))
+    return {name: namespace[name] for name in names}
+
+
+_shared = _device_functions("_cuts", "walk_batches", "grid_cell", "_floor_rows", "floor_walk", "floor_risky")
+cut_rule = _shared["_cuts"]
+walk_batches = _shared["walk_batches"]
+grid_cell = _shared["grid_cell"]
+floor_walk = _shared["floor_walk"]
+floor_risky = _shared["floor_risky"]
 
 
 @cuda.jit(device=True, **_jit)
@@ -38,27 +57,6 @@ def flat_index():
 
 
 # --------------------------------------------------------------------------- the per-row rule
-@cuda.jit(device=True, **_jit)
-def cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
-    """Whether a row of weight ``wi`` starts a new batch after a batch of ``rows`` >= 1 rows."""
-    if max_rows > 0 and rows >= max_rows:
-        return True
-    if greedy:
-        if padded:
-            m = mx if mx > wi else wi
-            if is_float:
-                return m * (rows + 1) > lim_gt
-            return m > lim_gt // (rows + 1)
-        if is_float:
-            return tot + wi > lim_gt
-        return wi > lim_gt - tot
-    if padded:
-        if is_float:
-            return mx * rows >= lim_ge
-        return mx >= -((-lim_ge) // rows)
-    return tot >= lim_ge
-
-
 @cuda.jit(device=True, **_jit)
 def walk_rows(w, g, f, lo, hi, rows, tot, mx, start, check_met, greedy, padded, is_float,
               lim_gt, lim_ge, max_rows):
@@ -93,79 +91,35 @@ def walk_rows(w, g, f, lo, hi, rows, tot, mx, start, check_met, greedy, padded, 
     return -1, -1, rows, tot, mx, start
 
 
-# --------------------------------------------------------------------------- one-thread walks
 @cuda.jit(device=True, **_jit)
-def walk_sequential(w, newgrp, tail, rows, tot, mx, start, greedy, padded, is_float,
-                    lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base):
-    """The CPU ``walk_batches`` loop, statement for statement (one thread)."""
-    n = w.shape[0]
-    nt = tail.shape[0]
-    check_spec = spec.shape[0] > 0
-    n_record = out.shape[0]
-    write = ids.shape[0] > 0
-    zero = tot - tot
-    n_starts = 0
-    backdated = NO_POSITION
-    met = -1
-    for i in range(n):
-        wi = w[i]
-        cut = rows == 0 or newgrp[i]
-        if not cut:
-            cut = cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
-            if cut and multiple > 1 and rows >= multiple and rows % multiple != 0:
-                p = start + multiple * (rows // multiple)
-                rows = i - p
-                tot = zero
-                mx = zero
-                for j in range(p, i):
-                    wj = w[j] if j >= 0 else tail[nt + j]
-                    tot += wj
-                    if wj > mx:
-                        mx = wj
-                start = p
-                if p >= 0:
-                    n_starts += 1
-                    if p < n_record:
-                        out[p] = True
-                    if write:
-                        for j in range(p, i):
-                            ids[j] += 1
-                    if check_spec and spec[p]:
-                        return n_starts, backdated, rows, tot, mx, start, p, -1
-                else:
-                    backdated = p
-                cut = cut_rule(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows)
-        if cut:
-            start = i
-            rows = 0
-            tot = zero
-            mx = zero
-            n_starts += 1
-            if i < n_record:
-                out[i] = True
-            if check_spec and spec[i]:
-                return n_starts, backdated, rows, tot, mx, start, i, -1
-        if write:
-            ids[i] = base + n_starts - 1
-        if not is_float and wi > I64_MAX - tot:
-            return n_starts, backdated, rows, tot, mx, start, met, i
-        tot += wi
-        rows += 1
-        if wi > mx:
-            mx = wi
-    return n_starts, backdated, rows, tot, mx, start, met, -1
+def carry_across(w, g, f, lo, hi, rows, tot, mx, start, own_rows, own_tot, own_mx, own_start,
+                 greedy, padded, is_float, lim_gt, lim_ge, max_rows, ovf):
+    """The true state ``(rows, tot, mx, start)`` after rows ``lo..hi``, carried in from before.
+
+    ``f`` holds there the flags of a walk from an empty batch at ``lo``, which ended in state
+    ``own_*``: the fix-up walk rewrites them until its path meets theirs, after which that
+    walk's end state is the true one. Sets ``ovf[0]`` on an int64 overflow.
+    """
+    r = walk_rows(w, g, f, lo, hi, rows, tot, mx, start, True, greedy, padded, is_float,
+                  lim_gt, lim_ge, max_rows)
+    if r[1] >= 0:
+        ovf[0] = 1
+    if r[0] >= 0:
+        return own_rows, own_tot, own_mx, own_start
+    return r[2], r[3], r[4], r[5]
 
 
+# --------------------------------------------------------------------------- one-thread walks
 @cuda.jit(**_jit)
 def walk_sequential_kernel(w, newgrp, tail, state_i, state_w, greedy, padded, is_float, lim_gt,
                            lim_ge, max_rows, multiple, spec, out, ids, base, res_i, res_w):
-    """One thread runs :func:`walk_sequential`; ``state_i = (rows, start)``, ``state_w = (tot, mx)``.
+    """One thread runs :data:`walk_batches`; ``state_i = (rows, start)``, ``state_w = (tot, mx)``.
 
     Writes ``res_i = (n_starts, backdated, rows, start, met, overflow)``, ``res_w = (tot, mx)``.
     """
     if flat_index() != 0:
         return
-    r = walk_sequential(w, newgrp, tail, state_i[0], state_w[0], state_w[1], state_i[1], greedy,
+    r = walk_batches(w, newgrp, tail, state_i[0], state_w[0], state_w[1], state_i[1], greedy,
                         padded, is_float, lim_gt, lim_ge, max_rows, multiple, spec, out, ids, base)
     res_i[0] = r[0]
     res_i[1] = r[1]
@@ -229,20 +183,10 @@ def make_walk_tiles(threads, rows_per_thread, weight_type):
                 if plo >= m:
                     break
                 phi = min(plo + rows_per_thread, m)
-                r = walk_rows(ws, gs, fs, plo, phi, rows, tot, mx, start, True, greedy, padded,
-                              is_float, lim_gt, lim_ge, max_rows)
-                if r[1] >= 0:
-                    ovf[0] = 1
-                if r[0] >= 0:
-                    rows = t_rows[p]
-                    tot = t_tot[p]
-                    mx = t_mx[p]
-                    start = t_start[p]
-                else:
-                    rows = r[2]
-                    tot = r[3]
-                    mx = r[4]
-                    start = r[5]
+                rows, tot, mx, start = carry_across(ws, gs, fs, plo, phi, rows, tot, mx, start,
+                                                    t_rows[p], t_tot[p], t_mx[p], t_start[p],
+                                                    greedy, padded, is_float, lim_gt, lim_ge,
+                                                    max_rows, ovf)
             seg_i[b, 0] = rows
             seg_i[b, 1] = start + first
             seg_w[b, 0] = tot
@@ -277,20 +221,9 @@ def combine_segments(w, g, f, seg_len, group, greedy, padded, is_float, lim_gt, 
     for s in range(s0 + 1, min(s0 + group, nseg)):
         lo = s * seg_len
         hi = min(lo + seg_len, n)
-        r = walk_rows(w, g, f, lo, hi, rows, tot, mx, start, True, greedy, padded, is_float,
-                      lim_gt, lim_ge, max_rows)
-        if r[1] >= 0:
-            ovf[0] = 1
-        if r[0] >= 0:
-            rows = seg_i[s, 0]
-            start = seg_i[s, 1]
-            tot = seg_w[s, 0]
-            mx = seg_w[s, 1]
-        else:
-            rows = r[2]
-            tot = r[3]
-            mx = r[4]
-            start = r[5]
+        rows, tot, mx, start = carry_across(w, g, f, lo, hi, rows, tot, mx, start, seg_i[s, 0],
+                                            seg_w[s, 0], seg_w[s, 1], seg_i[s, 1], greedy, padded,
+                                            is_float, lim_gt, lim_ge, max_rows, ovf)
     out_i[k, 0] = rows
     out_i[k, 1] = start
     out_w[k, 0] = tot
@@ -392,17 +325,6 @@ def make_scan(threads, rows_per_thread, op):
 
 
 # --------------------------------------------------------------------------- floor mode
-@cuda.jit(device=True, **_jit)
-def cell_of(s, lim_f, lim_i):
-    """``floor(s / limit)`` as int64, as the CPU ``grid_cell`` computes it."""
-    if lim_i > 0:
-        return s // lim_i
-    q = s / lim_f
-    if q >= CELL_MAX_F:
-        return int64(CELL_MAX)
-    return int64(math.floor(q))
-
-
 @cuda.jit(**_jit)
 def floor_cells(w, incl, seg_first, lim_f, lim_i, as_float, s_in, use_s_in, cells):
     """Each row's grid cell from the inclusive saturating prefix ``incl`` of the weights.
@@ -422,11 +344,11 @@ def floor_cells(w, incl, seg_first, lim_f, lim_i, as_float, s_in, use_s_in, cell
         sf = float(s)
         if use_s_in and f <= 0:
             sf = s_in + sf
-        cells[i] = cell_of(sf, lim_f, lim_i)
+        cells[i] = grid_cell(sf, lim_f, lim_i)
     else:
         if use_s_in and f <= 0:
             s = int64(s_in) + s
-        cells[i] = cell_of(s, lim_f, lim_i)
+        cells[i] = grid_cell(s, lim_f, lim_i)
 
 
 @cuda.jit(**_jit)
@@ -446,76 +368,32 @@ def floor_starts(g, cells, cell_prev, has_prev, flags):
 @cuda.jit(**_jit)
 def floor_sequential_kernel(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids,
                             base, res_i, res_s):
-    """The CPU ``floor_walk`` loop by one thread (non-integer floats and overflow).
+    """:data:`floor_walk` by one thread (non-integer floats and overflow).
 
     Writes ``res_i = (n_starts, cell_last, overflow)`` and ``res_s = (s_out,)``.
     """
     if flat_index() != 0:
         return
-    n = w.shape[0]
-    record = out.shape[0] > 0
-    write = ids.shape[0] > 0
-    zero = s_in - s_in
-    s_base = s_in
-    p = zero
-    c = cell_prev
-    n_starts = 0
-    overflow = -1
-    for i in range(n):
-        if newgrp[i] or not has_prev:
-            s_base = zero
-            p = zero
-            c_new = cell_of(zero, lim_f, lim_i)
-            start = True
-            has_prev = True
-        else:
-            c_new = cell_of(s_base + p, lim_f, lim_i)
-            start = c_new != c
-        if start:
-            n_starts += 1
-            if record:
-                out[i] = True
-        if write:
-            ids[i] = base + n_starts - 1
-        c = c_new
-        wi = w[i]
-        if is_int and wi > I64_MAX - (s_base + p):
-            overflow = i
-            break
-        p += wi
-    res_i[0] = n_starts
-    res_i[1] = c
-    res_i[2] = overflow
-    res_s[0] = s_base + p
+    r = floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base)
+    res_i[0] = r[0]
+    res_i[1] = r[2]
+    res_i[2] = r[3]
+    res_s[0] = r[1]
 
 
 @cuda.jit(**_jit)
 def floor_risky_kernel(w, seg_len, threshold, is_int, p_out, w_out, res_i, res_s):
-    """The CPU ``floor_risky`` loop by one thread (float running sums must be in row order).
+    """:data:`floor_risky` by one thread (float running sums must be in row order).
 
     Writes ``res_i = (count, overflow)`` and ``res_s = (p_last, total)``.
     """
     if flat_index() != 0:
         return
-    p = w[0] - w[0]
-    k = 0
-    p_last = p
-    overflow = -1
-    for i in range(seg_len):
-        wi = w[i]
-        p_last = p
-        if i < seg_len - 1 and wi > threshold:
-            p_out[k] = p
-            w_out[k] = wi
-            k += 1
-        if is_int and wi > I64_MAX - p:
-            overflow = i
-            break
-        p += wi
-    res_i[0] = k
-    res_i[1] = overflow
-    res_s[0] = p_last
-    res_s[1] = p
+    r = floor_risky(w, seg_len, threshold, is_int, p_out, w_out)
+    res_i[0] = r[0]
+    res_i[1] = r[3]
+    res_s[0] = r[1]
+    res_s[1] = r[2]
 
 
 # --------------------------------------------------------------------------- small array work

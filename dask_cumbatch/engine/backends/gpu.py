@@ -33,10 +33,11 @@ import threading
 import numpy as np
 
 from ...options import keyword
+from . import kernels  # the CPU kernels' plain Python source (no numba there)
 
-I64_MAX = np.iinfo(np.int64).max
-NO_POSITION = np.iinfo(np.int64).min
-CELL_MAX = 1 << 62
+I64_MAX = kernels.I64_MAX
+NO_POSITION = kernels.NO_POSITION
+CELL_MAX = kernels.CELL_MAX
 
 THREADS_PER_BLOCK = 256
 ROWS_PER_THREAD = 16
@@ -342,15 +343,13 @@ def _write_flags(out, flags):
 
 # --------------------------------------------------------------------------- floor mode
 def grid_cell(s, lim_f, lim_i):
-    """``floor(s / limit)`` as an int: exact integer division when ``lim_i`` > 0.
+    """``floor(s / limit)`` as an int: the CPU's :func:`.kernels.grid_cell` (exact integer
+    division when ``lim_i`` > 0), on the host.
 
     >>> grid_cell(7, 2.0, 2), grid_cell(7.0, 2.5, 0)
     (3, 2)
     """
-    if lim_i > 0:
-        return int(s // lim_i)
-    q = np.floor(np.float64(s) / np.float64(lim_f))
-    return CELL_MAX if q >= CELL_MAX else int(q)
+    return int(kernels.grid_cell(s, lim_f, lim_i))
 
 
 @_serialized

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 
 import numpy as np
 
@@ -50,6 +51,20 @@ KERNELS = (
 FLOOR_BLOCK = 256  # rows of a block in floor_summary_float / floor_summary_int
 EXACT_SUMS = 2.0**53  # float64 sums of integers below this are exact, in any order
 INT_BLOCK_SAFE = 1 << 54  # FLOOR_BLOCK int64 weights below this cannot overflow their block sum
+
+
+def with_globals(func, namespace: dict):
+    """``func`` with its globals looked up in ``namespace``: how a backend compiles these
+    functions with the helpers they call compiled too (``.cpu``: ``njit``; ``.cuda_kernels``:
+    device functions), by rebinding those names in ``namespace``.
+
+    >>> double = with_globals(lambda x: twice(x), {"twice": lambda x: 2 * x})
+    >>> double(4)
+    8
+    """
+    clone = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+    clone.__doc__, clone.__qualname__, clone.__module__ = func.__doc__, func.__qualname__, func.__module__
+    return clone
 
 
 def _cuts(tot, rows, mx, wi, greedy, padded, is_float, lim_gt, lim_ge, max_rows):
@@ -662,13 +677,24 @@ def _last_within(P, c, t):
 
 
 def grid_cell(s, lim_f, lim_i):
-    """``floor(s / limit)`` as int64: exact integer division when ``lim_i`` > 0."""
+    """``floor(s / limit)`` as int64: exact integer division when ``lim_i`` > 0.
+
+    ``math.floor`` rather than ``np.floor``: device code has no NumPy ufuncs (the quotient
+    reaches ``CELL_MAX`` exactly when its floor does, so the test may come first).
+
+    >>> int(grid_cell(7.5, 2.0, 0)), int(grid_cell(7, 2.0, 2)), int(grid_cell(1e300, 1e-300, 0)) == CELL_MAX
+    (3, 3, True)
+    """
     if lim_i > 0:
         return np.int64(s // lim_i)
-    q = np.floor(s / lim_f)
+    q = s / lim_f
     if q >= CELL_MAX:
         return np.int64(CELL_MAX)
-    return np.int64(q)
+    return np.int64(math.floor(q))
+
+
+# A constant, not an expression: on a device a multiply-add in it could be fused (see .cuda_kernels).
+CELL_SAFE_SHRINK = 1.0 - 4.0 * 2.0**-52  # exactly 1 - 2**-50
 
 
 def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, ids, base):
@@ -719,7 +745,7 @@ def floor_walk(w, newgrp, s_in, cell_prev, has_prev, lim_f, lim_i, is_int, out, 
                 out[i] = True
             if lim_i == 0:
                 # Below this sum, fl(S / limit) < cell + 1 whatever the rounding.
-                below_next = (c_new + 1) * lim_f * (1.0 - 4.0 * 2.0**-52) if c_new < CELL_MAX else -np.inf
+                below_next = (c_new + 1) * lim_f * CELL_SAFE_SHRINK if c_new < CELL_MAX else -np.inf
         if write:
             ids[i] = base + n_starts - 1
         c = c_new
