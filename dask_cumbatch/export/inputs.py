@@ -45,7 +45,7 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
     for s in specs:
         fs, found = _expand(os.fspath(s), storage_options)
         for p in sorted(found, key=natural_sort_key):
-            info = fs.info(p)
+            info = found[p]
             entry = {"path": _url(fs, p), "size": int(info.get("size") or 0), "mtime": _mtime(fs, p, info),
                      "fp": content_fingerprint(fs, p, int(info.get("size") or 0))}
             entry.update(etag_of(fs, info))
@@ -59,29 +59,38 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
 
 
 def _expand(spec: str, storage_options):
+    """``(fs, {path: info})``: the data files of one input spec and their info. On an object
+    store the info is the listing's own, not a second ``fs.info`` per file: that saves a request
+    per file, and a file uploaded while the input is listed cannot be found by the listing yet
+    missing from the directory cache that ``isdir`` filled a moment before. A local folder's
+    files get ``fs.info`` (a link is described by its target; a listing says "other")."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(spec, **(storage_options or {}))
-    if is_local(fs):
+    local = is_local(fs)
+    if local:
         root = os.path.abspath(root)
     else:  # list what is there now, not what this process listed before
         fs.invalidate_cache()
     if any(ch in root for ch in "*?["):
         hidden = ("_", ".") if not posixpath.basename(root).startswith(("_", ".")) else ()
-        found = [p for p in fs.glob(root) if fs.isfile(p) and not posixpath.basename(p).startswith(hidden)]
+        listed = fs.glob(root, detail=True)
+        found = {p: info for p, info in listed.items()
+                 if (fs.isfile(p) if local else info.get("type") == "file")
+                 and not posixpath.basename(p).startswith(hidden)}
     elif fs.isdir(root):
-        found = [
-            p for p in fs.find(root)
+        found = {
+            p: info for p, info in fs.find(root, detail=True).items()
             if not any(part.startswith(("_", ".")) for part in posixpath.relpath(p, root).split("/"))
             and p.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES)
-        ]
+        }
     elif fs.isfile(root):
-        found = [root]
+        found = {root: None}
     else:
         raise ExportError(f"input not found: {spec}")
     if not found:
         raise ExportError(f"no Parquet or CSV files found in {spec}")
-    return fs, found
+    return fs, {p: (fs.info(p) if local or info is None else info) for p, info in found.items()}
 
 
 def input_snapshot(spec, storage_options=None) -> tuple:
@@ -109,7 +118,7 @@ def input_snapshot(spec, storage_options=None) -> tuple:
                 continue
             raise
         for p in sorted(found, key=natural_sort_key):
-            info = fs.info(p)
+            info = found[p]
             snapshot.append((_url(fs, p), int(info.get("size") or 0), _mtime(fs, p, info)))
     return tuple(snapshot)
 
