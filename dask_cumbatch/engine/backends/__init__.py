@@ -98,8 +98,17 @@ class _FromModule:
     def __get__(self, backend, owner=None):
         if backend is None:
             return self
-        member = None if self.name in backend.absent else getattr(backend.module, self.name, None)
-        return _named(member, self.result)
+        if self.name in backend.absent:
+            return None
+        member = getattr(backend.module, self.name, None)
+        # the named wrapper is made once per module attribute (kernels are read ~50 times a
+        # partition), and made again only when the module's attribute was replaced
+        cached = backend.members.get(self.name)
+        if cached is not None and cached[0] is member:
+            return cached[1]
+        value = _named(member, self.result)
+        backend.members[self.name] = (member, value)
+        return value
 
 
 class Backend:
@@ -160,6 +169,7 @@ class Backend:
         if unknown:
             raise ValueError(f"only optional kernels can be absent, not {sorted(unknown)}")
         self.module, self.absent = module, frozenset(absent)
+        self.members = {}  # name -> (the module's attribute, what the backend gives for it)
         self.name = getattr(module, "__name__", type(module).__name__).rsplit(".", 1)[-1]
 
     def offers(self, kernel: str) -> bool:
@@ -170,7 +180,7 @@ class Backend:
         """
         if kernel not in _KERNELS:
             raise ValueError(f"{kernel!r} is no kernel of the backend contract")
-        return getattr(self, kernel) is not None
+        return kernel not in self.absent and getattr(self.module, kernel, None) is not None
 
     def offered(self) -> frozenset:
         """The optional kernels this backend offers.
