@@ -166,8 +166,8 @@ def _encode(value) -> str:
 def _local_listing(root: str, under: str) -> dict:
     """:meth:`Folder.listing` of a local folder: one ``scandir`` and one ``lstat`` per entry
     (fsspec's ``ls(detail=True)`` costs several times more per entry, docs/performance.md, and
-    an append lists the folder, which grows with every batch, several times). The entries' ``info`` as fsspec gives it:
-    ``type`` and ``size`` of a link's target, plus ``islink``."""
+    an append lists the folder, which grows with every batch, several times). The entries'
+    ``info`` as fsspec gives it: ``type`` and ``size`` of a link's target, plus ``islink``."""
     try:
         entries = os.scandir(root)
     except FileNotFoundError:
@@ -313,8 +313,6 @@ class Folder:
         for info in entries:
             name = posixpath.basename(info["name"].rstrip("/"))
             if name:
-                if self.local:
-                    info = dict(info, islink=os.path.islink(os.path.join(root, name)))
                 out[name] = info
         return out
 
@@ -594,11 +592,20 @@ def holder_info() -> dict:
     >>> sorted(holder_info())
     ['host', 'pid', 'started']
     """
-    import datetime
     import socket
 
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": local_time_now()}
+
+
+def local_time_now() -> str:
+    """The local time to the second, with its UTC offset, as the control files record it.
+
+    >>> len(local_time_now()) >= 25  # 2026-12-07T01:02:03+00:00
+    True
+    """
+    import datetime
+
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def lease_seconds() -> float:

@@ -11,14 +11,13 @@ follows the folder and how far it is. See docs/streaming.md.
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 
-from .folder import CONTROL, MANIFEST, Folder, WriterLock, dumps, holder_info
+from .folder import CONTROL, MANIFEST, Folder, WriterLock, dumps, holder_info, local_time_now
 from .inputs import input_snapshot, is_path_spec
 from .job import ExportResult
 from .progress import resolve_scheduler
@@ -174,8 +173,8 @@ class FollowRecord:
 
     def __init__(self, folder: Folder, poll: float, idle_exit):
         self.folder = folder
-        self.data = dict(holder_info(), poll=poll, idle_exit=idle_exit, appends=0, last_poll=_now(),
-                         last_append=None, batches=None, rows=None)
+        self.data = dict(holder_info(), poll=poll, idle_exit=idle_exit, appends=0,
+                         last_poll=local_time_now(), last_append=None, batches=None, rows=None)
         self.written = None  # nothing is written into a folder that holds no export yet: a refused
         if folder.exists(MANIFEST):  # first append must leave it as it was
             self._write()
@@ -186,20 +185,20 @@ class FollowRecord:
 
     def polled(self) -> None:
         """Note a listing of the input (written at most every ``RECORD_EVERY`` seconds)."""
-        self.data["last_poll"] = _now()
+        self.data["last_poll"] = local_time_now()
         if self.written is not None and time.monotonic() - self.written >= RECORD_EVERY:
             self._write()
 
     def appended(self, result: ExportResult) -> None:
         """Note an append's outcome."""
-        self.data.update(last_poll=_now(), batches=result.batches, rows=result.rows)
+        self.data.update(last_poll=local_time_now(), batches=result.batches, rows=result.rows)
         if not result.up_to_date:
-            self.data.update(appends=self.data["appends"] + 1, last_append=_now())
+            self.data.update(appends=self.data["appends"] + 1, last_append=local_time_now())
         self._write()
 
     def ended(self, why: str) -> None:
         """Note that the follower stopped and why (``idle``, ``stop``, ``error``)."""
-        self.data.update(stopped=_now(), stopped_by=why)
+        self.data.update(stopped=local_time_now(), stopped_by=why)
         if self.written is None:
             return
         try:
@@ -239,10 +238,6 @@ def _process_alive(record: dict):
     except (PermissionError, KeyError, TypeError, ValueError):
         return None
     return True
-
-
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 __all__ = ["follow", "FollowResult", "read_follow_record", "FOLLOW"]

@@ -36,29 +36,35 @@ def list_inputs(spec, storage_options=None, full_hash: bool = False):
     >>> sorted(files[0])
     ['fp', 'mtime', 'path', 'size']
     """
-    from dask.utils import natural_sort_key
-
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     if not specs:
         raise ExportError("no input given")
     files = []
-    for s in specs:
-        fs, found = _expand(os.fspath(s), storage_options)
-        for p in sorted(found, key=natural_sort_key):
-            info = found[p]
-            entry = {"path": _url(fs, p), "size": int(info.get("size") or 0), "mtime": _mtime(fs, p, info),
-                     "fp": content_fingerprint(fs, p, int(info.get("size") or 0))}
-            entry.update(etag_of(fs, info))
-            if full_hash:
-                entry["sha256"] = full_sha256(fs, p)
-            files.append(entry)
+    for fs, p, info in _listed_files(specs, storage_options):
+        entry = {"path": _url(fs, p), "size": int(info.get("size") or 0), "mtime": _mtime(fs, p, info),
+                 "fp": content_fingerprint(fs, p, int(info.get("size") or 0))}
+        entry.update(etag_of(fs, info))
+        if full_hash:
+            entry["sha256"] = full_sha256(fs, p)
+        files.append(entry)
     kinds = {"csv" if f["path"].lower().endswith(CSV_SUFFIXES) else "parquet" for f in files}
     if len(kinds) > 1:
         raise ExportError("the input mixes CSV and Parquet files; export them separately")
     return kinds.pop(), files
 
 
-def _expand(spec: str, storage_options):
+def _listed_files(specs, storage_options, allow_empty: bool = False):
+    """``(fs, path, info)`` of each data file of ``specs``, in natural name order, each spec's
+    after the previous spec's; ``allow_empty`` lets a spec hold no data file yet."""
+    from dask.utils import natural_sort_key
+
+    for spec in specs:
+        fs, found = _expand(os.fspath(spec), storage_options, allow_empty)
+        for p in sorted(found, key=natural_sort_key):
+            yield fs, p, found[p]
+
+
+def _expand(spec: str, storage_options, allow_empty: bool = False):
     """``(fs, {path: info})``: the data files of one input spec and their info. On an object
     store the info is the listing's own, not a second ``fs.info`` per file: that saves a request
     per file, and a file uploaded while the input is listed cannot be found by the listing yet
@@ -88,7 +94,7 @@ def _expand(spec: str, storage_options):
         found = {root: None}
     else:
         raise ExportError(f"input not found: {spec}")
-    if not found:
+    if not found and not allow_empty:
         raise ExportError(f"no Parquet or CSV files found in {spec}")
     return fs, {p: (fs.info(p) if local or info is None else info) for p, info in found.items()}
 
@@ -106,21 +112,9 @@ def input_snapshot(spec, storage_options=None) -> tuple:
     >>> [os.path.basename(p) for p, size, mtime in input_snapshot(d)]
     ['a.parquet']
     """
-    from dask.utils import natural_sort_key
-
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
-    snapshot = []
-    for s in specs:
-        try:
-            fs, found = _expand(os.fspath(s), storage_options)
-        except ExportError as exc:
-            if "no Parquet or CSV files found" in str(exc):
-                continue
-            raise
-        for p in sorted(found, key=natural_sort_key):
-            info = found[p]
-            snapshot.append((_url(fs, p), int(info.get("size") or 0), _mtime(fs, p, info)))
-    return tuple(snapshot)
+    return tuple((_url(fs, p), int(info.get("size") or 0), _mtime(fs, p, info))
+                 for fs, p, info in _listed_files(specs, storage_options, allow_empty=True))
 
 
 def content_fingerprint(fs, path: str, size: int) -> str:
