@@ -205,7 +205,7 @@ def _warm_worker_rss():
 
     df = pd.DataFrame({"tokens": np.arange(1, 10_000), "source": "x"})
     opts = options.BatchOptions.make("tokens", 1_000)
-    engine.summarize(df, opts, False)
+    engine.summarize(df, engine.BatchContext(opts, False))
     encode(parquet_read(encode(
         __import__("pyarrow").Table.from_pandas(df), "parquet")), "parquet")
     return _worker_rss()

@@ -81,7 +81,7 @@ class _Batcher:
 
     def _plan(self, prep):
         if isinstance(prep.ddf, pd.DataFrame):
-            return engine.plan_frame(prep.ddf, prep.opts, prep.is_float)
+            return engine.plan_frame(prep.ddf, prep.ctx)
         return summaries.plan_partitions(prep)
 
     def _dask_prepare(self, weight, limit, kw):
@@ -159,7 +159,7 @@ class CumbatchDataFrameAccessor(_Batcher):
     def _ids(self, prep):
         plan = self._plan(prep)
         if self._is_pandas:
-            return engine.finish_ids(prep.ddf, prep.opts, prep.is_float, plan.entries[0])
+            return engine.finish_ids(prep.ddf, prep.ctx, plan.entries[0])
         return finish.ids_series(prep, plan)
 
     @takes_options(docs=_SHARED_DOCS)
@@ -224,7 +224,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         prep = self._prepare(weight, limit, options, adds_ids=False)
         parts = self._plan(prep)
         if self._is_pandas:
-            stats = engine.finish_stats(prep.ddf, prep.opts, prep.is_float, parts.entries[0])
+            stats = engine.finish_stats(prep.ddf, prep.ctx, parts.entries[0])
         else:
             stats = finish.plan_stats(prep, parts)
         if not len(stats):

@@ -192,8 +192,8 @@ class PushBatcher:
             raise ValueError(f"the pushed frame's columns/dtypes {_show(schema)} differ from the first frame's "
                              f"{_show(self._schema)}; push frames of one schema")
         prep = prepared.prepare_frame(frame, self.opts.weight, self.opts, adds_ids=True)
-        plan = plan_frame(frame, self.opts, prep.is_float, start=self._carry)
-        ids = finish_ids(frame, self.opts, prep.is_float, plan.entries[0])
+        plan = plan_frame(frame, prep.ctx, start=self._carry)
+        ids = finish_ids(frame, prep.ctx, plan.entries[0])
         self._schema, self._is_float, self._carry = schema, prep.is_float, plan.end_state
         return ids, int(plan.backdated_prior or 0)
 

@@ -18,7 +18,7 @@ from .prepared import Prepared, entry_table, task_spec
 def _finish(func):
     def task(df, table, spec, partition_info=None, **extra):
         entry = table.entries[partition_info["number"]]
-        return func(df, spec.opts, spec.is_float, entry, **extra)
+        return func(df, spec.ctx, entry, **extra)
 
     task.__name__ = f"cumbatch-{func.__name__.replace('_', '-')}"
     return task

@@ -52,12 +52,11 @@ def in_memory_column(frame: dd.DataFrame, opts: BatchOptions):
     return col.to_numpy(), data.index, bounds
 
 
-def _summarize_slices(values, index, bounds, spec, head_bytes, prefer_whole):
-    return [summarize_weights(values[a:b], index[a:b], spec.opts, spec.is_float, head_bytes, prefer_whole)
-            for a, b in bounds]
+def _summarize_slices(values, index, bounds, spec):
+    return [summarize_weights(values[a:b], index[a:b], spec.ctx) for a, b in bounds]
 
 
-def gather_column(column, spec: Prepared, head_bytes: int, prefer_whole: bool) -> list:
+def gather_column(column, spec: Prepared) -> list:
     """The summaries of :func:`in_memory_column`'s partitions, in at most ``FAT_TASKS`` tasks
     each holding its stretch of the column.
 
@@ -73,6 +72,6 @@ def gather_column(column, spec: Prepared, head_bytes: int, prefer_whole: bool) -
     def task_for(key, part):
         lo, hi = bounds[part.start][0], bounds[part.stop - 1][1]
         return Task(key, _summarize_slices, values[lo:hi], index[lo:hi],
-                    [(a - lo, b - lo) for a, b in bounds[part]], spec, head_bytes, prefer_whole)
+                    [(a - lo, b - lo) for a, b in bounds[part]], spec)
 
     return compute_fat(f"cumbatch-summarize-{uuid.uuid4().hex}", len(bounds), {}, task_for, scheduler)

@@ -13,7 +13,7 @@ import pandas as pd
 from dask import delayed
 from dask.delayed import Delayed
 
-from ..engine import PartitionPlan, backend_for
+from ..engine import BatchContext, PartitionPlan, backend_for
 from ..options import BatchOptions, weight_kind
 
 
@@ -21,21 +21,31 @@ WEIGHT_COLUMN = "__cumbatch_weight__"
 
 
 class Prepared:
-    """A Dask frame ready for batching: the weight is a column, options resolved.
+    """A Dask frame ready for batching: the weight is a column, options resolved, and the
+    call's :class:`~dask_cumbatch.engine.BatchContext` (``ctx``) that every engine step takes.
 
     A plain class (not a dataclass) so Dask passes it to tasks as-is, without traversing it.
     """
 
-    __slots__ = ("ddf", "opts", "is_float", "temp_weight")
+    __slots__ = ("ddf", "ctx", "temp_weight")
 
-    def __init__(self, ddf, opts, is_float, temp_weight):
+    def __init__(self, ddf, ctx: BatchContext, temp_weight):
         self.ddf = ddf
-        self.opts = opts
-        self.is_float = is_float
+        self.ctx = ctx
         self.temp_weight = temp_weight  # the temporary weight column to drop from outputs
 
+    @property
+    def opts(self) -> BatchOptions:
+        """The call's options (``ctx.opts``)."""
+        return self.ctx.opts
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the weights are floats (``ctx.is_float``)."""
+        return self.ctx.is_float
+
     def __getstate__(self):
-        return {"ddf": None, "opts": self.opts, "is_float": self.is_float, "temp_weight": self.temp_weight}
+        return {"ddf": None, "ctx": self.ctx, "temp_weight": self.temp_weight}
 
     def __setstate__(self, state):
         for k, v in state.items():
@@ -73,12 +83,13 @@ def prepare_frame(ddf, weight, opts: BatchOptions, adds_ids: bool = True) -> Pre
         opts.check_id_column(meta.columns, meta.index.names)
     if opts.device == "gpu":
         backend_for("gpu")  # raises here, before any data is read, when no GPU backend runs
-    return Prepared(ddf, opts, weight_kind(meta.dtypes[opts.weight]) == "float", temp)
+    return Prepared(ddf, BatchContext(opts, weight_kind(meta.dtypes[opts.weight]) == "float"), temp)
 
 
-def task_spec(prep: Prepared) -> Prepared:
-    """The data-free part of ``prep`` that travels with every task."""
-    return Prepared(None, prep.opts, prep.is_float, prep.temp_weight)
+def task_spec(prep: Prepared, ctx: BatchContext | None = None) -> Prepared:
+    """The data-free part of ``prep`` that travels with every task (with ``ctx`` instead of
+    its own context, where given: a summary pass's head budget, say)."""
+    return Prepared(None, ctx or prep.ctx, prep.temp_weight)
 
 
 def entry_table(plan: PartitionPlan) -> Delayed:

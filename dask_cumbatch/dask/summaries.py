@@ -19,16 +19,16 @@ from .prepared import Prepared, entry_table, task_spec
 from .scheduler import active_client
 
 
-def _summarize_one(df, spec, head_bytes, prefer_whole, partition_info=None):
+def _summarize_one(df, spec, partition_info=None):
     try:
-        return summarize(df, spec.opts, spec.is_float, head_bytes, prefer_whole)
+        return summarize(df, spec.ctx)
     finally:
         _release_arrow_memory()
 
 
 def _extra_summary_one(df, spec, table, partition_info=None):
     try:
-        return extra_summary(df, spec.opts, spec.is_float, table.entries[partition_info["number"]])
+        return extra_summary(df, spec.ctx, table.entries[partition_info["number"]])
     finally:
         _release_arrow_memory()
 
@@ -74,19 +74,18 @@ def plan_partitions(prep: Prepared, start: Carry | None = None) -> PartitionPlan
     The summaries are gathered into one task and scanned in the caller: the graph is flat
     whatever the partition count.
     """
-    spec = task_spec(prep)
     source = SummarySource(prep.ddf, prep.opts)
     # Locally, whole partitions in the summaries cost no transfer and save the chain tables'
     # CPU; on a cluster they would travel to the gather task and the client.
-    prefer_whole = active_client() is None
-    head_bytes = head_bytes_for(prep.ddf.npartitions)
+    keeping = prep.ctx.keeping(head_bytes_for(prep.ddf.npartitions), prefer_whole=active_client() is None)
+    spec = task_spec(prep, keeping)
     column = in_memory.in_memory_column(source.frame, prep.opts)
     if column is not None:
-        summaries = in_memory.gather_column(column, spec, head_bytes, prefer_whole)
+        summaries = in_memory.gather_column(column, spec)
     else:
-        summaries = gather(source, _summarize_one, spec, head_bytes, prefer_whole)
-    plan = scan(summaries, prep.opts, prep.is_float, _ReadAhead(source), start=start)
+        summaries = gather(source, _summarize_one, spec)
+    plan = scan(summaries, prep.ctx, _ReadAhead(source), start=start)
     if needs_extra_pass(prep.opts):
-        extra = gather(source, _extra_summary_one, spec, entry_table(plan))
-        plan = scan_extra(extra, plan, prep.opts)
+        extra = gather(source, _extra_summary_one, task_spec(prep), entry_table(plan))
+        plan = scan_extra(extra, plan, prep.ctx)
     return plan

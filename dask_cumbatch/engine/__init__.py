@@ -4,18 +4,20 @@ Everything above the engine (the Dask layer, export, training) imports from here
 the engine's modules. The data flows: a pandas partition -> :func:`summarize` (map) ->
 :func:`scan` over all summaries (one place) -> :class:`PartitionPlan` with one :class:`Entry`
 per partition -> :func:`finish_ids` / :func:`finish_frame` / :func:`finish_stats` per
-partition. Modes plug in through :func:`register_mode`, kernels through :func:`backend_for`
+partition. Every step takes the call's :class:`BatchContext` (options, the weights' kind, the
+backend). Modes plug in through :func:`register_mode`, kernels through :func:`backend_for`
 (imported lazily: importing the engine loads no numba).
 
 >>> import pandas as pd
 >>> from dask_cumbatch.options import BatchOptions
->>> df, opts = pd.DataFrame({"w": [3, 3, 3, 3]}), BatchOptions.make("w", 6)
->>> finish_ids(df, opts, False, plan_frame(df, opts, False).entries[0]).tolist()
+>>> df, ctx = pd.DataFrame({"w": [3, 3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), is_float=False)
+>>> finish_ids(df, ctx, plan_frame(df, ctx).entries[0]).tolist()
 [0, 0, 1, 1]
 """
 from __future__ import annotations
 
 from .backends import backend_for, gpu_available, gpu_path_available
+from .context import BatchContext
 from .finish import batch_ids, batch_stats, check_unchanged, finish_frame, finish_ids, finish_stats
 from .modes import Mode, Step, mode_for, needs_extra_pass, register_mode, registered_modes, unregister_mode
 from .partition import PartitionArrays, invalid_mask, prepare, weight_values
@@ -44,7 +46,7 @@ from .state import (
 )
 
 __all__ = [
-    "HEAD_BUDGET", "Carry", "Entry", "InputChangedError", "Mode", "OversizeError",
+    "HEAD_BUDGET", "BatchContext", "Carry", "Entry", "InputChangedError", "Mode", "OversizeError",
     "PartitionArrays", "PartitionPlan", "Step", "Summary", "WeightError", "backend_for",
     "batch_ids", "batch_stats", "check_summaries", "check_unchanged", "extra_summary",
     "finish_frame", "finish_ids", "finish_stats", "gpu_available", "gpu_path_available", "head_bytes_for",

@@ -9,30 +9,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backends import backend_for, backend_of, host_backend
+from .backends import backend_of, host_backend
 from .backends.results import BatchStats
+from .context import BatchContext
 from .modes import mode_for
 from .partition import host_columns, is_cudf, like_partition, prepare
 from .scan import checked_total
 from .state import Entry, input_changed
 
 
-def batch_ids(df, opts, is_float, entry: Entry):
+def batch_ids(df, ctx: BatchContext, entry: Entry):
     """Final batch ids of a partition's batched rows from its true entry state, and its arrays.
 
     >>> from dask_cumbatch.engine.scan import plan_frame
     >>> from dask_cumbatch.options import BatchOptions
-    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
-    >>> batch_ids(df, opts, False, plan_frame(df, opts, False).entries[0])[0].tolist()
+    >>> df, ctx = pd.DataFrame({"w": [3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), False)
+    >>> batch_ids(df, ctx, plan_frame(df, ctx).entries[0])[0].tolist()
     [0, 0, 1]
     """
-    return _batch_ids(df, opts, is_float, entry, backend_for(opts.device, len(df)))
+    return _batch_ids(df, ctx.for_rows(len(df)), entry)
 
 
-def _batch_ids(df, opts, is_float, entry: Entry, be):
-    arrays = prepare(df, opts, checked=True, backend=be)
+def _batch_ids(df, ctx, entry: Entry):
+    arrays = prepare(df, ctx.opts, checked=True, backend=ctx.backend)
     check_unchanged(arrays, entry)
-    return mode_for(opts).finish(arrays, entry, opts, is_float, be), arrays
+    return mode_for(ctx.opts).finish(arrays, entry, ctx), arrays
 
 
 def check_unchanged(arrays, entry: Entry) -> None:
@@ -56,18 +57,20 @@ def check_unchanged(arrays, entry: Entry) -> None:
         raise input_changed(entry, arrays.n_all, total)
 
 
-def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
+def finish_ids(df, ctx: BatchContext, entry: Entry) -> pd.Series:
     """Step 3: the final batch ids of a partition (``Int64`` with <NA> for skipped rows).
 
     >>> from dask_cumbatch.engine.scan import plan_frame
     >>> from dask_cumbatch.options import BatchOptions
-    >>> df, opts = pd.DataFrame({"w": [3.0, None, 3.0]}), BatchOptions.make("w", 6, invalid="skip")
-    >>> finish_ids(df, opts, True, plan_frame(df, opts, True).entries[0]).tolist()
+    >>> df = pd.DataFrame({"w": [3.0, None, 3.0]})
+    >>> ctx = BatchContext(BatchOptions.make("w", 6, invalid="skip"), True)
+    >>> finish_ids(df, ctx, plan_frame(df, ctx).entries[0]).tolist()
     [0, <NA>, 0]
     """
+    opts = ctx.opts
     if is_cudf(df):  # a dask-cudf partition gets a cuDF id column; only weight/keys were read
-        return like_partition(finish_ids(host_columns(df, opts), opts, is_float, entry), df)
-    ids, prep = batch_ids(df, opts, is_float, entry)
+        return like_partition(finish_ids(host_columns(df, opts), ctx, entry), df)
+    ids, prep = batch_ids(df, ctx, entry)
     if opts.invalid == "skip":
         values = np.zeros(prep.n_all, dtype=np.int64)
         values[prep.positions()] = ids
@@ -81,34 +84,34 @@ def finish_ids(df, opts, is_float, entry: Entry) -> pd.Series:
     return pd.Series(ids, index=df.index, name=opts.name, copy=False)
 
 
-def finish_frame(df, opts, is_float, entry: Entry, weight_column=None) -> pd.DataFrame:
+def finish_frame(df, ctx: BatchContext, entry: Entry, weight_column=None) -> pd.DataFrame:
     """The partition's batched rows in batching order with the id column (skipped rows dropped).
 
     >>> from dask_cumbatch.engine.scan import plan_frame
     >>> from dask_cumbatch.options import BatchOptions
-    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
-    >>> finish_frame(df, opts, False, plan_frame(df, opts, False).entries[0])["batch"].tolist()
+    >>> df, ctx = pd.DataFrame({"w": [3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), False)
+    >>> finish_frame(df, ctx, plan_frame(df, ctx).entries[0])["batch"].tolist()
     [0, 0, 1]
     """
-    ids, prep = batch_ids(df, opts, is_float, entry)
+    ids, prep = batch_ids(df, ctx, entry)
     out = df if prep.keep is None else df.iloc[prep.keep]
     if weight_column is not None:
         out = out.drop(columns=[weight_column])
-    return out.assign(**{opts.name: ids})
+    return out.assign(**{ctx.opts.name: ids})
 
 
-def finish_stats(df, opts, is_float, entry: Entry) -> pd.DataFrame:
+def finish_stats(df, ctx: BatchContext, entry: Entry) -> pd.DataFrame:
     """Per-batch rows/total/max/start/stop of a partition's rows (combined across partitions later).
 
     >>> from dask_cumbatch.engine.scan import plan_frame
     >>> from dask_cumbatch.options import BatchOptions
-    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
-    >>> finish_stats(df, opts, False, plan_frame(df, opts, False).entries[0])["total"].tolist()
+    >>> df, ctx = pd.DataFrame({"w": [3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), False)
+    >>> finish_stats(df, ctx, plan_frame(df, ctx).entries[0])["total"].tolist()
     [6, 3]
     """
-    be = backend_for(opts.device, len(df))  # once: the ids and the stats run on the same backend
-    ids, prep = _batch_ids(df, opts, is_float, entry, be)
-    stats = batch_stats(ids, prep.w, prep.positions() + entry.all_offset, be)
+    ctx = ctx.for_rows(len(df))  # once: the ids and the stats run on the same backend
+    ids, prep = _batch_ids(df, ctx, entry)
+    stats = batch_stats(ids, prep.w, prep.positions() + entry.all_offset, ctx.backend)
     return pd.DataFrame({"batch": stats.batch, "rows": stats.rows, "total": stats.total, "max": stats.max,
                          "start": stats.first, "stop": stats.last + 1})
 

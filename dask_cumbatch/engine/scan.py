@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..options import BatchOptions, hinted
-from .backends import backend_for
+from ..options import BatchOptions, hinted  # noqa: F401  (BatchOptions: the examples)
+from .context import BatchContext
 from .modes import mode_for, needs_extra_pass
 from .partition import bits_total, plain_weights, prepare, prepare_weights, unchecked_weights
 from .state import Carry, Entry, OversizeError, PartitionPlan, Summary, WeightError, py_scalar
@@ -65,61 +65,60 @@ def checked_total(arrays, kind: str):
     return weight_total(arrays.w)
 
 
-def summarize(df: pd.DataFrame, opts: BatchOptions, is_float: bool, head_bytes: int = 0,
-              prefer_whole: bool = False) -> Summary:
+def summarize(df: pd.DataFrame, ctx: BatchContext) -> Summary:
     """The map step: one partition's summary (docs/design.md, "Step 1: map").
 
-    ``head_bytes``/``prefer_whole`` tune how much of the partition the summary keeps (modes
-    that keep rows, see :mod:`~dask_cumbatch.engine.modes.greedy`).
+    ``ctx.head_bytes``/``ctx.prefer_whole`` tune how much of the partition the summary keeps
+    (modes that keep rows, see :mod:`~dask_cumbatch.engine.modes.greedy`).
 
-    >>> summarize(pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6), False).total
+    >>> summarize(pd.DataFrame({"w": [3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), False)).total
     9
     """
-    be = backend_for(opts.device, len(df))
-    values = plain_weights(df, opts)
-    summ = None if values is None else _quick_summary(values, df.index, opts, is_float, be, head_bytes, prefer_whole)
+    ctx = ctx.for_rows(len(df))
+    values = plain_weights(df, ctx.opts)
+    summ = None if values is None else _quick_summary(values, df.index, ctx)
     if summ is not None:
         return summ
-    return summarize_arrays(prepare(df, opts, backend=be), df.index, opts, is_float, be, head_bytes, prefer_whole)
+    return summarize_arrays(prepare(df, ctx.opts, backend=ctx.backend), df.index, ctx)
 
 
-def summarize_weights(values: np.ndarray, index: pd.Index, opts: BatchOptions, is_float: bool,
-                      head_bytes: int = 0, prefer_whole: bool = False) -> Summary:
+def summarize_weights(values: np.ndarray, index: pd.Index, ctx: BatchContext) -> Summary:
     """:func:`summarize` of a partition given as its weight values (float64 or int64 NumPy, no
     ``by`` keys) and its index: partitions sliced from one in-memory column, no pandas each.
 
-    >>> summarize_weights(np.array([3, 3, 3]), pd.RangeIndex(3), BatchOptions.make("w", 6), False).total
+    >>> summarize_weights(np.array([3, 3, 3]), pd.RangeIndex(3), BatchContext(BatchOptions.make("w", 6), False)).total
     9
     """
-    be = backend_for(opts.device, len(values))
-    summ = _quick_summary(values, index, opts, is_float, be, head_bytes, prefer_whole)
+    ctx = ctx.for_rows(len(values))
+    summ = _quick_summary(values, index, ctx)
     if summ is not None:
         return summ
-    return summarize_arrays(prepare_weights(values, opts, backend=be), index, opts, is_float, be,
-                            head_bytes, prefer_whole)
+    return summarize_arrays(prepare_weights(values, ctx.opts, backend=ctx.backend), index, ctx)
 
 
-def _quick_summary(values, index, opts, is_float, be, head_bytes, prefer_whole) -> Summary | None:
+def _quick_summary(values, index, ctx) -> Summary | None:
     """The summary of plain weights (:func:`~dask_cumbatch.engine.partition.plain_weights`)
     from the mode's ``quick_summary``, whose kernel checks every weight as it reads it instead
     of a pass of its own; None where the mode has none or it declines (an invalid weight, say):
     the checked path then runs as always."""
+    opts = ctx.opts
     quick = getattr(mode_for(opts), "quick_summary", None)
     if quick is None or opts.by or opts.sort_window or not len(values):
         return None
     arrays = unchecked_weights(values)
-    summ = quick(arrays, opts, is_float, be, head_bytes, prefer_whole)
+    summ = quick(arrays, ctx)
     if summ is None:
         return None
-    return summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole, summ)
+    return summarize_arrays(arrays, index, ctx, summ)
 
 
-def summarize_arrays(arrays, index, opts, is_float, be, head_bytes, prefer_whole, summ=None) -> Summary:
+def summarize_arrays(arrays, index, ctx, summ=None) -> Summary:
     """The summary of a prepared partition (``index``: its row labels, for error messages);
     ``summ``: the mode's summary of it, when already formed."""
+    opts = ctx.opts
     n = len(arrays.w)
     if summ is None:
-        summ = mode_for(opts).summarize(arrays, opts, is_float, be, head_bytes, prefer_whole) if n else Summary()
+        summ = mode_for(opts).summarize(arrays, ctx) if n else Summary()
     summ.n_all, summ.n = arrays.n_all, n
     if summ.total_kind in ("sum", "bits"):
         summ.total = checked_total(arrays, summ.total_kind)
@@ -158,21 +157,22 @@ def check_summaries(summaries, opts) -> int:
     return skipped
 
 
-def scan(summaries, opts, is_float, load, start: Carry | None = None) -> PartitionPlan:
+def scan(summaries, ctx: BatchContext, load, start: Carry | None = None) -> PartitionPlan:
     """Carry the true state through the partition summaries (step 2), in one place.
 
     ``load(k)`` returns partition k as pandas; it is called only for partitions whose
     summary cannot decide (then the mode walks the partition whole from the true state).
 
-    >>> opts = BatchOptions.make("w", 6)
+    >>> ctx = BatchContext(BatchOptions.make("w", 6), False)
     >>> parts = [pd.DataFrame({"w": [3, 3]}), pd.DataFrame({"w": [3]})]
-    >>> plan = scan([summarize(p, opts, False) for p in parts], opts, False, parts.__getitem__)
+    >>> plan = scan([summarize(p, ctx) for p in parts], ctx, parts.__getitem__)
     >>> plan.first_ids, plan.n_batches
     ([0, 1], 2)
     """
+    opts = ctx.opts
     skipped = check_summaries(summaries, opts)
     mode = mode_for(opts)
-    be = backend_for(opts.device, sum(s.n for s in summaries))
+    ctx = ctx.for_rows(sum(s.n for s in summaries))
     carry = replace(start) if start is not None else Carry()
     entries, walked = [], []
     offsets = []  # global position (batched rows) of each partition's first row
@@ -181,26 +181,27 @@ def scan(summaries, opts, is_float, load, start: Carry | None = None) -> Partiti
     for k, summ in enumerate(summaries):
         entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total,
                              total_kind=summ.total_kind, partition=k, kept=summ.kept,
-                             long_batches=summ.long_batches, exact_floor=summ.exact_floor))
+                             exact_floor=summ.exact_floor))
         offsets.append(carry.position)
         all_offset += summ.n_all
         if summ.n == 0:
             continue
-        step = mode.advance(summ, carry, opts, is_float, be, _loader(load, k, opts, be, walked))
+        step = mode.advance(summ, carry, ctx, _loader(load, k, ctx, walked))
         carry = step.carry
         if step.backdated is not None:
             backdated_prior = _backdate(entries, offsets, offsets[k] + step.backdated, backdated_prior)
             carry = replace(carry, batches=carry.batches + 1)
     n_rows = carry.position - (start.position if start else 0)
     n_batches = carry.batches - (start.batches if start else 0)
-    return PartitionPlan(entries, carry, n_batches, n_rows, skipped, backdated_prior, walked, backend=be.name)
+    return PartitionPlan(entries, carry, n_batches, n_rows, skipped, backdated_prior, walked,
+                         backend=ctx.backend.name)
 
 
-def _loader(load, k, opts, be, walked):
+def _loader(load, k, ctx, walked):
     """``load()`` for the mode: partition k's arrays read again (by the scan's backend), recorded as walked."""
     def load_arrays():
         walked.append(k)
-        return prepare(load(k), opts, backend=be)
+        return prepare(load(k), ctx.opts, backend=ctx.backend)
 
     return load_arrays
 
@@ -222,42 +223,41 @@ def _backdate(entries, offsets, pos, backdated_prior) -> int:
     return backdated_prior
 
 
-def extra_summary(df, opts, is_float, entry: Entry):
+def extra_summary(df, ctx: BatchContext, entry: Entry):
     """The mode's second summary pass over one partition (see :func:`needs_extra_pass`).
 
-    >>> opts = BatchOptions.make("w", 6, mode="floor", max_rows=2)
+    >>> ctx = BatchContext(BatchOptions.make("w", 6, mode="floor", max_rows=2), False)
     >>> df = pd.DataFrame({"w": [1, 1, 1]})
-    >>> plan = scan([summarize(df, opts, False)], opts, False, lambda k: df)
-    >>> extra_summary(df, opts, False, plan.entries[0]).after_caps
+    >>> plan = scan([summarize(df, ctx)], ctx, lambda k: df)
+    >>> extra_summary(df, ctx, plan.entries[0]).after_caps
     1
     """
-    be = backend_for(opts.device, len(df))
-    arrays = prepare(df, opts, checked=True, backend=be)
-    return mode_for(opts).extra_summary(arrays, entry, opts, is_float, be)
+    ctx = ctx.for_rows(len(df))
+    arrays = prepare(df, ctx.opts, checked=True, backend=ctx.backend)
+    return mode_for(ctx.opts).extra_summary(arrays, entry, ctx)
 
 
-def scan_extra(summaries, plan: PartitionPlan, opts) -> PartitionPlan:
+def scan_extra(summaries, plan: PartitionPlan, ctx: BatchContext) -> PartitionPlan:
     """Fold the second pass's summaries into the plan (the mode's ``scan_extra`` hook).
 
-    >>> opts = BatchOptions.make("w", 6, mode="floor", max_rows=2)
+    >>> ctx = BatchContext(BatchOptions.make("w", 6, mode="floor", max_rows=2), False)
     >>> df = pd.DataFrame({"w": [1, 1, 1]})
-    >>> plan = scan([summarize(df, opts, False)], opts, False, lambda k: df)
-    >>> scan_extra([extra_summary(df, opts, False, plan.entries[0])], plan, opts).n_batches
+    >>> plan = scan([summarize(df, ctx)], ctx, lambda k: df)
+    >>> scan_extra([extra_summary(df, ctx, plan.entries[0])], plan, ctx).n_batches
     2
     """
-    return mode_for(opts).scan_extra(summaries, plan, opts)
+    return mode_for(ctx.opts).scan_extra(summaries, plan, ctx.opts)
 
 
-def plan_frame(df: pd.DataFrame, opts, is_float, start: Carry | None = None) -> PartitionPlan:
+def plan_frame(df: pd.DataFrame, ctx: BatchContext, start: Carry | None = None) -> PartitionPlan:
     """Summary, scan and finish plan of one pandas frame, without Dask (pandas input).
 
-    >>> opts = BatchOptions.make("w", 6)
-    >>> plan_frame(pd.DataFrame({"w": [3, 3, 3]}), opts, False).n_batches
+    >>> plan_frame(pd.DataFrame({"w": [3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), False)).n_batches
     2
     """
     # nothing travels: keep the frame whole in its summary rather than build a chain table
-    summ = summarize(df, opts, is_float, head_bytes=HEAD_BUDGET, prefer_whole=True)
-    plan = scan([summ], opts, is_float, lambda k: df, start=start)
-    if needs_extra_pass(opts):
-        plan = scan_extra([extra_summary(df, opts, is_float, plan.entries[0])], plan, opts)
+    summ = summarize(df, ctx.keeping(HEAD_BUDGET, prefer_whole=True))
+    plan = scan([summ], ctx, lambda k: df, start=start)
+    if needs_extra_pass(ctx.opts):
+        plan = scan_extra([extra_summary(df, ctx, plan.entries[0])], plan, ctx)
     return plan

@@ -330,7 +330,7 @@ class Run:
             self.check_saved()
         reason = "reason" if "reason" not in self.schema.names else "_cumbatch_reason"
         self.ctx = tasks.TaskContext(
-            folder=folder, opts=self.prep.opts, is_float=self.prep.is_float, fmt=self.fmt, bpf=self.bpf,
+            folder=folder, batch=self.prep.ctx, fmt=self.fmt, bpf=self.bpf,
             schema=self.schema, keep_index=self.keep_index, reason_column=reason, resuming=not self.fresh,
             first_group=self.g_open if self.g_open is not None else 0)
 
@@ -589,7 +589,7 @@ class Run:
             raise ExportError(f"{MANIFEST} in {self.folder.url} says batch {last['batch']} holds {last['rows']} rows "
                               f"of total {last['total']}, its file {last['file']} holds {got}: the manifest "
                               f"or the file was changed; {redo_hint()[0]}")
-        walked = scan([summarize(rows, prep.opts, prep.is_float)], prep.opts, prep.is_float, [rows].__getitem__)
+        walked = scan([summarize(rows, prep.ctx)], prep.ctx, [rows].__getitem__)
         walked = json.loads(walked.end_state.to_json())
         floor = self.settings["mode"] == "floor"
         if floor and self.settings["max_rows"]:  # the open batch's row count, for the cap

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..engine import batch_ids, batch_stats, weight_values
+from ..engine import BatchContext, batch_ids, batch_stats, weight_values
 from ..options import BatchOptions
 from .folder import OPEN, WORK, Folder, dumps, file_name, sha256
 from .formats import concat, encode, ipc_bytes, ipc_read, reject_reasons, to_table
@@ -14,11 +14,11 @@ from .formats import concat, encode, ipc_bytes, ipc_read, reject_reasons, to_tab
 
 @dataclass
 class TaskContext:
-    """Everything a write task needs (pickled to workers)."""
+    """Everything a write task needs (pickled to workers): the folder, the batching call's
+    context (``batch``: options and the weights' kind) and the output's format."""
 
     folder: Folder
-    opts: BatchOptions
-    is_float: bool
+    batch: BatchContext
     fmt: str
     bpf: int
     schema: object  # pyarrow.Schema of the output files (id column included)
@@ -26,6 +26,16 @@ class TaskContext:
     reason_column: str
     resuming: bool
     first_group: int  # groups below were written by earlier runs
+
+    @property
+    def opts(self) -> BatchOptions:
+        """The batching options (``batch.opts``)."""
+        return self.batch.opts
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the weights are floats (``batch.is_float``)."""
+        return self.batch.is_float
 
 
 def _number(v):
@@ -145,7 +155,7 @@ def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
     edges as Arrow fragments in the work folder, for :func:`combine_group`.
     """
     out = {"part": k, "groups": [], "frags": [], "rejects": 0, "rows": 0, "files": {}}
-    ids, prep = batch_ids(df, ctx.opts, ctx.is_float, entry)
+    ids, prep = batch_ids(df, ctx.batch, entry)
     if prep.invalid is not None and prep.invalid.any():
         out["rejects"] = _write_rejects(df, prep.invalid, k, ctx, out["files"])
     n = len(ids)
@@ -190,11 +200,11 @@ def export_mapped(df: pd.DataFrame, work: PartitionWork, partition_info=None) ->
     >>> import tempfile
     >>> from dask_cumbatch.engine import plan_frame
     >>> from dask_cumbatch.export.formats import output_schema
-    >>> df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
-    >>> ctx = TaskContext(Folder(tempfile.mkdtemp()), opts, False, "parquet", 1,
+    >>> df, batch = pd.DataFrame({"w": [3, 3, 3]}), BatchContext(BatchOptions.make("w", 6), False)
+    >>> ctx = TaskContext(Folder(tempfile.mkdtemp()), batch, "parquet", 1,
     ...                   output_schema(df.iloc[:0], "batch", False), False, "reason", False, 0)
     >>> ctx.folder.makedirs(WORK, WORK + "/frag", WORK + "/parts")
-    >>> rec = export_mapped(df, PartitionWork(ctx, plan_frame(df, opts, False).entries), {"number": 0})
+    >>> rec = export_mapped(df, PartitionWork(ctx, plan_frame(df, batch).entries), {"number": 0})
     >>> rec["part"], rec["rows"], len(rec["frags"])
     (0, 3, 2)
     """

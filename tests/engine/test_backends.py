@@ -13,6 +13,7 @@ import pytest
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine import backend_for
 from dask_cumbatch.engine import batch_stats as engine_batch_stats
+from dask_cumbatch.engine import BatchContext
 from dask_cumbatch.engine.backends import (
     CONSTANTS, GPU_LACKS, OPTIONAL_KERNELS, REQUIRED_KERNELS, SEAM, Backend, backend_of, results,
 )
@@ -175,21 +176,21 @@ def test_a_device_resolves_once_per_finish_and_the_plan_names_its_backend(monkey
     """finish_stats resolves its backend once (the ids and the stats share it); the scan records
     the backend it ran on, and loads partitions again on that same backend."""
     from dask_cumbatch import engine
-    from dask_cumbatch.engine import finish as finish_module
+    from dask_cumbatch.engine import context as context_module
     from dask_cumbatch.options import BatchOptions
 
     df, opts = pd.DataFrame({"w": [3, 3, 3]}), BatchOptions.make("w", 6)
-    plan = engine.plan_frame(df, opts, False)
+    plan = engine.plan_frame(df, BatchContext(opts, False))
     assert plan.backend in ("python", "cpu")
     calls = []
-    real = finish_module.backend_for
+    real = context_module.backend_for
 
     def counted(device, n_rows=None):
         calls.append(device)
         return real(device, n_rows)
 
-    monkeypatch.setattr(finish_module, "backend_for", counted)
-    assert engine.finish_stats(df, opts, False, plan.entries[0])["total"].tolist() == [6, 3]
+    monkeypatch.setattr(context_module, "backend_for", counted)
+    assert engine.finish_stats(df, BatchContext(opts, False), plan.entries[0])["total"].tolist() == [6, 3]
     assert calls == ["cpu"]
 
 
@@ -219,5 +220,6 @@ def test_chain_of_on_a_backend_without_chain_tables():
     spec = np.zeros(len(w), bool)
     spec[[0, 4, 5, 6, 8, 10, 11]] = True  # greedy batches of at most 10 from row 0
     no_table = backend_for("cpu").without("chain_table")
-    assert chain_of(w, np.zeros(len(w), bool), BatchOptions.make("w", 10, mode="fill"), spec, no_table) is None
-    assert chain_of(w, np.zeros(len(w), bool), BatchOptions.make("w", 10), spec, no_table) is not None  # greedy_chain
+    fill, greedy = (BatchContext(BatchOptions.make("w", 10, mode=mode), False).on(no_table) for mode in ("fill", "greedy"))
+    assert chain_of(w, np.zeros(len(w), bool), fill, spec) is None
+    assert chain_of(w, np.zeros(len(w), bool), greedy, spec) is not None  # greedy_chain

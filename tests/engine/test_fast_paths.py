@@ -25,7 +25,7 @@ from reference import reference_ids
 from test_properties_against_reference import SETTINGS, call_opts, examples, frames, keys_for, options, weights_and_limit
 
 import dask_cumbatch  # noqa: F401
-from dask_cumbatch.engine import backends, kept
+from dask_cumbatch.engine import BatchContext, backends, kept
 from dask_cumbatch.engine.backends import cpu, kernels, python as pure
 from dask_cumbatch.engine.modes import floor as floor_mode
 
@@ -205,7 +205,7 @@ def test_floor_scan_counts_skipped_cells_alike_in_python_and_numpy(data, is_floa
     def count(threshold):
         with mock.patch.object(floor_mode, "SCALAR_RISKY", threshold):
             try:
-                return floor_mode._skipped_cells(p, w, base, opts, is_float)
+                return floor_mode._skipped_cells(p, w, base, BatchContext(opts, is_float))
             except OverflowError as exc:
                 return type(exc)
 
@@ -216,13 +216,13 @@ def test_floor_scan_adds_a_risky_row_to_its_prefix_before_the_carried_sum():
     """``base + (p + w)``, not ``(base + p) + w``: here the two sums fall in different cells."""
     from dask_cumbatch.options import BatchOptions
 
-    opts, p, w = BatchOptions.make("w", 0.3), np.array([0.0, 3.5]), np.array([3.5, 4.7])
-    assert floor_mode._cell(0.2 + (3.5 + 4.7), opts, True) != floor_mode._cell((0.2 + 3.5) + 4.7, opts, True)
-    want = sum(max(floor_mode._cell(0.2 + (a + b), opts, True) - floor_mode._cell(0.2 + a, opts, True) - 1, 0)
+    ctx, p, w = BatchContext(BatchOptions.make("w", 0.3), True), np.array([0.0, 3.5]), np.array([3.5, 4.7])
+    assert floor_mode._cell(0.2 + (3.5 + 4.7), ctx) != floor_mode._cell((0.2 + 3.5) + 4.7, ctx)
+    want = sum(max(floor_mode._cell(0.2 + (a + b), ctx) - floor_mode._cell(0.2 + a, ctx) - 1, 0)
                for a, b in zip(p, w))
     for threshold in (0, 2):
         with mock.patch.object(floor_mode, "SCALAR_RISKY", threshold):
-            assert floor_mode._skipped_cells(p, w, 0.2, opts, True) == want
+            assert floor_mode._skipped_cells(p, w, 0.2, ctx) == want
 
 
 @pytest.mark.parametrize("command", ["export", "status"])

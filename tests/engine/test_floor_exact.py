@@ -22,6 +22,7 @@ from reference import reference_ids
 import dask_cumbatch  # noqa: F401  (registers the accessors)
 from dask_cumbatch.engine.state import Carry
 from dask_cumbatch.export import to_files
+from dask_cumbatch.engine import BatchContext
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -174,7 +175,7 @@ def test_fractional_partition_changed_between_passes_is_refused():
 
     opts = BatchOptions.make("w", 0.3, mode="floor")
     df = pd.DataFrame({"w": [0.1, 0.2, 0.7, 0.1]})
-    entry = engine.plan_frame(df, opts, True).entries[0]
-    assert engine.finish_ids(df, opts, True, entry).tolist() == reference_ids(df.w.tolist(), 0.3, mode="floor")
+    entry = engine.plan_frame(df, BatchContext(opts, True)).entries[0]
+    assert engine.finish_ids(df, BatchContext(opts, True), entry).tolist() == reference_ids(df.w.tolist(), 0.3, mode="floor")
     with pytest.raises(InputChangedError, match="total"):
-        engine.finish_ids(df.assign(w=[0.1, 0.2 + 2**-40, 0.7, 0.1]), opts, True, entry)
+        engine.finish_ids(df.assign(w=[0.1, 0.2 + 2**-40, 0.7, 0.1]), BatchContext(opts, True), entry)

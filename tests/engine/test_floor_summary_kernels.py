@@ -27,6 +27,7 @@ import dask_cumbatch  # noqa: F401
 from dask_cumbatch.engine.backends import cpu, kernels, python as pure
 from dask_cumbatch.engine.scan import summarize_weights
 from dask_cumbatch.options import BatchOptions
+from dask_cumbatch.engine import BatchContext
 
 BLOCK = kernels.FLOOR_BLOCK
 SPECIAL = [np.nan, np.inf, -np.inf, -1.0, -0.0, 0.5, 2.0**52, 2.0**53]
@@ -113,7 +114,7 @@ def test_sums_reaching_two_to_the_53_decline():
 
 
 def plain_summary(values, opts, is_float):
-    return summarize_weights(values, pd.RangeIndex(len(values)), opts, is_float)
+    return summarize_weights(values, pd.RangeIndex(len(values)), BatchContext(opts, is_float))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "int64"])

@@ -17,6 +17,7 @@ import pytest
 from dask_cumbatch.engine import finish_ids, plan_frame
 from dask_cumbatch.engine.partition import host_columns, is_cudf, like_partition
 from dask_cumbatch.options import BatchOptions
+from dask_cumbatch.engine import BatchContext
 
 
 def stand_in_cudf():
@@ -76,10 +77,10 @@ def test_cudf_partition_reads_weight_and_keys_and_gets_a_cudf_id_column(cudf, in
     copied = []
     gdf = cudf.DataFrame(pdf, copied)
     opts = BatchOptions.make("w", 12, by="k", max_rows=6, invalid=invalid)
-    entry = plan_frame(pdf, opts, True).entries[0]
-    got = finish_ids(gdf, opts, True, entry)
+    entry = plan_frame(pdf, BatchContext(opts, True)).entries[0]
+    got = finish_ids(gdf, BatchContext(opts, True), entry)
     assert isinstance(got, cudf.Series) and is_cudf(got)
-    pd.testing.assert_series_equal(got.ps, finish_ids(pdf, opts, True, entry))
+    pd.testing.assert_series_equal(got.ps, finish_ids(pdf, BatchContext(opts, True), entry))
     assert copied and all(cols == ["w", "k"] for cols in copied)
 
 

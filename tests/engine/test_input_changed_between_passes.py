@@ -11,6 +11,7 @@ import pytest
 import dask_cumbatch  # noqa: F401
 from dask_cumbatch import InputChangedError, engine
 from dask_cumbatch.options import BatchOptions
+from dask_cumbatch.engine import BatchContext
 
 
 def read_part(path):
@@ -58,12 +59,12 @@ def test_finish_with_a_load_that_changes_raises():
         reads["count"] += 1
         return pd.DataFrame({"w": [3, 3, 3] if reads["count"] == 1 else [3, 2, 3]})
 
-    plan = engine.plan_frame(load(), opts, False)
+    plan = engine.plan_frame(load(), BatchContext(opts, False))
     with pytest.raises(InputChangedError, match="4 rows / total 12 where the summary saw 3 rows / total 9") as err:
-        engine.finish_ids(pd.DataFrame({"w": [3, 3, 3, 3]}), opts, False, plan.entries[0])
+        engine.finish_ids(pd.DataFrame({"w": [3, 3, 3, 3]}), BatchContext(opts, False), plan.entries[0])
     assert err.value.partition == 0
     with pytest.raises(InputChangedError):
-        engine.finish_ids(load(), opts, False, plan.entries[0])
+        engine.finish_ids(load(), BatchContext(opts, False), plan.entries[0])
 
 
 @pytest.mark.parametrize("mode, by", [("greedy", None), ("floor", None), ("floor", "k")])
@@ -94,31 +95,31 @@ def test_floor_summary_records_the_running_sum_its_kernels_form():
     df = pd.DataFrame({"w": w, "k": [0] * 500 + [1] * 500})
     # fractional weights take the exact kernels, which form no float64 running sum:
     # NumPy's sum is recorded and checked
-    floor = engine.summarize(df, BatchOptions.make("w", 0.25, mode="floor"), True)
+    floor = engine.summarize(df, BatchContext(BatchOptions.make("w", 0.25, mode="floor"), True))
     assert (floor.total_kind, floor.total) == ("sum", pairwise)
     whole = np.round(w * 1000)  # integer-valued: the plain kernels' running sum (exact here)
-    floor = engine.summarize(pd.DataFrame({"w": whole}), BatchOptions.make("w", 250.0, mode="floor"), True)
+    floor = engine.summarize(pd.DataFrame({"w": whole}), BatchContext(BatchOptions.make("w", 250.0, mode="floor"), True))
     assert (floor.total_kind, floor.total) == ("running", float(sum(whole.tolist())))
     for opts in (BatchOptions.make("w", 0.25, mode="floor", by="k"), BatchOptions.make("w", 0.25, mode="floor", max_rows=2)):
-        summ = engine.summarize(df, opts, True)
+        summ = engine.summarize(df, BatchContext(opts, True))
         assert (summ.total_kind, summ.total) == ("sum", pairwise), opts
 
 
 def test_a_finish_without_the_quick_kernel_still_checks_a_running_total(monkeypatch):
     """The summary formed the running sum with the quick kernel's backend, the finish runs on
     one without it (another worker's device): it sums the rows in order itself."""
-    from dask_cumbatch.engine import finish as finish_module
+    from dask_cumbatch.engine import context as context_module
 
     opts = BatchOptions.make("w", 10.0, mode="floor")
     df = pd.DataFrame({"w": [5.0, 2.0, 1.0, 7.0, 3.0]})  # integer-valued: the plain kernels
-    entry = engine.plan_frame(df, opts, True).entries[0]
+    entry = engine.plan_frame(df, BatchContext(opts, True)).entries[0]
     assert entry.total_kind == "running"
-    assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]
+    assert engine.finish_ids(df, BatchContext(opts, True), entry).tolist() == [0, 0, 0, 0, 1]
     slow = engine.backend_for("cpu").without("floor_ids_quick")
-    monkeypatch.setattr(finish_module, "backend_for", lambda device, n_rows=0: slow)
-    assert engine.finish_ids(df, opts, True, entry).tolist() == [0, 0, 0, 0, 1]  # the walk's ids
+    monkeypatch.setattr(context_module, "backend_for", lambda device, n_rows=0: slow)
+    assert engine.finish_ids(df, BatchContext(opts, True), entry).tolist() == [0, 0, 0, 0, 1]  # the walk's ids
     with pytest.raises(InputChangedError, match="total"):
-        engine.finish_ids(df.assign(w=[5.0, 2.0, 1.0 + 2**-48, 7.0, 3.0]), opts, True, entry)
+        engine.finish_ids(df.assign(w=[5.0, 2.0, 1.0 + 2**-48, 7.0, 3.0]), BatchContext(opts, True), entry)
 
 
 def bits_by_hand(w) -> int:
@@ -134,9 +135,9 @@ def test_greedy_float_summaries_record_the_weights_bit_total(mode, by):
     sum of their bits: exact in any order, formed by the validity test's own pass."""
     w = np.random.default_rng(5).random(50_000) * 3
     df = pd.DataFrame({"w": w, "k": np.repeat([0, 1], 25_000)})
-    summ = engine.summarize(df, BatchOptions.make("w", 4.0, mode=mode, by=by), True)
+    summ = engine.summarize(df, BatchContext(BatchOptions.make("w", 4.0, mode=mode, by=by), True))
     assert (summ.total_kind, summ.total) == ("bits", bits_by_hand(w))
-    ints = engine.summarize(df.assign(w=np.arange(50_000)), BatchOptions.make("w", 400, mode=mode, by=by), False)
+    ints = engine.summarize(df.assign(w=np.arange(50_000)), BatchContext(BatchOptions.make("w", 400, mode=mode, by=by), False))
     assert (ints.total_kind, ints.total) == ("sum", sum(range(50_000)))
 
 
@@ -144,10 +145,10 @@ def test_greedy_bit_total_with_skipped_rows_covers_the_batched_weights_only():
     w = np.random.default_rng(6).random(30_000)
     w[[7, 20_000]] = [np.nan, -1.0]
     opts = BatchOptions.make("w", 2.0, invalid="skip")
-    summ = engine.summarize(pd.DataFrame({"w": w}), opts, True)
+    summ = engine.summarize(pd.DataFrame({"w": w}), BatchContext(opts, True))
     assert (summ.total_kind, summ.total, summ.n_invalid) == ("bits", bits_by_hand(np.delete(w, [7, 20_000])), 2)
-    plan = engine.plan_frame(pd.DataFrame({"w": w}), opts, True)
-    ids = engine.finish_ids(pd.DataFrame({"w": w}), opts, True, plan.entries[0])
+    plan = engine.plan_frame(pd.DataFrame({"w": w}), BatchContext(opts, True))
+    ids = engine.finish_ids(pd.DataFrame({"w": w}), BatchContext(opts, True), plan.entries[0])
     assert ids.isna().sum() == 2
 
 
@@ -157,9 +158,9 @@ def test_greedy_float_finish_catches_any_change_of_one_weight(change):
     the other weights are (a float sum of 1e300 and 1.0 would not see the 1.0 change)."""
     w = np.array([1e300, 1.0, 2.0, 0.5] * 10_000)
     opts = BatchOptions.make("w", 1e301)
-    entry = engine.plan_frame(pd.DataFrame({"w": w}), opts, True).entries[0]
+    entry = engine.plan_frame(pd.DataFrame({"w": w}), BatchContext(opts, True)).entries[0]
     assert entry.total_kind == "bits"
-    assert engine.finish_ids(pd.DataFrame({"w": w}), opts, True, entry).max() >= 0  # unchanged: passes
+    assert engine.finish_ids(pd.DataFrame({"w": w}), BatchContext(opts, True), entry).max() >= 0  # unchanged: passes
     changed = w.copy()
     if change == "last bit":
         changed[1] = np.nextafter(1.0, 2.0)
@@ -167,10 +168,10 @@ def test_greedy_float_finish_catches_any_change_of_one_weight(change):
         changed[2] = 3.0
     else:
         changed[1::4] = 0.0
-        entry = engine.plan_frame(pd.DataFrame({"w": changed}), opts, True).entries[0]
+        entry = engine.plan_frame(pd.DataFrame({"w": changed}), BatchContext(opts, True)).entries[0]
         changed[5] = -0.0  # still a valid weight, other bits
     with pytest.raises(InputChangedError, match="partition .* weights' bit total 0x"):
-        engine.finish_ids(pd.DataFrame({"w": changed}), opts, True, entry)
+        engine.finish_ids(pd.DataFrame({"w": changed}), BatchContext(opts, True), entry)
 
 
 @pytest.mark.parametrize("odd", [-0.0, np.nan, -2.0])
@@ -186,6 +187,6 @@ def test_a_weight_failing_the_quick_test_is_sorted_out_without_a_second_test(odd
     w[123] = odd
     opts = BatchOptions.make("w", 2.0, invalid="skip")
     with mock.patch.object(cpu, "count_invalid", side_effect=AssertionError("a second validity pass")):
-        summ = engine.summarize(pd.DataFrame({"w": w}), opts, True)
+        summ = engine.summarize(pd.DataFrame({"w": w}), BatchContext(opts, True))
     batched = w if odd == 0 else np.delete(w, 123)
     assert (summ.total_kind, summ.total, summ.n_invalid) == ("bits", bits_by_hand(batched), 0 if odd == 0 else 1)

@@ -23,17 +23,17 @@ class CountSummary(Summary):
 class CountMode:
     """Toy mode "count": a new batch every ``limit`` batched rows, whatever they weigh."""
 
-    def summarize(self, arrays, opts, is_float, backend, head_bytes, prefer_whole):
+    def summarize(self, arrays, ctx):
         return CountSummary()
 
-    def advance(self, summary, carry, opts, is_float, backend, load):
+    def advance(self, summary, carry, ctx, load):
         end = carry.position + summary.n
-        size = int(opts.limit)
+        size = int(ctx.opts.limit)
         return Step(Carry(batches=-(-end // size), rows=end % size, has_prev=True, position=end))
 
-    def finish(self, arrays, entry, opts, is_float, backend):
+    def finish(self, arrays, entry, ctx):
         positions = entry.carry.position + np.arange(len(arrays.w), dtype=np.int64)
-        return positions // int(opts.limit)
+        return positions // int(ctx.opts.limit)
 
 
 def count_reference(n_rows, size):

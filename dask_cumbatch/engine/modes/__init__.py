@@ -2,26 +2,30 @@
 
 Like Dask's cumulative reductions (a ``chunk`` per partition, an ``aggregate`` that carries
 state across partitions, a ``finalize``), a mode supplies three hooks the mode-agnostic scan
-(:mod:`dask_cumbatch.engine.scan`) calls, plus an optional second summary pass:
+(:mod:`dask_cumbatch.engine.scan`) calls, plus an optional second summary pass. Every hook gets
+the call's :class:`~dask_cumbatch.engine.context.BatchContext` ``ctx``: the options
+(``ctx.opts``), whether the weights are floats (``ctx.is_float``) and the backend that runs the
+kernels (``ctx.backend``), resolved once for the partition.
 
-- ``summarize(arrays, opts, is_float, backend, head_bytes, prefer_whole) -> Summary``: the map
-  step over one non-empty partition's :class:`~dask_cumbatch.engine.partition.PartitionArrays`;
-  returns an instance of a :class:`~dask_cumbatch.engine.state.Summary` subclass (the scan
-  fills the common fields: row counts, weight total, keys, invalid and oversize rows).
-- ``advance(summary, carry, opts, is_float, backend, load) -> Step``: the scan step: the
+- ``summarize(arrays, ctx) -> Summary``: the map step over one non-empty partition's
+  :class:`~dask_cumbatch.engine.partition.PartitionArrays`; returns an instance of a
+  :class:`~dask_cumbatch.engine.state.Summary` subclass (the scan fills the common fields: row
+  counts, weight total, keys, invalid and oversize rows). ``ctx.head_bytes`` and
+  ``ctx.prefer_whole`` say how much of the partition it may keep.
+- ``advance(summary, carry, ctx, load) -> Step``: the scan step: the
   :class:`~dask_cumbatch.engine.state.Carry` after the partition, from the one before it.
   ``load()`` returns the partition's arrays again (read from the source) when the summary
   alone cannot decide; the scan records such partitions in ``PartitionPlan.walked``.
-- ``finish(arrays, entry, opts, is_float, backend) -> ids``: the final int64 ids of the
-  partition's batched rows from its :class:`~dask_cumbatch.engine.state.Entry`.
-- optional: ``needs_extra_pass(opts) -> bool``, ``extra_summary(arrays, entry, opts,
-  is_float, backend)`` and ``scan_extra(summaries, plan, opts) -> PartitionPlan``: a second
-  pass over the data after the scan (floor mode's ``max_rows`` cap pass).
-- optional: ``quick_summary(arrays, opts, is_float, backend, head_bytes, prefer_whole) ->
-  Summary | None``: ``summarize`` of plain weights whose validity is not checked yet (float64
-  or int64, no keys or sort window), from a kernel that checks each weight as it reads it, so
-  that the summary pass reads the weights once; None declines (an invalid weight, say), and the
-  checked path runs as without it (floor mode: ``floor_summary_float``/``floor_summary_int``).
+- ``finish(arrays, entry, ctx) -> ids``: the final int64 ids of the partition's batched rows
+  from its :class:`~dask_cumbatch.engine.state.Entry`.
+- optional: ``needs_extra_pass(opts) -> bool``, ``extra_summary(arrays, entry, ctx)`` and
+  ``scan_extra(summaries, plan, opts) -> PartitionPlan``: a second pass over the data after the
+  scan (floor mode's ``max_rows`` cap pass).
+- optional: ``quick_summary(arrays, ctx) -> Summary | None``: ``summarize`` of plain weights
+  whose validity is not checked yet (float64 or int64, no keys or sort window), from a kernel
+  that checks each weight as it reads it, so that the summary pass reads the weights once; None
+  declines (an invalid weight, say), and the checked path runs as without it (floor mode:
+  ``floor_summary_float``/``floor_summary_int``).
 
 A new mode is one module with an object that has these hooks, and ``register_mode(name, mode)``.
 
@@ -59,21 +63,21 @@ class Mode(Protocol):
     True
     """
 
-    def summarize(self, arrays, opts, is_float, backend, head_bytes, prefer_whole):
+    def summarize(self, arrays, ctx):
         """The map step: a Summary subclass for one non-empty partition's arrays.
 
         >>> callable(Mode.summarize)
         True
         """
 
-    def advance(self, summary, carry, opts, is_float, backend, load) -> Step:
+    def advance(self, summary, carry, ctx, load) -> Step:
         """The scan step: the carry after the partition (``load()`` reads it again if needed).
 
         >>> callable(Mode.advance)
         True
         """
 
-    def finish(self, arrays, entry, opts, is_float, backend):
+    def finish(self, arrays, entry, ctx):
         """The finish: int64 ids of the partition's batched rows from its Entry.
 
         >>> callable(Mode.finish)

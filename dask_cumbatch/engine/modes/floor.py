@@ -68,69 +68,70 @@ class FloorMode:
     [0, 0, 1, 1]
     """
 
-    def summarize(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
+    def summarize(self, arrays, ctx):
         """Sums and risky rows of the first group segment, starts and end state of the rest."""
         summ = FloorSummary()
-        _summarize_floor(summ, arrays, opts, is_float, backend)
-        if _quick_finish(opts, backend) and not summ.exact_floor:  # else the scan sums them (NumPy)  # both passes form the running sum: floor_risky's here
+        _summarize_floor(summ, arrays, ctx)
+        if _quick_finish(ctx) and not summ.exact_floor:  # else the scan sums them (NumPy)  # both passes form the running sum: floor_risky's here
             summ.total, summ.total_kind = summ.t_first, "running"
         return summ
 
-    def quick_summary(self, arrays, opts, is_float, backend, head_bytes=0, prefer_whole=False):
+    def quick_summary(self, arrays, ctx):
         """:meth:`summarize` of weights not checked yet (see ``engine.scan``), from one kernel
         that checks them as it sums; None where it does not apply or declines."""
-        path = choose_path(SUMMARY_PATHS, SummaryCase(arrays, opts, is_float, backend, unchecked=True), backend)
+        be = ctx.backend
+        path = choose_path(SUMMARY_PATHS, SummaryCase(arrays, ctx, unchecked=True), be)
         if path.name not in ("quick_int", "quick_float"):
             return None
         w = arrays.w
-        kernel = backend.floor_summary_int if path.name == "quick_int" else backend.floor_summary_float
+        kernel = be.floor_summary_int if path.name == "quick_int" else be.floor_summary_float
         n = len(w)
         p_out, w_out = np.empty(n, dtype=w.dtype), np.empty(n, dtype=w.dtype)
-        res = kernel(w, w.dtype.type(_threshold(opts, is_float)), p_out, w_out)
+        res = kernel(w, w.dtype.type(_threshold(ctx)), p_out, w_out)
         if not res.done:
             return None
         return FloorSummary(g_first=n, risky_p=p_out[:res.k].copy(), risky_w=w_out[:res.k].copy(),
                             p_last=_py(res.p_last), t_first=_py(res.total), total=_py(res.total), total_kind="running")
 
-    def advance(self, summ, carry, opts, is_float, backend, load) -> Step:
+    def advance(self, summ, carry, ctx, load) -> Step:
         """The carried running sum and cell after the partition, counting the grid cells."""
-        return Step(_scan_floor(summ, carry, opts, is_float, backend, load))
+        return Step(_scan_floor(summ, carry, ctx, load))
 
-    def finish(self, arrays, entry, opts, is_float, backend):
+    def finish(self, arrays, entry, ctx):
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
-        carry = entry.carry
-        exact = not _plain_finish(entry, opts, is_float)
-        path = choose_path(FINISH_PATHS, FinishCase(entry, opts, is_float, backend), backend).name
+        carry, be = entry.carry, ctx.backend
+        exact = not _plain_finish(entry, ctx)
+        path = choose_path(FINISH_PATHS, FinishCase(entry, ctx), be).name
         if path in ("quick_exact", "quick"):
             if path == "quick_exact":
-                ids, total = _exact_quick_ids(arrays, opts, is_float, backend, carry,
+                ids, total = _exact_quick_ids(arrays, ctx, carry,
                                               want_total=entry.total_kind == "running")
             else:
-                ids, total = _quick_ids(arrays, opts, is_float, backend, carry)
+                ids, total = _quick_ids(arrays, ctx, carry)
             _check_running_total(entry, arrays, total)
             return ids
-        _check_running_total(entry, arrays, None, backend)
+        _check_running_total(entry, arrays, None, be)
         if path == "walk":
-            return _floor_partition_flags(arrays, opts, is_float, backend, carry, base=carry.batches, exact=exact)
-        flags = _floor_partition_flags(arrays, opts, is_float, backend, carry, exact=exact)
-        starts = backend.asarray(np.zeros(len(flags), dtype=bool))
-        backend.cap_walk(backend.asarray(flags), entry.floor_rows or 0, opts.max_rows, starts)
-        return backend.to_numpy(backend.starts_to_ids(starts, carry.batches))
+            return _floor_partition_flags(arrays, ctx, carry, base=carry.batches, exact=exact)
+        flags = _floor_partition_flags(arrays, ctx, carry, exact=exact)
+        starts = be.asarray(np.zeros(len(flags), dtype=bool))
+        be.cap_walk(be.asarray(flags), entry.floor_rows or 0, ctx.opts.max_rows, starts)
+        return be.to_numpy(be.starts_to_ids(starts, carry.batches))
 
     def needs_extra_pass(self, opts) -> bool:
         """Row caps on a grid: a second pass once the running sum at each partition is known."""
         return bool(opts.max_rows)
 
-    def extra_summary(self, arrays, entry, opts, is_float, backend) -> "CapSummary":
+    def extra_summary(self, arrays, entry, ctx) -> "CapSummary":
         """Second pass for ``max_rows``: grid starts are fixed once the running sum is known."""
-        flags = _floor_partition_flags(arrays, opts, is_float, backend, entry.carry,
-                                       exact=not _plain_finish(entry, opts, is_float))
-        n = len(flags)
+        flags = _floor_partition_flags(arrays, ctx, entry.carry,
+                                       exact=not _plain_finish(entry, ctx))
+        be, n = ctx.backend, len(flags)
         first = int(np.argmax(flags)) if flags.any() else n
         if first == n:
             return CapSummary(n, n, 0, 0)
-        out = backend.asarray(np.zeros(n - first, dtype=bool))
-        caps = backend.cap_walk(backend.asarray(flags[first:]), 0, opts.max_rows, out)
+        out = be.asarray(np.zeros(n - first, dtype=bool))
+        caps = be.cap_walk(be.asarray(flags[first:]), 0, ctx.opts.max_rows, out)
         return CapSummary(n, first, int(caps.count) - int(flags[first:].sum()), int(caps.rows))
 
     def scan_extra(self, caps, plan: PartitionPlan, opts) -> PartitionPlan:
@@ -157,31 +158,29 @@ class SummaryCase:
     """What floor's summary path is chosen by: the partition's weights, the run's options, and
     whether the weights are checked yet (``quick_summary`` sees them unchecked).
 
-    >>> SummaryCase(None, None, False, None).unchecked
+    >>> SummaryCase(None, None).unchecked
     False
     """
 
     arrays: object
-    opts: object
-    is_float: bool
-    backend: object
+    ctx: object
     unchecked: bool = False
 
 
 def _unchecked_int64(case) -> bool:
     """Int64 weights not checked yet, no ``by`` or ``max_rows`` (the branch-free finish applies)."""
-    return case.unchecked and case.arrays.w.dtype.kind == "i" and _quick_finish(case.opts, case.backend)
+    return case.unchecked and case.arrays.w.dtype.kind == "i" and _quick_finish(case.ctx)
 
 
 def _unchecked_float64(case) -> bool:
     """Float64 weights not checked yet, no ``by`` or ``max_rows`` (the branch-free finish applies)."""
-    return case.unchecked and case.arrays.w.dtype.kind != "i" and _quick_finish(case.opts, case.backend)
+    return case.unchecked and case.arrays.w.dtype.kind != "i" and _quick_finish(case.ctx)
 
 
 def _fractional_floats(case) -> bool:
     """Checked float weights, some not integer-valued: cells by the exact kernels."""
-    return (not case.unchecked and case.is_float
-            and not _exact_kernels(case.backend).floats_integral(case.backend.to_numpy(case.arrays.w)))
+    be = case.ctx.backend
+    return not case.unchecked and case.ctx.is_float and not _exact_kernels(be).floats_integral(be.to_numpy(case.arrays.w))
 
 
 def _unchecked(case) -> bool:
@@ -207,34 +206,32 @@ SUMMARY_PATHS = (
 class FinishCase:
     """What floor's finish path is chosen by: the partition's entry and the run's options.
 
-    >>> FinishCase(None, None, False, None).is_float
-    False
+    >>> FinishCase(None, None).entry is None
+    True
     """
 
     entry: object
-    opts: object
-    is_float: bool
-    backend: object
+    ctx: object
 
 
 def _branch_free_exact(case) -> bool:
     """No ``by`` or ``max_rows``, cells the plain kernels cannot give exactly (fractional floats, a limit like 0.1, sums from 2**53)."""
-    return _quick_finish(case.opts, case.backend) and not _plain_finish(case.entry, case.opts, case.is_float)
+    return _quick_finish(case.ctx) and not _plain_finish(case.entry, case.ctx)
 
 
 def _branch_free(case) -> bool:
     """No ``by`` or ``max_rows``: ids by the branch-free kernel."""
-    return _quick_finish(case.opts, case.backend)
+    return _quick_finish(case.ctx)
 
 
 def _without_row_caps(case) -> bool:
     """No ``max_rows``: the grid walk gives the ids."""
-    return not case.opts.max_rows
+    return not case.ctx.opts.max_rows
 
 
 def _with_row_caps(case) -> bool:
     """``max_rows``: the grid walk's start flags, then the row caps."""
-    return bool(case.opts.max_rows)
+    return bool(case.ctx.opts.max_rows)
 
 
 FINISH_PATHS = (
@@ -245,15 +242,27 @@ FINISH_PATHS = (
 )
 
 
-def floor_limits(opts, is_float):
+def _ctx(limit, is_float):
+    """A floor context on the CPU for the examples here.
+
+    >>> _ctx(6, False).opts.mode
+    'floor'
+    """
+    from ...options import BatchOptions
+    from ..context import BatchContext
+
+    return BatchContext(BatchOptions.make("w", limit, mode="floor"), is_float).for_rows(None)
+
+
+def floor_limits(ctx):
     """(float limit, integer limit or 0): integer cells for integer sums and an integer limit.
 
     Integer weights against a limit beyond int64 get an infinite float limit: cell 0 always.
 
-    >>> from dask_cumbatch.options import BatchOptions
-    >>> floor_limits(BatchOptions.make("w", 6), False), floor_limits(BatchOptions.make("w", 1e19), False)
+    >>> floor_limits(_ctx(6, False)), floor_limits(_ctx(1e19, False))
     ((6.0, 6), (inf, 0))
     """
+    opts, is_float = ctx.opts, ctx.is_float
     lim = opts.limit
     if not is_float and lim > I64_MAX:
         return math.inf, 0
@@ -261,12 +270,13 @@ def floor_limits(opts, is_float):
     return float(lim), (int(lim) if exact else 0)
 
 
-def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base=None, exact=False):
+def _floor_flags(ctx, w, newgrp, s_in, cell_prev, has_prev, record, base=None, exact=False):
     """The grid walk of a partition from a carried state: ``(FloorWalk(count, s_out, cell,
     overflow), flags or ids)``; ``exact`` takes the exact kernels (see the module docstring)."""
+    is_float, be = ctx.is_float, ctx.backend
     if exact:
-        return _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base)
-    lim_f, lim_i = floor_limits(opts, is_float)
+        return _exact_flags(ctx, w, newgrp, s_in, cell_prev, has_prev, record, base)
+    lim_f, lim_i = floor_limits(ctx)
     out = be.asarray(np.zeros(len(w) if record else 0, dtype=bool))
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     s_in = np.float64(s_in) if is_float else np.int64(s_in)
@@ -277,35 +287,36 @@ def _floor_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, recor
     return res, be.to_numpy(ids if base is not None else out)
 
 
-def _cell(s, opts, is_float):
+def _cell(s, ctx):
     """The grid cell of running sum ``s``, computed exactly as the kernels' ``grid_cell`` does
     (saturating at ``CELL_MAX``, also where ``s / limit`` overflows to infinity).
 
-    >>> from dask_cumbatch.options import BatchOptions
-    >>> _cell(7, BatchOptions.make("w", 2), False), _cell(1e9, BatchOptions.make("w", 1e-300), True) == CELL_MAX
+    >>> _cell(7, _ctx(2, False)), _cell(1e9, _ctx(1e-300, True)) == CELL_MAX
     (3, True)
     """
-    lim_f, lim_i = floor_limits(opts, is_float)
+    lim_f, lim_i = floor_limits(ctx)
     if lim_i:
         return int(s) // lim_i
     q = float(s) / lim_f  # Python floats divide as float64 does: the kernels' bits
     return CELL_MAX if q >= CELL_MAX else math.floor(q)
 
 
-def _threshold(opts, is_float):
+def _threshold(ctx):
     """The heaviest weight that cannot make the grid skip a cell."""
-    lim_f, lim_i = floor_limits(opts, is_float)
+    is_float = ctx.is_float
+    lim_f, lim_i = floor_limits(ctx)
     threshold = lim_i if lim_i else lim_f * RISKY_FRACTION
     return threshold if is_float else min(threshold, I64_MAX)
 
 
-def _summarize_floor(summ, prep, opts, is_float, be):
+def _summarize_floor(summ, prep, ctx):
+    opts, is_float, be = ctx.opts, ctx.is_float, ctx.backend
     w, newgrp, n = prep.w, prep.newgrp, len(prep.w)
-    threshold = _threshold(opts, is_float)
+    threshold = _threshold(ctx)
     changes = np.flatnonzero(newgrp)
     g = int(changes[0]) if len(changes) else n
-    if choose_path(SUMMARY_PATHS, SummaryCase(prep, opts, is_float, be), be).name == "exact":
-        _summarize_exact(summ, prep, opts, is_float, be, g)
+    if choose_path(SUMMARY_PATHS, SummaryCase(prep, ctx), be).name == "exact":
+        _summarize_exact(summ, prep, ctx, g)
         return
     p_out = be.asarray(np.empty(g, dtype=w.dtype))
     w_out = be.asarray(np.empty(g, dtype=w.dtype))
@@ -316,23 +327,25 @@ def _summarize_floor(summ, prep, opts, is_float, be):
     summ.g_first = g
     summ.risky_p, summ.risky_w = p_out[:risky.k].copy(), w_out[:risky.k].copy()
     summ.p_last, summ.t_first = _py(risky.p_last), _py(risky.total)
-    _summarize_rest(summ, prep, opts, is_float, be, g, exact=not _plain_cells(opts, is_float))
+    _summarize_rest(summ, prep, ctx, g, exact=not _plain_cells(ctx))
 
 
-def _summarize_rest(summ, prep, opts, is_float, be, g, exact):
+def _summarize_rest(summ, prep, ctx, g, exact):
     """Starts, running sum and cell after the partition's first group change (from 0)."""
+    opts = ctx.opts
     if g < len(prep.w):
-        rest, _ = _floor_flags(be, prep.w[g:], prep.newgrp[g:], 0, 0, False, opts, is_float, record=False, exact=exact)
+        rest, _ = _floor_flags(ctx, prep.w[g:], prep.newgrp[g:], 0, 0, False, record=False, exact=exact)
         summ.rest_starts, summ.rest_s, summ.rest_cell = int(rest.count), _py(rest.s_out), _py(rest.cell)
         if rest.overflow >= 0:
             raise overflow_error(opts)
 
 
-def _summarize_exact(summ, prep, opts, is_float, be, g):
+def _summarize_exact(summ, prep, ctx, g):
     """:func:`_summarize_floor` of fractional float weights: the risky rows (weight >= limit)
     with their exact running sums, and the exact sums the scan needs."""
+    be = ctx.backend
     w = be.to_numpy(prep.w)
-    lim_f, _ = floor_limits(opts, is_float)
+    lim_f, _ = floor_limits(ctx)
     ex = _exact_kernels(be)
     if g < 2 or not w[:g - 1].max() >= lim_f:  # no risky row: the exact total alone (in lanes)
         exact_sum = ex.floor_exact_sum(w, 0, g)
@@ -351,7 +364,7 @@ def _summarize_exact(summ, prep, opts, is_float, be, g):
     else:
         _summarize_exact_py(summ, w[:g].tolist(), lim_f)
     summ.g_first, summ.exact_floor = g, True
-    _summarize_rest(summ, prep, opts, is_float, be, g, exact=True)
+    _summarize_rest(summ, prep, ctx, g, exact=True)
 
 
 def _summarize_exact_py(summ, w: list, lim_f: float) -> None:
@@ -368,19 +381,20 @@ def _summarize_exact_py(summ, w: list, lim_f: float) -> None:
     summ.p_last, summ.t_first = _exact_out(p_last, True), _exact_out(p, True)
 
 
-def _scan_floor(summ, carry, opts, is_float, be, load):
+def _scan_floor(summ, carry, ctx, load):
+    opts, is_float = ctx.opts, ctx.is_float
     row0_new = not carry.has_prev or row0_group_change(summ, carry, opts)
     base = 0 if row0_new else carry.s
-    _check_grid(base, summ, opts, is_float)
+    _check_grid(base, summ, ctx)
     if is_float and max(abs(float(base)), abs(float(base) + float(summ.t_first))) / float(opts.limit) > FLOAT_GRID_SAFE:
-        return floor_walk_whole(load(), opts, is_float, be, carry)
-    if not _plain_scan(base, summ, opts, is_float):
-        return _scan_exact(summ, carry, base, row0_new, opts, is_float)
-    c0 = _cell(base, opts, is_float)
+        return floor_walk_whole(load(), ctx, carry)
+    if not _plain_scan(base, summ, ctx):
+        return _scan_exact(summ, carry, base, row0_new, ctx)
+    c0 = _cell(base, ctx)
     count = 1 if row0_new or c0 != carry.cell else 0
     add = (lambda a, b: float(a) + float(b)) if is_float else _checked_add(opts)
-    c_last = _cell(add(base, summ.p_last), opts, is_float)
-    count += c_last - c0 - _skipped_cells(summ.risky_p, summ.risky_w, base, opts, is_float)
+    c_last = _cell(add(base, summ.p_last), ctx)
+    count += c_last - c0 - _skipped_cells(summ.risky_p, summ.risky_w, base, ctx)
     if summ.g_first < summ.n:
         count += summ.rest_starts
         s_out, cell = summ.rest_s, summ.rest_cell
@@ -393,7 +407,7 @@ def _scan_floor(summ, carry, opts, is_float, be, load):
     )
 
 
-def _check_grid(base, summ, opts, is_float) -> None:
+def _check_grid(base, summ, ctx) -> None:
     """Raise where a running sum of this partition may reach ``CELL_MAX`` grid cells.
 
     Cells that far out no longer fit the kernels' int64 cells (they saturate), so the grid
@@ -402,12 +416,12 @@ def _check_grid(base, summ, opts, is_float) -> None:
     (weights are >= 0); the margin covers the rounding of the float sums. Integer cells (an
     integer limit with integer weights) never saturate.
 
-    >>> from dask_cumbatch.options import BatchOptions
-    >>> _check_grid(0.0, Summary(total=1e8), BatchOptions.make("w", 1e-300), True)
+    >>> _check_grid(0.0, Summary(total=1e8), _ctx(1e-300, True))
     Traceback (most recent call last):
     ValueError: mode='floor' cannot cut weight column 'w' at limit 1e-300: its running sums may reach 1e+08, 1e+308 times the limit, and floor tells at most 2**62 grid cells apart; use a larger limit or mode='greedy'
     """
-    lim_f, lim_i = floor_limits(opts, is_float)
+    opts = ctx.opts
+    lim_f, lim_i = floor_limits(ctx)
     if lim_i:
         return
     reach = max(float(base), 0.0) + float(summ.total)
@@ -419,18 +433,18 @@ def _check_grid(base, summ, opts, is_float) -> None:
         )
 
 
-def _skipped_cells(p, w, base, opts, is_float) -> int:
+def _skipped_cells(p, w, base, ctx) -> int:
     """How many grid cells the risky rows skip: a row moving the sum from cell a to cell
     b > a + 1 starts one batch, not b - a (vectorised :func:`_cell`, with the same arithmetic).
 
-    >>> from dask_cumbatch.options import BatchOptions
-    >>> _skipped_cells(np.array([1, 4]), np.array([9, 1]), 0, BatchOptions.make("w", 2), False)
+    >>> _skipped_cells(np.array([1, 4]), np.array([9, 1]), 0, _ctx(2, False))
     4
     """
+    opts, is_float = ctx.opts, ctx.is_float
     if not len(p):
         return 0
     if len(p) <= SCALAR_RISKY:
-        return _skipped_cells_scalar(p.tolist(), w.tolist(), base, opts, is_float)
+        return _skipped_cells_scalar(p.tolist(), w.tolist(), base, ctx)
     if is_float:
         lo = np.float64(base) + p.astype(np.float64)
         hi = np.float64(base) + (p.astype(np.float64) + w.astype(np.float64))
@@ -439,38 +453,38 @@ def _skipped_cells(p, w, base, opts, is_float) -> int:
             raise overflow_error(opts)
         lo = np.int64(base) + p.astype(np.int64)
         hi = lo + w.astype(np.int64)
-    jump = _cells(hi, opts, is_float) - _cells(lo, opts, is_float)
+    jump = _cells(hi, ctx) - _cells(lo, ctx)
     return int((jump[jump > 1] - 1).sum())
 
 
-def _skipped_cells_scalar(p: list, w: list, base, opts, is_float) -> int:
+def _skipped_cells_scalar(p: list, w: list, base, ctx) -> int:
     """:func:`_skipped_cells` for a few risky rows, in Python numbers (the same float64 and
     int64 arithmetic: a per-partition scan over 10,000 partitions paid 40 us a partition in
     NumPy calls on arrays of one or two rows).
 
-    >>> from dask_cumbatch.options import BatchOptions
-    >>> _skipped_cells_scalar([1, 4], [9, 1], 0, BatchOptions.make("w", 2), False)
+    >>> _skipped_cells_scalar([1, 4], [9, 1], 0, _ctx(2, False))
     4
     """
+    opts, is_float = ctx.opts, ctx.is_float
     skipped = 0
     if is_float:
         base = float(base)
         for p_i, w_i in zip(p, w):
-            jump = _cell(base + (p_i + w_i), opts, True) - _cell(base + p_i, opts, True)
+            jump = _cell(base + (p_i + w_i), ctx) - _cell(base + p_i, ctx)
             skipped += max(jump - 1, 0)
         return skipped
     base = int(base)
     for p_i, w_i in zip(p, w):
         if base + p_i + w_i > I64_MAX:  # p + w fits: the segment's sums did
             raise overflow_error(opts)
-        jump = _cell(base + p_i + w_i, opts, False) - _cell(base + p_i, opts, False)
+        jump = _cell(base + p_i + w_i, ctx) - _cell(base + p_i, ctx)
         skipped += max(jump - 1, 0)
     return skipped
 
 
-def _cells(s: np.ndarray, opts, is_float) -> np.ndarray:
+def _cells(s: np.ndarray, ctx) -> np.ndarray:
     """:func:`_cell` of every running sum in ``s`` (int64 or float64), elementwise."""
-    lim_f, lim_i = floor_limits(opts, is_float)
+    lim_f, lim_i = floor_limits(ctx)
     if lim_i:
         return s // lim_i
     with np.errstate(over="ignore"):
@@ -487,12 +501,13 @@ def _checked_add(opts):
     return add
 
 
-def floor_walk_whole(prep, opts, is_float, be, carry):
+def floor_walk_whole(prep, ctx, carry):
     """Walk a whole floor partition's arrays from the true state (fallback for huge running sums)."""
+    opts = ctx.opts
     grp = true_groups(prep, carry, opts)
     res, _ = _floor_flags(
-        be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float, record=False,
-        exact=not _int_grid(opts, is_float),  # rare: sums this far out are walked exactly
+        ctx, prep.w, grp, carry.s, carry.cell, carry.has_prev, record=False,
+        exact=not _int_grid(ctx),  # rare: sums this far out are walked exactly
     )
     if res.overflow >= 0:
         raise overflow_error(opts)
@@ -525,10 +540,11 @@ def _scan_caps(caps, plan: PartitionPlan, opts) -> PartitionPlan:
     return replace(plan, end_state=end, n_batches=plan.n_batches + extra)
 
 
-def _quick_finish(opts, be) -> bool:
+def _quick_finish(ctx) -> bool:
     """Whether the finish runs the branch-free kernel (no ``by`` or ``max_rows``, a backend that
     has it). Its running sum is then formed in both passes, so the summary records that as the
     total (``total_kind="running"``) instead of summing the weights once more."""
+    opts, be = ctx.opts, ctx.backend
     return not opts.by and not opts.max_rows and be.floor_ids_quick is not None
 
 
@@ -546,10 +562,11 @@ def _check_running_total(entry, prep, total, be=None) -> None:
         raise input_changed(entry, prep.n_all, _py(total))
 
 
-def _quick_ids(prep, opts, is_float, be, carry):
+def _quick_ids(prep, ctx, carry):
     """Ids of a partition from the branch-free kernel (where :func:`_quick_finish`), and the
     partition's running total."""
-    lim_f, lim_i = floor_limits(opts, is_float)
+    opts, is_float, be = ctx.opts, ctx.is_float, ctx.backend
+    lim_f, lim_i = floor_limits(ctx)
     ids = be.asarray(np.empty(len(prep.w), dtype=np.int64))
     s_in = carry.s if carry.has_prev else 0
     s_in = np.float64(s_in) if is_float else np.int64(s_in)
@@ -560,10 +577,11 @@ def _quick_ids(prep, opts, is_float, be, carry):
     return be.to_numpy(ids), res.total
 
 
-def _floor_partition_flags(prep, opts, is_float, be, carry, base=None, exact=False):
+def _floor_partition_flags(prep, ctx, carry, base=None, exact=False):
+    opts = ctx.opts
     grp = true_groups(prep, carry, opts)
     res, out = _floor_flags(
-        be, prep.w, grp, carry.s, carry.cell, carry.has_prev, opts, is_float,
+        ctx, prep.w, grp, carry.s, carry.cell, carry.has_prev,
         record=base is None, base=base, exact=exact,
     )
     if res.overflow >= 0:
@@ -572,9 +590,10 @@ def _floor_partition_flags(prep, opts, is_float, be, carry, base=None, exact=Fal
 
 
 # --------------------------------------------------------------------------- exact cells
-def _int_grid(opts, is_float) -> bool:
+def _int_grid(ctx) -> bool:
     """Integer weights whose cells are integer arithmetic (an integer limit, or one beyond int64)."""
-    lim_f, lim_i = floor_limits(opts, is_float)
+    is_float = ctx.is_float
+    lim_f, lim_i = floor_limits(ctx)
     return not is_float and (lim_i > 0 or lim_f == math.inf)
 
 
@@ -590,9 +609,10 @@ def _limit_plain(lim_f: float) -> bool:
     return lim_f.is_integer() or (math.frexp(lim_f)[0] == 0.5 and lo < lim_f < hi)
 
 
-def _plain_cells(opts, is_float) -> bool:
+def _plain_cells(ctx) -> bool:
     """Whether the plain kernels' cells are exact for exact sums (integer-valued below 2**53)."""
-    return _int_grid(opts, is_float) or (is_float and _limit_plain(floor_limits(opts, is_float)[0]))
+    is_float = ctx.is_float
+    return _int_grid(ctx) or (is_float and _limit_plain(floor_limits(ctx)[0]))
 
 
 def _plain_float(x) -> bool:
@@ -600,19 +620,21 @@ def _plain_float(x) -> bool:
     return (isinstance(x, float) and x.is_integer() and x < PLAIN_SUMS) or (type(x) is int and x == 0)
 
 
-def _plain_scan(base, summ, opts, is_float) -> bool:
+def _plain_scan(base, summ, ctx) -> bool:
     """Whether the scan's plain arithmetic is exact for this partition from ``base``."""
+    is_float = ctx.is_float
     if not is_float:
-        return _int_grid(opts, is_float)
-    return (not summ.exact_floor and _plain_cells(opts, is_float) and _plain_float(base)
+        return _int_grid(ctx)
+    return (not summ.exact_floor and _plain_cells(ctx) and _plain_float(base)
             and float(base) + float(summ.t_first) < PLAIN_SUMS)
 
 
-def _plain_finish(entry, opts, is_float) -> bool:
+def _plain_finish(entry, ctx) -> bool:
     """Whether the finish may run the plain kernels: their cells are the exact ones."""
-    if _int_grid(opts, is_float):
+    is_float = ctx.is_float
+    if _int_grid(ctx):
         return True
-    if not is_float or entry.exact_floor or not _plain_cells(opts, is_float) or entry.total is None:
+    if not is_float or entry.exact_floor or not _plain_cells(ctx) or entry.total is None:
         return False
     base = entry.carry.s if entry.carry.has_prev else 0.0
     return _plain_float(base) and float(base) + float(entry.total) < PLAIN_SUMS
@@ -638,9 +660,10 @@ def _exact_cell(s: Fraction, lim: Fraction) -> int:
     return min(math.floor(s / lim), CELL_MAX)
 
 
-def _scan_exact(summ, carry, base, row0_new, opts, is_float):
+def _scan_exact(summ, carry, base, row0_new, ctx):
     """:func:`_scan_floor` in exact arithmetic (``Fraction``), O(1) but the risky rows."""
-    lim = Fraction(floor_limits(opts, is_float)[0])
+    opts, is_float = ctx.opts, ctx.is_float
+    lim = Fraction(floor_limits(ctx)[0])
     b = Fraction(base)
     c0 = _exact_cell(b, lim)
     count = 1 if row0_new or c0 != carry.cell else 0
@@ -733,10 +756,11 @@ def _exact_base(w, s_in, has_prev, lim_f, is_float):
     return b, b_exp, b_f
 
 
-def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, record, base, want_sum=True):
+def _exact_flags(ctx, w, newgrp, s_in, cell_prev, has_prev, record, base, want_sum=True):
     """:func:`_floor_flags` by the exact kernel, on the host; Python where it declines.
     Without ``want_sum`` the running sum after the partition is not formed (None)."""
-    lim_f = floor_limits(opts, is_float)[0]
+    is_float, be = ctx.is_float, ctx.backend
+    lim_f = floor_limits(ctx)[0]
     w, newgrp = be.to_numpy(w), be.to_numpy(newgrp)
     n = len(w)
     carried = _exact_base(w, s_in, has_prev, lim_f, is_float)
@@ -753,13 +777,14 @@ def _exact_flags(be, w, newgrp, s_in, cell_prev, has_prev, opts, is_float, recor
                 s_out = _exact_out(Fraction(res.hi) + Fraction(res.lo) + (0 if res.reset else b), is_float)
             return FloorWalk(int(res.count), s_out, int(res.cell), -1), (ids if base is not None else out)
     b = Fraction(_py(s_in)) if has_prev else Fraction(0)
-    return _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base)
+    return _exact_flags_py(ctx, w, newgrp, b, cell_prev, has_prev, record, base)
 
 
-def _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, base):
+def _exact_flags_py(ctx, w, newgrp, b, cell_prev, has_prev, record, base):
     """:func:`_exact_flags` in Python ``Fraction`` arithmetic, row by row (the rare sums that
     a double-double cannot hold, or cells beyond 2**52)."""
-    lim = Fraction(floor_limits(opts, is_float)[0])
+    opts, is_float = ctx.opts, ctx.is_float
+    lim = Fraction(floor_limits(ctx)[0])
     n = len(w)
     out = np.zeros(n if record else 0, dtype=bool)
     ids = np.empty(n if base is not None else 0, dtype=np.int64)
@@ -782,10 +807,11 @@ def _exact_flags_py(w, newgrp, b, cell_prev, has_prev, opts, is_float, record, b
     return FloorWalk(count, _exact_out(s, is_float), c, -1), (ids if base is not None else out)
 
 
-def _exact_ids(be, w, carry, opts, is_float):
+def _exact_ids(ctx, w, carry):
     """Ids of a partition without group changes by ``floor_exact_ids``; None where it declines
     (then :func:`_exact_flags` walks it, or Python)."""
-    lim_f = floor_limits(opts, is_float)[0]
+    is_float, be = ctx.is_float, ctx.backend
+    lim_f = floor_limits(ctx)[0]
     w = be.to_numpy(w)
     carried = _exact_base(w, carry.s, carry.has_prev, lim_f, is_float)
     if carried is None:
@@ -798,16 +824,17 @@ def _exact_ids(be, w, carry, opts, is_float):
     return ids if done else None
 
 
-def _exact_quick_ids(prep, opts, is_float, be, carry, want_total):
+def _exact_quick_ids(prep, ctx, carry, want_total):
     """:func:`_quick_ids` with exact cells: the ids, and the partition's exact total where
     ``want_total`` (else None)."""
+    is_float = ctx.is_float
     w = prep.w
     if not want_total:
-        ids = _exact_ids(be, w, carry, opts, is_float)
+        ids = _exact_ids(ctx, w, carry)
         if ids is not None:
             return ids, None
-    res, ids = _exact_flags(be, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
-                            opts, is_float, record=False, base=carry.batches, want_sum=want_total)
+    res, ids = _exact_flags(ctx, w, np.zeros(len(w), dtype=bool), carry.s, carry.cell, carry.has_prev,
+                            record=False, base=carry.batches, want_sum=want_total)
     if not want_total:
         return ids, None
     b = Fraction(_py(carry.s)) if carry.has_prev else 0
