@@ -20,32 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_whole_batches, ids_list, make_ddf, make_pdf, partition_lengths
+from conftest import (ALL_MODES, GREEDY_FILL, PIECES_READ, assert_whole_batches, counted_frame, ddf_ids,
+                      ids_list, make_ddf, make_pdf, partition_lengths, ref_ids)
 from reference import reference_ids, reference_plan
 
 import dask_cumbatch  # noqa: F401  (registers the accessors)
 
 pytestmark = pytest.mark.usefixtures("threaded")
-
-GREEDY_FILL = [
-    dict(mode="greedy"),
-    dict(mode="greedy", cost="padded"),
-    dict(mode="fill"),
-    dict(mode="fill", cost="padded"),
-]
-ALL_MODES = GREEDY_FILL + [dict(mode="floor"), dict(mode="greedy", multiple=4),
-                           dict(mode="greedy", max_rows=5, multiple=2)]
-
-
-def _ref(weights, limit, opts, keys=None):
-    opts = dict(opts)
-    if "by" in opts:
-        opts.pop("by")
-    return reference_ids(weights, limit, keys=keys, **opts)
-
-
-def _ids(ddf, limit, **opts):
-    return ids_list(ddf.cumbatch.ids("w", limit, **opts).compute())
 
 
 # ------------------------------------------------------------------ periodic weights
@@ -55,7 +36,7 @@ def test_constant_weights_many_partitions(opts):
     # partition's first row) is out of phase with the true one for the whole partition
     w = [1] * 97 * 40
     pdf, ddf = make_ddf(w, npartitions=40)
-    assert _ids(ddf, 7, **opts) == _ref(w, 7, opts)
+    assert ddf_ids(ddf, 7, **opts) == ref_ids(w, 7, opts)
 
 
 @pytest.mark.parametrize("opts", GREEDY_FILL + [dict(mode="floor")], ids=str)
@@ -66,9 +47,9 @@ def test_constant_float_weights_one_row_partitions(opts):
     if opts["mode"] == "floor":
         w = [1.0] * 120  # floor: integer-valued floats only (docs/design.md, "Exactness")
         pdf, ddf = make_ddf(w, [1] * 60 + [0, 0] + [2] * 30)
-        assert _ids(ddf, 7, **opts) == _ref(w, 7, opts)
+        assert ddf_ids(ddf, 7, **opts) == ref_ids(w, 7, opts)
     else:
-        assert _ids(ddf, 0.7, **opts) == _ref(w, 0.7, opts)
+        assert ddf_ids(ddf, 0.7, **opts) == ref_ids(w, 0.7, opts)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +69,7 @@ def test_constant_weights_big_partitions(opts, dtype, limit):
     n = sum(sizes)
     w = [1] * n if dtype == "int64" else [0.1] * n
     pdf, ddf = make_ddf(w, sizes, dtype=dtype, extra=False)
-    assert _ids(ddf, limit, **opts) == _ref(w, limit, opts)
+    assert ddf_ids(ddf, limit, **opts) == ref_ids(w, limit, opts)
 
 
 @pytest.mark.parametrize("meet", [300, 5_000, 70_000])
@@ -104,7 +85,7 @@ def test_paths_meet_late_in_big_partition(mode, meet):
     w = first + second + [5] * 3 + [5] * 4_101
     sizes = [len(first), len(second), 3, 4_101]
     pdf, ddf = make_ddf(w, sizes, extra=False)
-    assert _ids(ddf, 10, mode=mode) == _ref(w, 10, dict(mode=mode))
+    assert ddf_ids(ddf, 10, mode=mode) == ref_ids(w, 10, dict(mode=mode))
 
 
 @pytest.mark.parametrize(
@@ -136,7 +117,7 @@ def test_token_lengths_resolved_from_summaries(opts, limit, budget, monkeypatch)
     pdf, ddf = make_ddf(w, sizes, keys=keys, extra=False)
     prep = prepare_frame(ddf, "w", options.BatchOptions.make("w", limit, **opts))
     assert plan_partitions(prep).walked == []
-    assert _ids(ddf, limit, **opts) == _ref(w, limit, opts, keys=keys)
+    assert ddf_ids(ddf, limit, **opts) == ref_ids(w, limit, opts, keys=keys)
 
 
 @pytest.mark.parametrize("multiple", [8, 64])
@@ -147,8 +128,8 @@ def test_multiple_cut_back_spans_partitions(multiple, sizes):
     w = rng.integers(1, 4, 600).tolist()
     opts = dict(multiple=multiple, max_rows=3 * multiple + 5)
     pdf, ddf = make_ddf(w, sizes)
-    assert _ids(ddf, 150, **opts) == _ref(w, 150, opts)
-    assert _ids(ddf, 150, multiple=multiple) == _ref(w, 150, dict(multiple=multiple))
+    assert ddf_ids(ddf, 150, **opts) == ref_ids(w, 150, opts)
+    assert ddf_ids(ddf, 150, multiple=multiple) == ref_ids(w, 150, dict(multiple=multiple))
 
 
 @pytest.mark.parametrize("dtype", ["int64", "float64"])
@@ -157,7 +138,7 @@ def test_floor_huge_grid_index(dtype):
     w = [2**38 + (i % 3) for i in range(200)]
     pdf, ddf = make_ddf(w, [50, 0, 1, 149], dtype=dtype)
     for limit in (1, 3, 2**37 + 1):
-        assert _ids(ddf, limit, mode="floor") == _ref(w, limit, dict(mode="floor"))
+        assert ddf_ids(ddf, limit, mode="floor") == ref_ids(w, limit, dict(mode="floor"))
 
 
 def test_floor_integer_floats_on_grid_points():
@@ -165,8 +146,8 @@ def test_floor_integer_floats_on_grid_points():
     w = [2.0, 1.0, 3.0, 0.0, 6.0, 0.0, 0.0, 5.0, 1.0] * 30
     for sizes in ([270], [1] * 270, [4, 5] * 30):
         pdf, ddf = make_ddf(w, sizes)
-        assert _ids(ddf, 6.0, mode="floor") == _ref(w, 6.0, dict(mode="floor"))
-        assert _ids(ddf, 3, mode="floor", max_rows=2) == _ref(w, 3, dict(mode="floor", max_rows=2))
+        assert ddf_ids(ddf, 6.0, mode="floor") == ref_ids(w, 6.0, dict(mode="floor"))
+        assert ddf_ids(ddf, 3, mode="floor", max_rows=2) == ref_ids(w, 3, dict(mode="floor", max_rows=2))
 
 
 def test_floor_float_cell_is_the_floor_of_the_exact_quotient():
@@ -181,10 +162,10 @@ def test_floor_float_cell_is_the_floor_of_the_exact_quotient():
     exact = [math.floor(Fraction(0.1) * i / Fraction(0.3)) for i in range(12)]
     assert (s // 0.3)[9] == 2 and exact[9] == 3
     want = np.concatenate([[0], np.cumsum(np.diff(exact) != 0)]).tolist()
-    assert want == _ref(w.tolist(), 0.3, dict(mode="floor"))
+    assert want == ref_ids(w.tolist(), 0.3, dict(mode="floor"))
     for sizes in ([12], [5, 7], [1] * 12):
         pdf, ddf = make_ddf(w.tolist(), sizes)
-        assert _ids(ddf, 0.3, mode="floor") == want
+        assert ddf_ids(ddf, 0.3, mode="floor") == want
     assert pd.DataFrame({"w": w}).cumbatch.ids("w", 0.3, mode="floor").tolist() == want
 
 
@@ -201,10 +182,10 @@ def test_big_partitions_with_keys_skips_and_caps(opts):
     sizes = [4_099, 12_001, 0, 13_900]
     pdf, ddf = make_ddf(w, sizes, keys=keys, extra=False)
     keep = [not math.isnan(x) for x in w]
-    it = iter(_ref([x for x, ok in zip(w, keep) if ok], 10, opts,
+    it = iter(ref_ids([x for x, ok in zip(w, keep) if ok], 10, opts,
                    keys=[k for k, ok in zip(keys, keep) if ok]))
     want = [next(it) if ok else None for ok in keep]
-    assert _ids(ddf, 10, by="k", invalid="skip", **opts) == want
+    assert ddf_ids(ddf, 10, by="k", invalid="skip", **opts) == want
 
 
 def test_oversize_raise_deep_in_big_partition():
@@ -213,7 +194,7 @@ def test_oversize_raise_deep_in_big_partition():
     pdf, ddf = make_ddf(w, [5_000, 15_000], extra=False)
     with pytest.raises(ValueError):
         ddf.cumbatch.ids("w", 10, oversize="raise").compute()
-    assert _ids(ddf, 10) == _ref(w, 10, {})
+    assert ddf_ids(ddf, 10) == ref_ids(w, 10, {})
 
 
 # ------------------------------------------------------------------ batches spanning partitions
@@ -224,8 +205,8 @@ def test_batch_spans_many_partitions_floats(opts):
     sizes = [50] * 100 + [0, 1, 0] + [999]
     pdf, ddf = make_ddf(w, sizes)
     limit = 700.5  # about 1400 rows per batch: ~28 partitions per batch
-    got = _ids(ddf, limit, **opts)
-    assert got == _ref(w, limit, opts)
+    got = ddf_ids(ddf, limit, **opts)
+    assert got == ref_ids(w, limit, opts)
     assert max(got) < 10
 
 
@@ -233,7 +214,7 @@ def test_batch_spans_many_partitions_floor_ints():
     rng = np.random.default_rng(7)
     w = rng.integers(0, 100, 6000).tolist()
     pdf, ddf = make_ddf(w, [37] * 160 + [80])
-    assert _ids(ddf, 10_000, mode="floor") == _ref(w, 10_000, dict(mode="floor"))
+    assert ddf_ids(ddf, 10_000, mode="floor") == ref_ids(w, 10_000, dict(mode="floor"))
 
 
 # ------------------------------------------------------------------ zeros
@@ -241,8 +222,8 @@ def test_batch_spans_many_partitions_floor_ints():
 def test_all_zeros(opts):
     w = [0] * 50
     pdf, ddf = make_ddf(w, [0, 10, 0, 1, 39, 0])
-    got = _ids(ddf, 5, **opts)
-    assert got == _ref(w, 5, opts)
+    got = ddf_ids(ddf, 5, **opts)
+    assert got == ref_ids(w, 5, opts)
     if "max_rows" not in opts:
         assert set(got) == {0}
 
@@ -252,7 +233,7 @@ def test_zeros_around_full_batches(opts):
     w = [5, 0, 0, 5, 0, 5, 5, 0, 0, 0, 1, 4, 0]
     for sizes in ([13], [1] * 13, [2, 0, 3, 0, 8], [6, 7]):
         pdf, ddf = make_ddf(w, sizes)
-        assert _ids(ddf, 5, **opts) == _ref(w, 5, opts), sizes
+        assert ddf_ids(ddf, 5, **opts) == ref_ids(w, 5, opts), sizes
 
 
 # ------------------------------------------------------------------ oversize
@@ -260,8 +241,8 @@ def test_zeros_around_full_batches(opts):
 def test_oversize_rows_stand_alone(cost):
     w = [1, 2, 50, 1, 1, 60, 61, 0, 2]
     pdf, ddf = make_ddf(w, [2, 1, 3, 0, 3])
-    got = _ids(ddf, 10, cost=cost)
-    assert got == _ref(w, 10, dict(cost=cost))
+    got = ddf_ids(ddf, 10, cost=cost)
+    assert got == ref_ids(w, 10, dict(cost=cost))
     for pos in (2, 5, 6):  # each heavy row is a batch of its own
         assert got.count(got[pos]) == 1
 
@@ -277,7 +258,7 @@ def test_oversize_raise(cost):
     # without an oversize row, oversize="raise" changes nothing
     ok = [1, 2, 5, 1]
     pdf, ddf = make_ddf(ok, [2, 2])
-    assert _ids(ddf, 10, cost=cost, oversize="raise") == _ref(ok, 10, dict(cost=cost))
+    assert ddf_ids(ddf, 10, cost=cost, oversize="raise") == ref_ids(ok, 10, dict(cost=cost))
 
 
 # ------------------------------------------------------------------ int64 overflow
@@ -316,9 +297,9 @@ def test_big_ints_greedy_do_not_wrap(sizes):
     w = [2**62, 2**62, 5, 2**62 + 10, 0]
     limit = 2**62 + 5
     pdf, ddf = make_ddf(w, sizes)
-    want = _ref(w, limit, {})
+    want = ref_ids(w, limit, {})
     assert want == [0, 1, 1, 2, 3]
-    assert _ids(ddf, limit) == want
+    assert ddf_ids(ddf, limit) == want
 
 
 # ------------------------------------------------------------------ keys at partition edges
@@ -326,10 +307,10 @@ def test_big_ints_greedy_do_not_wrap(sizes):
 def test_keys_change_at_partition_edges(opts):
     keys = ["a"] * 5 + ["b"] * 5 + ["a"] * 5 + [None] * 5 + [None] * 3 + ["c"] * 2
     w = [1, 2, 3, 1, 2] * 5
-    want = _ref(w, 4, opts, keys=keys)
+    want = ref_ids(w, 4, opts, keys=keys)
     for sizes in ([5, 5, 5, 5, 5], [5, 0, 5, 5, 0, 5, 5], [10, 10, 5], [5, 8, 2, 10]):
         pdf, ddf = make_ddf(w, sizes, keys=keys)
-        assert _ids(ddf, 4, by="k", **opts) == want, sizes
+        assert ddf_ids(ddf, 4, by="k", **opts) == want, sizes
 
 
 def test_by_two_columns_and_numeric_missing_keys():
@@ -351,7 +332,7 @@ def test_by_nullable_int_keys_across_partitions():
     keys = [None if x is pd.NA else int(x) for x in k]
     for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
         want = reference_ids(w, 4, keys=keys, **opts)
-        assert _ids(ddf, 4, by="k", **opts) == want
+        assert ddf_ids(ddf, 4, by="k", **opts) == want
         assert ids_list(pdf.cumbatch.ids("w", 4, by="k", **opts)) == want
 
 
@@ -391,8 +372,8 @@ def test_every_dtype(dtype, opts):
     stored = [float(x) if isinstance(x, (float, np.floating)) else x for x in pdf["w"].tolist()]
     if dtype == "float32":
         stored = [float(x) for x in pdf["w"].to_numpy()]
-    want = _ref(stored, limit, opts)
-    assert _ids(ddf, limit, **opts) == want
+    want = ref_ids(stored, limit, opts)
+    assert ddf_ids(ddf, limit, **opts) == want
     assert ids_list(pdf.cumbatch.ids("w", limit, **opts)) == want
 
 
@@ -423,34 +404,17 @@ def test_unknown_divisions():
     assert out.compute()["batch"].tolist() == reference_ids(w, 23)
 
 
-_CALLS = []
-
-
-def _counting_piece(piece):
-    _CALLS.append(len(piece))
-    return piece
-
-
-def _counted_frame(w, size=10):
-    pdf = make_pdf(w)
-    pieces = [pdf.iloc[i : i + size] for i in range(0, len(w), size)]
-    divisions = tuple(range(0, len(w), size)) + (len(w) - 1,)
-    ddf = dd.from_map(_counting_piece, pieces, meta=pdf.iloc[:0], divisions=divisions,
-                      enforce_metadata=False)
-    return pdf, ddf
-
-
 def test_ids_is_dask_and_keeps_divisions():
     w = list(range(40))
-    pdf, ddf = _counted_frame(w)
+    pdf, ddf = counted_frame(w)
     res = ddf.cumbatch.ids("w", 50)
     res2 = ddf.cumbatch.assign("w", 50)
     assert isinstance(res, dd.Series) and isinstance(res2, dd.DataFrame)
     assert res.divisions == ddf.divisions and res2.divisions == ddf.divisions
     assert res.npartitions == ddf.npartitions
-    _CALLS.clear()
+    PIECES_READ.clear()
     assert ids_list(res.compute()) == reference_ids(w, 50)
-    assert _CALLS, "computing the result read no data: the ids were precomputed"
+    assert PIECES_READ, "computing the result read no data: the ids were precomputed"
 
 
 def test_ids_reads_each_partition_once_to_build_and_once_to_compute():
@@ -458,13 +422,13 @@ def test_ids_reads_each_partition_once_to_build_and_once_to_compute():
     # divisions), reading every partition once; computing the lazy result reads it once more.
     # Nothing is persisted in between, and no partition is read twice in one pass.
     w = list(range(40))
-    pdf, ddf = _counted_frame(w)
-    _CALLS.clear()
+    pdf, ddf = counted_frame(w)
+    PIECES_READ.clear()
     res = ddf.cumbatch.ids("w", 50)
-    assert sorted(_CALLS) == [10, 10, 10, 10], f"building read {_CALLS}"
-    _CALLS.clear()
+    assert sorted(PIECES_READ) == [10, 10, 10, 10], f"building read {PIECES_READ}"
+    PIECES_READ.clear()
     assert ids_list(res.compute()) == reference_ids(w, 50)
-    assert sorted(_CALLS) == [10, 10, 10, 10], f"computing read {_CALLS}"
+    assert sorted(PIECES_READ) == [10, 10, 10, 10], f"computing read {PIECES_READ}"
 
 
 def test_empty_frame_and_empty_partitions():
@@ -494,7 +458,7 @@ def test_plan_table(opts):
     rng = np.random.default_rng(12)
     w = rng.integers(0, 30, 400).tolist()
     pdf, ddf = make_ddf(w, [100, 0, 3, 297])
-    want = reference_plan(w, _ref(w, 40, opts))
+    want = reference_plan(w, ref_ids(w, 40, opts))
     for plan in (ddf.cumbatch.plan("w", 40, **opts), pdf.cumbatch.plan("w", 40, **opts)):
         b = plan.batches
         assert list(b.columns)[:6] == ["batch", "rows", "total", "max", "start", "stop"]
@@ -534,7 +498,7 @@ def test_repartition_whole_batches(opts, bpp):
     keys = sorted(rng.choice(["a", "b", "c"], 1000).tolist())
     sizes = [300, 0, 1, 1, 200, 498]
     pdf, ddf = make_ddf(w, sizes, keys=keys)
-    want = _ref(w, 60, opts, keys=keys)
+    want = ref_ids(w, 60, opts, keys=keys)
     out = ddf.cumbatch.repartition("w", 60, batches_per_partition=bpp, by="k", **opts)
     parts = dask.compute(*out.to_delayed())
     owner = assert_whole_batches(parts, want, pdf, bpp)
@@ -670,24 +634,19 @@ def test_skip_with_keys_across_partitions():
 
 
 # ------------------------------------------------------------------ invalid options
-def _counting_frame():
-    pdf = make_pdf([1, 2, 3, 4])
-    pieces = [pdf.iloc[:2], pdf.iloc[2:]]
-    return dd.from_map(_counting_piece, pieces, meta=pdf.iloc[:0], divisions=(0, 2, 3),
-                       enforce_metadata=False)
 
 
 @pytest.mark.parametrize("limit", [0, -1, math.nan, math.inf, "abc", -0.5])
 def test_bad_limit_fails_before_work(limit):
-    ddf = _counting_frame()
-    _CALLS.clear()
+    _, ddf = counted_frame([1, 2, 3, 4], size=2)
+    PIECES_READ.clear()
     for call in (ddf.cumbatch.ids, ddf.cumbatch.assign, ddf.cumbatch.plan,
                  ddf.cumbatch.repartition):
         with pytest.raises(ValueError, match="limit"):
             call("w", limit)
     with pytest.raises(ValueError, match="limit"):
         make_pdf([1, 2]).cumbatch.ids("w", limit)
-    assert _CALLS == []
+    assert PIECES_READ == []
 
 
 @pytest.mark.parametrize(
@@ -704,14 +663,14 @@ def test_bad_limit_fails_before_work(limit):
     ids=str,
 )
 def test_bad_options_fail_before_work(kwargs, exc):
-    ddf = _counting_frame()
-    _CALLS.clear()
+    _, ddf = counted_frame([1, 2, 3, 4], size=2)
+    PIECES_READ.clear()
     for call in (ddf.cumbatch.ids, ddf.cumbatch.plan, ddf.cumbatch.repartition):
         with pytest.raises(exc):
             call("w", 10, **kwargs)
     with pytest.raises(exc):
         make_pdf([1, 2]).cumbatch.ids("w", 10, **kwargs)
-    assert _CALLS == []
+    assert PIECES_READ == []
 
 
 @pytest.mark.parametrize(
@@ -719,13 +678,13 @@ def test_bad_options_fail_before_work(kwargs, exc):
     ids=["missing-column-keyerror", "string-weight-typeerror"],
 )
 def test_bad_weight_column(weight, exc, match):
-    ddf = _counting_frame()
-    _CALLS.clear()
+    _, ddf = counted_frame([1, 2, 3, 4], size=2)
+    PIECES_READ.clear()
     with pytest.raises(exc, match=match):
         ddf.cumbatch.ids(weight, 10)
     with pytest.raises(exc, match=match):
         make_pdf([1]).cumbatch.ids(weight, 10)
-    assert _CALLS == []
+    assert PIECES_READ == []
 
 
 # ------------------------------------------------------------------ graph depth
@@ -757,7 +716,7 @@ def test_many_partitions_compute_matches_reference():
     w = rng.integers(0, 5, 3000).tolist()
     pdf, ddf = make_ddf(w, npartitions=1000, extra=False)
     for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
-        assert _ids(ddf, 11, **opts) == reference_ids(w, 11, **opts)
+        assert ddf_ids(ddf, 11, **opts) == reference_ids(w, 11, **opts)
 
 
 # ------------------------------------------------------------------ Parquet sources
