@@ -1,10 +1,12 @@
-"""Adversarial and API cases, each checked against the sequential reference (tests/reference.py).
+"""Cases every mode shares, each checked against the sequential reference (tests/reference.py).
 
-Covers: periodic weights where the speculative and true paths never meet (many partitions and
-partitions bigger than any head), batches spanning many partitions, zeros, oversize rows,
-int64 overflow, keys changing at partition edges, every weight dtype, unknown divisions,
-laziness, ``assign``/``plan``/``repartition``/``iter_batches``/``series.cumbatch``, invalid
-input and options, and the depth of the graph at 10,000 partitions.
+Covers: partitions out of phase with the batches (constant weights over many or one-row
+partitions, big partitions with keys and skipped rows, 1,000 partitions), zero weights and empty
+frames, oversize rows, keys (``by``) changing at partition edges, every weight dtype, invalid
+weights (raised with details, or skipped) and invalid options, which fail before any data is
+read. Most cases run in every mode (``ALL_MODES``); the oversize ones in the default mode, as
+the mode-agnostic scan finds oversize rows. Each mode's own cases: test_greedy_cases.py and
+test_floor_cases.py; the accessor's methods: tests/dask_layer/test_accessor_methods.py.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import dask_cumbatch  # noqa: F401  (registers the accessors)
 pytestmark = pytest.mark.usefixtures("threaded")
 
 
-# ------------------------------------------------------------------ periodic weights
+# ------------------------------------------------------------------ partitions out of phase with the batches
 @pytest.mark.parametrize("opts", ALL_MODES, ids=str)
 def test_constant_weights_many_partitions(opts):
     # batches of 7 rows vs partitions of 97 rows: the speculative path (starting a batch at each
@@ -68,16 +70,15 @@ def test_big_partitions_with_keys_skips_and_caps(opts):
     assert ddf_ids(ddf, 10, by="k", invalid="skip", **opts) == want
 
 
-def test_oversize_raise_deep_in_big_partition():
-    w = [1] * 20_000
-    w[15_000] = 11
-    pdf, ddf = make_ddf(w, [5_000, 15_000], extra=False)
-    with pytest.raises(ValueError):
-        ddf.cumbatch.ids("w", 10, oversize="raise").compute()
-    assert ddf_ids(ddf, 10) == ref_ids(w, 10, {})
+def test_many_partitions_compute_matches_reference():
+    rng = np.random.default_rng(17)
+    w = rng.integers(0, 5, 3000).tolist()
+    pdf, ddf = make_ddf(w, npartitions=1000, extra=False)
+    for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
+        assert ddf_ids(ddf, 11, **opts) == reference_ids(w, 11, **opts)
 
 
-# ------------------------------------------------------------------ zeros
+# ------------------------------------------------------------------ zeros, empty frames
 @pytest.mark.parametrize("opts", ALL_MODES + [dict(mode="greedy", max_rows=3)], ids=str)
 def test_all_zeros(opts):
     w = [0] * 50
@@ -94,6 +95,12 @@ def test_zeros_around_full_batches(opts):
     for sizes in ([13], [1] * 13, [2, 0, 3, 0, 8], [6, 7]):
         pdf, ddf = make_ddf(w, sizes)
         assert ddf_ids(ddf, 5, **opts) == ref_ids(w, 5, opts), sizes
+
+
+def test_empty_frame_and_empty_partitions():
+    pdf, ddf = make_ddf([], [0, 0, 0])
+    assert ids_list(ddf.cumbatch.ids("w", 5).compute()) == []
+    assert ids_list(make_pdf([]).cumbatch.ids("w", 5)) == []
 
 
 # ------------------------------------------------------------------ oversize
@@ -121,13 +128,13 @@ def test_oversize_raise(cost):
     assert ddf_ids(ddf, 10, cost=cost, oversize="raise") == ref_ids(ok, 10, dict(cost=cost))
 
 
-# ------------------------------------------------------------------ int64 overflow
-
-
-def test_uint64_above_int64_raises():
-    pdf = make_pdf([1, 2**63 + 5, 1], dtype="uint64")
-    with pytest.raises((ValueError, OverflowError)):
-        pdf.cumbatch.ids("w", 10)
+def test_oversize_raise_deep_in_big_partition():
+    w = [1] * 20_000
+    w[15_000] = 11
+    pdf, ddf = make_ddf(w, [5_000, 15_000], extra=False)
+    with pytest.raises(ValueError):
+        ddf.cumbatch.ids("w", 10, oversize="raise").compute()
+    assert ddf_ids(ddf, 10) == ref_ids(w, 10, {})
 
 
 # ------------------------------------------------------------------ keys at partition edges
@@ -209,13 +216,10 @@ def test_nullable_missing_is_invalid(dtype):
     assert got == [None if x is pd.NA else next(it) for x in w]
 
 
-# ------------------------------------------------------------------ divisions, laziness
-
-
-def test_empty_frame_and_empty_partitions():
-    pdf, ddf = make_ddf([], [0, 0, 0])
-    assert ids_list(ddf.cumbatch.ids("w", 5).compute()) == []
-    assert ids_list(make_pdf([]).cumbatch.ids("w", 5)) == []
+def test_uint64_above_int64_raises():
+    pdf = make_pdf([1, 2**63 + 5, 1], dtype="uint64")
+    with pytest.raises((ValueError, OverflowError)):
+        pdf.cumbatch.ids("w", 10)
 
 
 # ------------------------------------------------------------------ invalid weights
@@ -283,8 +287,6 @@ def test_skip_with_keys_across_partitions():
 
 
 # ------------------------------------------------------------------ invalid options
-
-
 @pytest.mark.parametrize("limit", [0, -1, math.nan, math.inf, "abc", -0.5])
 def test_bad_limit_fails_before_work(limit):
     _, ddf = counted_frame([1, 2, 3, 4], size=2)
@@ -334,14 +336,3 @@ def test_bad_weight_column(weight, exc, match):
     with pytest.raises(exc, match=match):
         make_pdf([1]).cumbatch.ids(weight, 10)
     assert PIECES_READ == []
-
-
-# ------------------------------------------------------------------ graph depth
-
-
-def test_many_partitions_compute_matches_reference():
-    rng = np.random.default_rng(17)
-    w = rng.integers(0, 5, 3000).tolist()
-    pdf, ddf = make_ddf(w, npartitions=1000, extra=False)
-    for opts in (dict(), dict(mode="fill"), dict(mode="floor")):
-        assert ddf_ids(ddf, 11, **opts) == reference_ids(w, 11, **opts)
