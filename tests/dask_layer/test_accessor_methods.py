@@ -119,7 +119,7 @@ def test_assign_adds_named_column():
 
 
 @pytest.mark.parametrize("opts", ALL_MODES, ids=str)
-def test_plan_table(opts):
+def test_plan_table_matches_the_reference(opts):
     rng = np.random.default_rng(12)
     w = rng.integers(0, 30, 400).tolist()
     pdf, ddf = make_ddf(w, [100, 0, 3, 297])
@@ -193,7 +193,7 @@ def test_repartition_drops_skipped_rows():
 
 # ------------------------------------------------------------------ iter_batches
 @pytest.mark.parametrize("prefetch", [1, 3])
-def test_iter_batches(prefetch):
+def test_iter_batches_yields_every_batch_whole_and_in_order(prefetch):
     rng = np.random.default_rng(14)
     w = rng.integers(0, 20, 500).tolist()
     pdf, ddf = make_ddf(w, [100, 0, 7, 393])
@@ -214,7 +214,7 @@ def test_iter_batches(prefetch):
 
 
 # ------------------------------------------------------------------ series accessor, Series weight
-def test_series_accessor():
+def test_series_accessor_ids_match_the_reference():
     rng = np.random.default_rng(15)
     w = (rng.random(300) * 3).tolist()
     pdf, ddf = make_ddf(w, [0, 150, 1, 149])
