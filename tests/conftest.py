@@ -6,6 +6,9 @@
 * Hypothesis profiles: ``default`` (deadline off) and ``ci`` (deadline off, derandomized, fewer
   examples); pick one with ``HYPOTHESIS_PROFILE=ci``.
 * ``threaded``: a fixture that runs Dask on the local threaded scheduler.
+* For the batching cases: ``GREEDY_FILL`` / ``ALL_MODES`` (option sets), ``ref_ids`` (the
+  reference ids for an options dict), ``ddf_ids`` (a Dask frame's computed ids) and
+  ``counted_frame`` (a Dask frame that records each partition it reads in ``PIECES_READ``).
 """
 from __future__ import annotations
 
@@ -238,3 +241,49 @@ def assert_whole_batches(parts, want, pdf, batches_per_partition=None, check_dty
     assert whole["batch"].tolist() == want
     pd.testing.assert_frame_equal(whole[pdf.columns], pdf, check_dtype=check_dtype)
     return owner
+
+
+# ------------------------------------------------------------------ batching cases (tests/engine)
+GREEDY_FILL = [
+    dict(mode="greedy"),
+    dict(mode="greedy", cost="padded"),
+    dict(mode="fill"),
+    dict(mode="fill", cost="padded"),
+]
+ALL_MODES = GREEDY_FILL + [dict(mode="floor"), dict(mode="greedy", multiple=4),
+                           dict(mode="greedy", max_rows=5, multiple=2)]
+
+
+def ref_ids(weights, limit, opts, keys=None):
+    """The reference ids for an options dict (``by`` dropped: the keys are passed instead)."""
+    from reference import reference_ids
+
+    opts = dict(opts)
+    opts.pop("by", None)
+    return reference_ids(weights, limit, keys=keys, **opts)
+
+
+def ddf_ids(ddf, limit, **opts):
+    """The computed ids of ``ddf`` batched on ``w``, as a list."""
+    return ids_list(ddf.cumbatch.ids("w", limit, **opts).compute())
+
+
+PIECES_READ: list[int] = []  # the length of each piece a counted frame read, in order
+
+
+def _read_counted(piece):
+    PIECES_READ.append(len(piece))
+    return piece
+
+
+def counted_frame(weights, size=10):
+    """``(pdf, ddf)``: a Dask frame of ``size``-row partitions that records in ``PIECES_READ``
+    each partition it reads (to check what reads the data, and how often)."""
+    import dask.dataframe as dd
+
+    pdf = make_pdf(weights)
+    pieces = [pdf.iloc[i : i + size] for i in range(0, len(weights), size)]
+    divisions = tuple(range(0, len(weights), size)) + (len(weights) - 1,)
+    ddf = dd.from_map(_read_counted, pieces, meta=pdf.iloc[:0], divisions=divisions,
+                      enforce_metadata=False)
+    return pdf, ddf
