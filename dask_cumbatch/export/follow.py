@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..options import seconds
 from .folder import CONTROL, MANIFEST, Folder, WriterLock, dumps, holder_info, local_time_now
 from .inputs import input_snapshot, is_path_spec
 from .job import ExportResult
@@ -148,10 +149,8 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
 def _check_follow_arguments(source, poll, idle_exit, options) -> None:
     if not is_path_spec(source):
         raise TypeError(f"follow needs input path(s) (a folder, glob or URL), not {type(source).__name__}")
-    if not (isinstance(poll, (int, float)) and poll > 0):
-        raise ValueError(f"poll must be a number of seconds > 0, got {poll!r}")
-    if idle_exit is not None and not (isinstance(idle_exit, (int, float)) and idle_exit >= 0):
-        raise ValueError(f"idle_exit must be a number of seconds >= 0 or None, got {idle_exit!r}")
+    seconds("poll", poll)
+    seconds("idle_exit", idle_exit, zero=True, optional=True)
     refused = [name for name in REFUSED if name in options]
     if refused:
         raise TypeError(f"follow does not take {refused[0]!r}: a follower appends, without a progress bar; "

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..options import seconds
 from .folder import MANIFEST, ExportError, Folder, one_line
 from .manifest import read_data_file, validate_manifest
 from .status import folder_status
@@ -80,10 +81,8 @@ def _follow_loop(follower, poll, idle_exit, final):
 def _check_arguments(start, poll, idle_exit) -> None:
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
         raise ValueError(f"start must be a batch id >= 0, got {start!r}")
-    if not poll > 0:
-        raise ValueError(f"poll must be a number of seconds > 0, got {poll!r}")
-    if idle_exit is not None and not idle_exit >= 0:
-        raise ValueError(f"idle_exit must be None or a number of seconds >= 0, got {idle_exit!r}")
+    seconds("poll", poll)
+    seconds("idle_exit", idle_exit, zero=True, optional=True)
 
 
 class _Follower:
