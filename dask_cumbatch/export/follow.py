@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..options import seconds
 from .folder import CONTROL, MANIFEST, Folder, WriterLock, dumps, holder_info, local_time_now
 from .inputs import input_snapshot, is_path_spec
-from .job import ExportResult
+from .job import ExportResult, FolderTotals
 from .progress import resolve_scheduler
 
 FOLLOW = CONTROL + "/follow.json"  # the follower's record: who, since when, how far
@@ -29,7 +29,7 @@ REFUSED = ("overwrite", "append", "progress", "inputs")  # to_files arguments a 
 
 
 @dataclass
-class FollowResult:
+class FollowResult(FolderTotals):
     """What :func:`follow` did: ``appends`` runs that added rows, ``new_rows`` their rows, and
     the folder after the last one (``batches``, ``rows``, ``files``); ``stopped_by`` is
     ``"idle"`` (``idle_exit`` reached) or ``"stop"`` (the ``stop`` event, a signal).
@@ -38,12 +38,8 @@ class FollowResult:
     'followed out: 2 append(s), 10 new rows; 0 batches, 0 rows in 0 files (stopped: idle, 0.0 s)'
     """
 
-    path: str
     appends: int = 0
     new_rows: int = 0
-    batches: int = 0
-    rows: int = 0
-    files: int = 0
     seconds: float = 0.0
     stopped_by: str = ""
     results: list = field(default_factory=list, repr=False)  # the ExportResult of each append
