@@ -23,15 +23,23 @@ def _opts(weight, limit, kw) -> BatchOptions:
     return BatchOptions.make(weight, limit, **kw)
 
 
+def _section(title: str, body: str) -> str:
+    """A numpydoc section: its title, underlined, then ``body``.
 
-# Docstring text every method shares (filled in by takes_options at the {name} lines).
-_SHARED_DOCS = {
-    "weight_and_limit": """weight : str, Series, array or list
+    >>> print(_section("Raises", "KeyError"))
+    Raises
+    ------
+    KeyError
+    """
+    return f"{title}\n{'-' * len(title)}\n{body}"
+
+
+_WEIGHT_DOC = """weight : str, Series, array or list
     The weight column's name, a Series aligned with the frame (a Dask Series for a
-    Dask frame), or for a pandas frame an array or list with one value per row.
-limit : int, float or str
-    The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.""",
-    "errors": """TypeError
+    Dask frame), or for a pandas frame an array or list with one value per row."""
+_LIMIT_DOC = """limit : int, float or str
+    The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``."""
+_ERRORS_DOC = """TypeError
     An unknown keyword (with the closest one), a non-numeric weight, a weight of
     another kind than those above.
 KeyError
@@ -40,7 +48,13 @@ ValueError
     An option value out of range; a ``name`` the frame already has as a column or
     index level, where the ids become a column; invalid weights with ``invalid='raise'``
     (:class:`~dask_cumbatch.errors.WeightError`); a row over the limit with
-    ``oversize='raise'`` (:class:`~dask_cumbatch.errors.OversizeError`).""",
+    ``oversize='raise'`` (:class:`~dask_cumbatch.errors.OversizeError`)."""
+# Docstring text the methods share (filled in by takes_options at the {name} lines): the
+# Parameters section's head (weight and limit), the limit alone, the Raises section.
+_SHARED_DOCS = {
+    "parameters": _section("Parameters", f"{_WEIGHT_DOC}\n{_LIMIT_DOC}"),
+    "limit": _LIMIT_DOC,
+    "raises": _section("Raises", _ERRORS_DOC),
 }
 
 class _Batcher:
@@ -131,9 +145,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         ``set_index`` computes its divisions); the ids are computed lazily on ``.compute()``,
         as a Series with the frame's divisions.
 
-        Parameters
-        ----------
-        {weight_and_limit}
+        {parameters}
         {batching_options}
 
         Returns
@@ -141,9 +153,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         pandas.Series or dask.dataframe.Series
             The batch id of every row, named ``name``: dense, starting at 0, never decreasing.
 
-        Raises
-        ------
-        {errors}
+        {raises}
 
         Examples
         --------
@@ -169,9 +179,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         On a Dask frame this reads every partition once now, to plan; the ids are computed
         lazily on ``.compute()``.
 
-        Parameters
-        ----------
-        {weight_and_limit}
+        {parameters}
         {batching_options}
 
         Returns
@@ -180,9 +188,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             The frame with the id column (a column or index level of that name already in
             the frame raises ``ValueError``: pick another ``name``).
 
-        Raises
-        ------
-        {errors}
+        {raises}
 
         Examples
         --------
@@ -200,9 +206,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         Reads every partition twice (the summary pass, then the batch statistics); nothing
         is lazy.
 
-        Parameters
-        ----------
-        {weight_and_limit}
+        {parameters}
         {batching_options}
 
         Returns
@@ -210,9 +214,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         BatchPlan
             ``batches`` (batch, rows, total, max, start, stop), ``summary()``, ``plot()``.
 
-        Raises
-        ------
-        {errors}
+        {raises}
 
         Examples
         --------
@@ -246,9 +248,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         Reads every partition once now, to plan (twice with ``partition_size``, which also
         measures the batches' sizes); the output partitions are computed lazily.
 
-        Parameters
-        ----------
-        {weight_and_limit}
+        {parameters}
         batches_per_partition : int, optional
             Consecutive batches per output partition (the last may hold fewer).
         index : bool, default False
@@ -266,9 +266,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         dask.dataframe.DataFrame
             (a pandas DataFrame for pandas input) with the id column ``name``.
 
-        Raises
-        ------
-        {errors}
+        {raises}
 
         Examples
         --------
@@ -305,9 +303,7 @@ class CumbatchDataFrameAccessor(_Batcher):
         memory; the next are computed in a background thread while the caller works. See
         docs/training.md.
 
-        Parameters
-        ----------
-        {weight_and_limit}
+        {parameters}
         prefetch : int, default 1
             Output partitions computed ahead in background threads (0: no threads).
         batches_per_partition : int, optional
@@ -340,9 +336,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             With ``wait_seconds``, ``batches_yielded``, ``len()``, ``for_epoch(e)`` (a new
             epoch without a new plan pass).
 
-        Raises
-        ------
-        {errors}
+        {raises}
         ImportError
             ``format='cupy'`` or ``'torch'`` without the library.
 
@@ -378,8 +372,7 @@ class CumbatchDataFrameAccessor(_Batcher):
             The output folder (local or fsspec URL).
         weight : str
             The weight column's name.
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {limit}
         format, batches_per_file, resume, max_skips, progress, append, overwrite, verify, ...
             The export's own settings: see :func:`dask_cumbatch.export.to_files`.
         {batching_options}
@@ -427,8 +420,7 @@ class CumbatchSeriesAccessor:
 
         Parameters
         ----------
-        limit : int, float or str
-            The batch limit: a number > 0, or a size such as ``"5MB"`` or ``"512KiB"``.
+        {limit}
         {batching_options}
 
         Returns

@@ -9,6 +9,7 @@ when it is a terminal and ``--quiet`` is not given.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import sys
 import time
 import warnings
 
-from .options import OPTIONS, RESULT_OPTIONS, close_match, count_argument, for_cli
+from .options import OPTIONS, RESULT_OPTIONS, close_match, count_argument, for_cli, seconds_argument
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -92,19 +93,6 @@ def _int_at_least(minimum: int):
 _positive_int = _int_at_least(1)
 
 
-def _seconds(minimum: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not (math.isfinite(value) and value >= minimum):
-            raise argparse.ArgumentTypeError(f"{text!r}: seconds must be a finite number >= {minimum:g}")
-        return value
-
-    return parse
-
-
 _nonneg_int = _int_at_least(0)
 
 
@@ -171,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record and check the sha256 of every input file's whole content")
     p.add_argument("--follow", action="store_true",
                    help="keep running: export each input file that arrives (an append per change of the input)")
-    p.add_argument("--poll", type=_seconds(0.01), default=1.0, metavar="SECONDS",
+    p.add_argument("--poll", type=seconds_argument, default=1.0, metavar="SECONDS",
                    help="with --follow: list the input every SECONDS (default 1)")
-    p.add_argument("--idle-exit", type=_seconds(0.0), metavar="SECONDS",
+    p.add_argument("--idle-exit", type=functools.partial(seconds_argument, zero=True), metavar="SECONDS",
                    help="with --follow: stop (exit 0) after SECONDS without a new input file")
     _storage_options(p, "OUTPUT and INPUT")
     p.set_defaults(func=cmd_export)

@@ -231,6 +231,46 @@ def whole_number(name: str, value, minimum: int = 1, *, optional: bool = False) 
     return int(value)
 
 
+def seconds(name: str, value, *, zero: bool = False, optional: bool = False) -> float | None:
+    """Check a number of seconds: finite and > 0 (>= 0 where ``zero``; ``None`` allowed where
+    ``optional``); the one seconds validator (the command line's :func:`seconds_argument` too).
+
+    >>> seconds("poll", 0.5), seconds("idle_exit", 0, zero=True), seconds("idle_exit", None, optional=True)
+    (0.5, 0.0, None)
+    >>> seconds("poll", 0)
+    Traceback (most recent call last):
+    ValueError: poll must be a finite number > 0, got 0
+    """
+    if value is None and optional:
+        return None
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (is_number and math.isfinite(value) and (value >= 0 if zero else value > 0)):
+        allowed = f"a finite number {'>=' if zero else '>'} 0" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+def seconds_argument(text: str, zero: bool = False) -> float:
+    """Parse a command-line number of seconds (an ``argparse`` type; checked by :func:`seconds`).
+
+    >>> seconds_argument("1.5")
+    1.5
+    >>> seconds_argument("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: seconds must be a finite number > 0, got 0.0
+    """
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    try:
+        return seconds("seconds", value, zero=zero)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def one_of(name: str, value, allowed):
     """Check a choice option: ``value`` if it is one of ``allowed``; the one choice validator.
 

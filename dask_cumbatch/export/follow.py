@@ -17,9 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..options import seconds
 from .folder import CONTROL, MANIFEST, Folder, WriterLock, dumps, holder_info, local_time_now
 from .inputs import input_snapshot, is_path_spec
-from .job import ExportResult
+from .job import ExportResult, FolderTotals
 from .progress import resolve_scheduler
 
 FOLLOW = CONTROL + "/follow.json"  # the follower's record: who, since when, how far
@@ -28,7 +29,7 @@ REFUSED = ("overwrite", "append", "progress", "inputs")  # to_files arguments a 
 
 
 @dataclass
-class FollowResult:
+class FollowResult(FolderTotals):
     """What :func:`follow` did: ``appends`` runs that added rows, ``new_rows`` their rows, and
     the folder after the last one (``batches``, ``rows``, ``files``); ``stopped_by`` is
     ``"idle"`` (``idle_exit`` reached) or ``"stop"`` (the ``stop`` event, a signal).
@@ -37,12 +38,8 @@ class FollowResult:
     'followed out: 2 append(s), 10 new rows; 0 batches, 0 rows in 0 files (stopped: idle, 0.0 s)'
     """
 
-    path: str
     appends: int = 0
     new_rows: int = 0
-    batches: int = 0
-    rows: int = 0
-    files: int = 0
     seconds: float = 0.0
     stopped_by: str = ""
     results: list = field(default_factory=list, repr=False)  # the ExportResult of each append
@@ -148,10 +145,8 @@ def follow(source, path, weight, limit, *, poll: float = 1.0, idle_exit: float |
 def _check_follow_arguments(source, poll, idle_exit, options) -> None:
     if not is_path_spec(source):
         raise TypeError(f"follow needs input path(s) (a folder, glob or URL), not {type(source).__name__}")
-    if not (isinstance(poll, (int, float)) and poll > 0):
-        raise ValueError(f"poll must be a number of seconds > 0, got {poll!r}")
-    if idle_exit is not None and not (isinstance(idle_exit, (int, float)) and idle_exit >= 0):
-        raise ValueError(f"idle_exit must be a number of seconds >= 0 or None, got {idle_exit!r}")
+    seconds("poll", poll)
+    seconds("idle_exit", idle_exit, zero=True, optional=True)
     refused = [name for name in REFUSED if name in options]
     if refused:
         raise TypeError(f"follow does not take {refused[0]!r}: a follower appends, without a progress bar; "

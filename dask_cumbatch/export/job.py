@@ -39,7 +39,22 @@ APPEND = ("append", True)
 
 
 @dataclass
-class ExportResult:
+class FolderTotals:
+    """An export folder after a run: its ``path`` and the ``batches``, ``rows`` and ``files`` of
+    the whole folder (not only the run's), as :class:`ExportResult` and ``FollowResult`` report them.
+
+    >>> FolderTotals("out", batches=2, rows=10, files=2).rows
+    10
+    """
+
+    path: str
+    batches: int = 0
+    rows: int = 0
+    files: int = 0
+
+
+@dataclass
+class ExportResult(FolderTotals):
     """What :func:`to_files` did.
 
     ``batches``/``rows``/``files`` describe the whole folder after the run; ``files_written``
@@ -51,10 +66,6 @@ class ExportResult:
     '2 batches, 10 rows, 2 files in out (2 file(s) written, 0 kept; 0 rejected; 0.0 s)'
     """
 
-    path: str
-    batches: int = 0
-    rows: int = 0
-    files: int = 0
     files_written: int = 0
     files_skipped: int = 0
     rejects: int = 0

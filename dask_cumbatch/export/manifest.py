@@ -401,43 +401,56 @@ def has_success(folder: Folder, listing) -> bool:
     return True
 
 
-def read_batch_rows(folder: Folder, m, name: str) -> pd.DataFrame:
-    """The id, weight and ``by`` columns of data file ``name`` of the export ``m``, as pandas.
+_RECORDED_DTYPES = {"double": "float64", "float": "float64", "int64": "int64", "int32": "int32"}
+
+
+def read_data_file(folder: Folder, m: dict, name: str, columns=None) -> pd.DataFrame:
+    """Data file ``name`` of the export ``m`` as pandas: all columns, or ``columns`` and the id
+    column. CSV and JSON lines read the numeric columns with their recorded types; a column
+    the file lacks raises :class:`ExportError`.
 
     >>> import os, tempfile
     >>> from dask_cumbatch.export import to_files
     >>> out = tempfile.mkdtemp()
-    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3)
+    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3, format="csv")
     >>> m = json.load(open(os.path.join(out, MANIFEST)))
-    >>> read_batch_rows(Folder(out), m, "part-00000001.parquet")
-       batch  w
-    0      1  3
+    >>> read_data_file(Folder(out), m, "part-00000000.csv")
+       w  batch
+    0  1      0
+    1  2      0
+    >>> read_data_file(Folder(out), m, "part-00000001.csv", ["w"])
+       w  batch
+    0  3      1
     """
     import io
 
     s = m["settings"]
-    wanted = list(dict.fromkeys([s["name"], s["weight"], *s.get("by", [])]))
+    wanted = None if columns is None else list(dict.fromkeys([*columns, s["name"]]))
     data = folder.read(name)
     if s["format"] == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         file = pq.ParquetFile(pa.BufferReader(data))  # one thread: faster for small files
-        missing = [c for c in wanted if c not in file.schema_arrow.names]
-        table = None if missing else file.read(columns=wanted, use_threads=False)
-        df = None if missing else pd.DataFrame({c: table.column(c).to_pandas() for c in wanted})
+        _check_columns(folder, name, wanted or [s["name"]], file.schema_arrow.names)
+        return file.read(columns=wanted, use_threads=False).to_pandas()
+    dtypes = {c: _RECORDED_DTYPES[t] for c, t in m["columns"]
+              if t in _RECORDED_DTYPES and (wanted is None or c in wanted)}
+    if not data:
+        frame = pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, object)) for c, _ in m["columns"]})
+    elif s["format"] == "csv":
+        frame = pd.read_csv(io.BytesIO(data), dtype=dtypes, usecols=wanted)
     else:
-        types = dict(m["columns"])
-        dtypes = {c: {"double": "float64", "float": "float64"}.get(types.get(c), types.get(c))
-                  for c in (s["name"], s["weight"]) if types.get(c) in ("double", "float", "int64", "int32")}
-        df = (pd.read_csv(io.BytesIO(data), dtype=dtypes) if s["format"] == "csv"
-              else pd.read_json(io.BytesIO(data), lines=True, dtype=dtypes) if data else pd.DataFrame(columns=wanted))
-        missing = [c for c in wanted if c not in df.columns]
-        df = None if missing else df[wanted]
-    if df is None:
-        raise ExportError(f"{name} in {folder.url} has no column {missing[0]!r}, which the settings in {MANIFEST} "
-                          f"name; the manifest or the files were changed: {redo_hint()[0]}")
-    return df
+        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=dtypes)
+    _check_columns(folder, name, wanted or [s["name"]], list(frame.columns))
+    return frame if wanted is None else frame[wanted]
+
+
+def _check_columns(folder: Folder, name: str, wanted: list, found: list) -> None:
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise ExportError(f"{name} in {folder.url} has no column {missing[0]!r}: the manifest or the files "
+                          f"were changed, or no such column was exported")
 
 
 def verify_batches(folder: Folder, m) -> None:
@@ -461,7 +474,8 @@ def verify_batches(folder: Folder, m) -> None:
     exact = s["format"] != "jsonl" or dict(m["columns"]).get(s["weight"]) not in ("double", "float", "halffloat")
     stats = []
     for name in dict.fromkeys(b["file"] for b in m["batches"]):
-        stats.extend(_file_batch_stats(folder, m, name, read_batch_rows(folder, m, name)))
+        rows = read_data_file(folder, m, name, [s["weight"], *s.get("by", [])])
+        stats.extend(_file_batch_stats(folder, m, name, rows))
     for b, st in zip(m["batches"], stats):
         if st["batch"] != b["batch"] or st["rows"] != b["rows"] or (exact and st["total"] != b["total"]):
             _breaks(folder, b, f"the file holds {st['rows']} rows of total {st['total']} for it, "

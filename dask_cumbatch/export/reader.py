@@ -9,15 +9,14 @@ batches' rows as they were.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 
 import numpy as np
-import pandas as pd
 
+from ..options import seconds
 from .folder import MANIFEST, ExportError, Folder, one_line
-from .manifest import validate_manifest
+from .manifest import read_data_file, validate_manifest
 from .status import folder_status
 
 
@@ -82,10 +81,8 @@ def _follow_loop(follower, poll, idle_exit, final):
 def _check_arguments(start, poll, idle_exit) -> None:
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
         raise ValueError(f"start must be a batch id >= 0, got {start!r}")
-    if not poll > 0:
-        raise ValueError(f"poll must be a number of seconds > 0, got {poll!r}")
-    if idle_exit is not None and not idle_exit >= 0:
-        raise ValueError(f"idle_exit must be None or a number of seconds >= 0, got {idle_exit!r}")
+    seconds("poll", poll)
+    seconds("idle_exit", idle_exit, zero=True, optional=True)
 
 
 class _Follower:
@@ -216,47 +213,3 @@ class _Follower:
 
 def _record(b: dict) -> tuple:
     return b["batch"], b["rows"], b["total"], b["file"]
-
-
-_NUMERIC = {"double": "float64", "float": "float64", "int64": "int64", "int32": "int32"}
-
-
-def read_data_file(folder: Folder, manifest: dict, name: str, columns=None) -> pd.DataFrame:
-    """Data file ``name`` of the export ``manifest`` as pandas: all columns, or ``columns``
-    and the id column. CSV and JSON lines read the numeric columns with their recorded types.
-
-    >>> import json, os, tempfile
-    >>> from dask_cumbatch.export import to_files
-    >>> out = tempfile.mkdtemp()
-    >>> _ = to_files(pd.DataFrame({"w": [1, 2, 3]}), out, "w", 3, format="csv")
-    >>> m = json.load(open(os.path.join(out, MANIFEST)))
-    >>> read_data_file(Folder(out), m, "part-00000000.csv")
-       w  batch
-    0  1      0
-    1  2      0
-    """
-    s = manifest["settings"]
-    wanted = None if columns is None else list(dict.fromkeys([*columns, s["name"]]))
-    data = folder.read(name)
-    if s["format"] == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        file = pq.ParquetFile(pa.BufferReader(data))
-        _check_columns(folder, name, wanted or [s["name"]], file.schema_arrow.names)
-        return file.read(columns=wanted, use_threads=False).to_pandas()
-    dtypes = {c: _NUMERIC[t] for c, t in manifest["columns"] if t in _NUMERIC and (wanted is None or c in wanted)}
-    if not data:
-        frame = pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, object)) for c, _ in manifest["columns"]})
-    elif s["format"] == "csv":
-        frame = pd.read_csv(io.BytesIO(data), dtype=dtypes, usecols=wanted)
-    else:
-        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=dtypes)
-    _check_columns(folder, name, wanted or [s["name"]], list(frame.columns))
-    return frame if wanted is None else frame[wanted]
-
-
-def _check_columns(folder: Folder, name: str, wanted: list, found: list) -> None:
-    missing = [c for c in wanted if c not in found]
-    if missing:
-        raise ExportError(f"following {folder.url}: {name} has no column {missing[0]!r}")

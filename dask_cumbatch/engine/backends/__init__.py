@@ -40,7 +40,6 @@ import importlib
 import sys
 import threading
 from types import ModuleType
-from typing import Callable
 
 from ...options import OPTIONS, hinted
 from .results import NAMED_RESULTS
@@ -107,9 +106,21 @@ class _FromModule:
         return value
 
 
+def _contract_members(cls):
+    """Give ``cls`` a :class:`_FromModule` member for every name of the backend contract:
+    :data:`REQUIRED_KERNELS`, :data:`OPTIONAL_KERNELS`, :data:`CONSTANTS` and :data:`SEAM`."""
+    for name in REQUIRED_KERNELS + OPTIONAL_KERNELS + CONSTANTS + SEAM:
+        member = _FromModule()
+        member.__set_name__(cls, name)
+        setattr(cls, name, member)
+    return cls
+
+
+@_contract_members
 class Backend:
     """A backend module as the engine holds it: its kernels, required and optional, with
     every optional kernel it does not offer declared ``None``, and their results named.
+    Each name of the contract is a member (the module's attribute, see :class:`_FromModule`).
 
     Kernels whose results are tuples return the NamedTuples of :mod:`.results` (one wrapper
     call per kernel call, never per row); the others are the module's own functions, read from
@@ -121,38 +132,6 @@ class Backend:
     >>> cpu.without("greedy_walk").greedy_walk is None
     True
     """
-
-    # required kernels
-    walk_batches: Callable = _FromModule()
-    grid_cell: Callable = _FromModule()
-    floor_walk: Callable = _FromModule()
-    floor_risky: Callable = _FromModule()
-    cap_walk: Callable = _FromModule()
-    count_invalid: Callable = _FromModule()
-    starts_to_ids: Callable = _FromModule()
-    batch_stats: Callable = _FromModule()
-    # optional kernels: None where the backend does not offer them
-    chain_table: Callable | None = _FromModule()
-    greedy_walk: Callable | None = _FromModule()
-    greedy_starts: Callable | None = _FromModule()
-    greedy_chain: Callable | None = _FromModule()
-    valid_bits_total: Callable | None = _FromModule()
-    flags_to_ids: Callable | None = _FromModule()
-    floor_ids_quick: Callable | None = _FromModule()
-    floor_summary_float: Callable | None = _FromModule()
-    floor_summary_int: Callable | None = _FromModule()
-    floor_exact_walk: Callable | None = _FromModule()
-    floor_exact_ids: Callable | None = _FromModule()
-    floor_exact_risky: Callable | None = _FromModule()
-    floor_exact_sum: Callable | None = _FromModule()
-    floats_integral: Callable | None = _FromModule()
-    # constants and the seam
-    I64_MAX: int = _FromModule()
-    NO_POSITION: int = _FromModule()
-    CELL_MAX: int = _FromModule()
-    asarray: Callable = _FromModule()
-    to_numpy: Callable = _FromModule()
-    check_available: Callable = _FromModule()
 
     def __init__(self, module, absent: tuple = ()):
         missing = [name for name in REQUIRED_KERNELS + CONSTANTS + SEAM if getattr(module, name, None) is None]

@@ -35,7 +35,7 @@ LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as o
 INF_BITS = np.int64(0x7FF0000000000000)  # float64 infinity's bits as an int64
 FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_valid_and_bits", "_two_sum", "_two_prod", "_grow", "_at_or_above", "_exact_cell", "_dd_add", "_dd_sum")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_stretch_heads", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_valid_and_bits", "_two_sum", "_two_prod", "_grow", "_at_or_above", "_exact_cell", "_dd_add", "_dd_sum")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
@@ -222,24 +222,30 @@ def _greedy_step(tot, wi, cut_anyway, is_float, lim_gt, zero):
     return cut, (zero + wi) if cut else s
 
 
-def _plain_float(tot, wi, lim_gt):
-    """:func:`_greedy_step` of a float weight without a forced cut, in a form that compiles
-    without a branch (the compiler made one of the select there, mispredicted at every start).
+def _plain_float(tot, w, i, lim_gt, out):
+    """:func:`_greedy_step` of row ``i``'s float weight without a forced cut, in a form that
+    compiles without a branch (the compiler made one of the select there, mispredicted at every
+    start): whether the row starts a batch goes to ``out[i]``; returns the open total after it.
 
     The new total is ``min(s, wi + keep * lim_gt)`` with ``s = tot + wi``: where the row joins
     (``s <= lim_gt``, so ``tot <= lim_gt``), ``wi + lim_gt >= wi + tot = s`` and the minimum
     is ``s``; where it starts a batch, ``s >= wi`` and the minimum is ``wi + 0.0``, as there
     (``keep`` is false only where ``s`` exceeds the limit, so ``lim_gt`` is finite then).
     """
+    wi = w[i]
     s = tot + wi
     keep = s <= lim_gt
-    return not keep, min(s, wi + keep * lim_gt)
+    out[i] = not keep
+    return min(s, wi + keep * lim_gt)
 
 
-def _plain_int(tot, wi, lim_gt):
-    """:func:`_greedy_step` of an integer weight without a forced cut, as a conditional move."""
+def _plain_int(tot, w, i, lim_gt, out):
+    """:func:`_greedy_step` of row ``i``'s integer weight without a forced cut, as a conditional
+    move: whether the row starts a batch goes to ``out[i]``; returns the open total after it."""
+    wi = w[i]
     over = wi > lim_gt - tot
-    return over, wi + tot * (1 - over)
+    out[i] = over
+    return wi + tot * (1 - over)
 
 
 PLAIN_STRETCHES = 8  # stretches walked at once without group changes (four with them)
@@ -338,48 +344,33 @@ def _four_stretches(w, newgrp, grouped, is_float, lim_gt, zero, q, out, ends):
     ends[3] = t3
 
 
+def _stretch_heads(w, zero, q, out, ends):
+    """The first row of each of the ``len(ends)`` stretches of ``q >= 1`` rows starts its batch:
+    flagged in ``out``, its weight the stretch's opening total in ``ends`` (``zero +``: as
+    :func:`_greedy_step`). Shared by the branch-free walks, which read their totals from there."""
+    for s in range(ends.shape[0]):
+        out[s * q] = True
+        ends[s] = zero + w[s * q]
+
+
 def _eight_float_stretches(w, lim_gt, zero, q, out, ends):
     """:func:`greedy_starts`' walk of eight stretches of ``q >= 1`` float rows (the last takes
     the rest) by :func:`_plain_float`, each from an empty batch: no group flags, no branch."""
     n = w.shape[0]
-    t0 = zero + w[0]  # each stretch's first row starts its batch (``zero +``: as _greedy_step)
-    t1 = zero + w[q]
-    t2 = zero + w[2 * q]
-    t3 = zero + w[3 * q]
-    t4 = zero + w[4 * q]
-    t5 = zero + w[5 * q]
-    t6 = zero + w[6 * q]
-    t7 = zero + w[7 * q]
-    for s in range(8):
-        out[s * q] = True
+    _stretch_heads(w, zero, q, out, ends)
+    t0, t1, t2, t3, t4, t5, t6, t7 = ends[0], ends[1], ends[2], ends[3], ends[4], ends[5], ends[6], ends[7]
     for j in range(1, q):
-        c0, t0 = _plain_float(t0, w[j], lim_gt)
-        c1, t1 = _plain_float(t1, w[q + j], lim_gt)
-        c2, t2 = _plain_float(t2, w[2 * q + j], lim_gt)
-        c3, t3 = _plain_float(t3, w[3 * q + j], lim_gt)
-        c4, t4 = _plain_float(t4, w[4 * q + j], lim_gt)
-        c5, t5 = _plain_float(t5, w[5 * q + j], lim_gt)
-        c6, t6 = _plain_float(t6, w[6 * q + j], lim_gt)
-        c7, t7 = _plain_float(t7, w[7 * q + j], lim_gt)
-        out[j] = c0
-        out[q + j] = c1
-        out[2 * q + j] = c2
-        out[3 * q + j] = c3
-        out[4 * q + j] = c4
-        out[5 * q + j] = c5
-        out[6 * q + j] = c6
-        out[7 * q + j] = c7
+        t0 = _plain_float(t0, w, j, lim_gt, out)
+        t1 = _plain_float(t1, w, q + j, lim_gt, out)
+        t2 = _plain_float(t2, w, 2 * q + j, lim_gt, out)
+        t3 = _plain_float(t3, w, 3 * q + j, lim_gt, out)
+        t4 = _plain_float(t4, w, 4 * q + j, lim_gt, out)
+        t5 = _plain_float(t5, w, 5 * q + j, lim_gt, out)
+        t6 = _plain_float(t6, w, 6 * q + j, lim_gt, out)
+        t7 = _plain_float(t7, w, 7 * q + j, lim_gt, out)
     for i in range(8 * q, n):  # the last stretch takes the rows left over
-        c7, t7 = _plain_float(t7, w[i], lim_gt)
-        out[i] = c7
-    ends[0] = t0
-    ends[1] = t1
-    ends[2] = t2
-    ends[3] = t3
-    ends[4] = t4
-    ends[5] = t5
-    ends[6] = t6
-    ends[7] = t7
+        t7 = _plain_float(t7, w, i, lim_gt, out)
+    ends[0], ends[1], ends[2], ends[3], ends[4], ends[5], ends[6], ends[7] = t0, t1, t2, t3, t4, t5, t6, t7
 
 
 def _four_int_stretches(w, lim_gt, zero, q, out, ends):
@@ -387,28 +378,16 @@ def _four_int_stretches(w, lim_gt, zero, q, out, ends):
     the rest) by :func:`_plain_int`, each from an empty batch (with eight, the compiler ran
     out of registers and made branches again)."""
     n = w.shape[0]
-    t0 = zero + w[0]
-    t1 = zero + w[q]
-    t2 = zero + w[2 * q]
-    t3 = zero + w[3 * q]
-    for s in range(4):
-        out[s * q] = True
+    _stretch_heads(w, zero, q, out, ends)
+    t0, t1, t2, t3 = ends[0], ends[1], ends[2], ends[3]
     for j in range(1, q):
-        c0, t0 = _plain_int(t0, w[j], lim_gt)
-        c1, t1 = _plain_int(t1, w[q + j], lim_gt)
-        c2, t2 = _plain_int(t2, w[2 * q + j], lim_gt)
-        c3, t3 = _plain_int(t3, w[3 * q + j], lim_gt)
-        out[j] = c0
-        out[q + j] = c1
-        out[2 * q + j] = c2
-        out[3 * q + j] = c3
+        t0 = _plain_int(t0, w, j, lim_gt, out)
+        t1 = _plain_int(t1, w, q + j, lim_gt, out)
+        t2 = _plain_int(t2, w, 2 * q + j, lim_gt, out)
+        t3 = _plain_int(t3, w, 3 * q + j, lim_gt, out)
     for i in range(4 * q, n):
-        c3, t3 = _plain_int(t3, w[i], lim_gt)
-        out[i] = c3
-    ends[0] = t0
-    ends[1] = t1
-    ends[2] = t2
-    ends[3] = t3
+        t3 = _plain_int(t3, w, i, lim_gt, out)
+    ends[0], ends[1], ends[2], ends[3] = t0, t1, t2, t3
 
 
 def _open_max(w, start, stop, mx_in, started_here, zero):
