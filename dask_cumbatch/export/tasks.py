@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine import BatchContext, batch_ids, batch_stats, weight_values
-from ..options import BatchOptions
+from ..options import BatchOptions  # noqa: F401  (the examples)
 from .folder import OPEN, WORK, Folder, dumps, file_name, sha256
 from .formats import concat, encode, ipc_bytes, ipc_read, reject_reasons, to_table
 
@@ -26,16 +26,6 @@ class TaskContext:
     reason_column: str
     resuming: bool
     first_group: int  # groups below were written by earlier runs
-
-    @property
-    def opts(self) -> BatchOptions:
-        """The batching options (``batch.opts``)."""
-        return self.batch.opts
-
-    @property
-    def is_float(self) -> bool:
-        """Whether the weights are floats (``batch.is_float``)."""
-        return self.batch.is_float
 
 
 def _number(v):
@@ -58,8 +48,8 @@ def stats_of(ids, w, is_float) -> list:
 
 
 def _group_stats(table, ctx: TaskContext) -> list:
-    w = weight_values(table.column(ctx.opts.weight).to_pandas())[0]
-    return stats_of(table.column(ctx.opts.name).to_numpy(), w, ctx.is_float)
+    w = weight_values(table.column(ctx.batch.opts.weight).to_pandas())[0]
+    return stats_of(table.column(ctx.batch.opts.name).to_numpy(), w, ctx.batch.is_float)
 
 
 def frag_name(group: int, part: int) -> str:
@@ -115,7 +105,7 @@ def write_group(ctx: TaskContext, group: int, table, may_exist: bool, stats=None
     """Write one file group. With ``may_exist`` (resuming), an existing file with exactly the
     bytes this group encodes to is kept; any other is rewritten."""
     name = file_name(group, ctx.fmt)
-    data = encode(table, ctx.fmt, (ctx.opts.name,))
+    data = encode(table, ctx.fmt, (ctx.batch.opts.name,))
     kept = may_exist and ctx.resuming and ctx.folder.size(name) == len(data) and ctx.folder.read(name) == data
     if not kept:
         ctx.folder.write_atomic(name, data, durable=False)  # made durable with the task's other files
@@ -130,7 +120,7 @@ def _write_rejects(df: pd.DataFrame, invalid, k: int, ctx: TaskContext, files: d
     import pyarrow as pa
 
     bad = df.iloc[np.flatnonzero(invalid)]
-    reasons = reject_reasons(bad[ctx.opts.weight])
+    reasons = reject_reasons(bad[ctx.batch.opts.weight])
     if ctx.keep_index:
         bad = bad.reset_index()
     rej = pa.Table.from_pandas(bad, preserve_index=False)
@@ -162,9 +152,9 @@ def export_partition(df: pd.DataFrame, k: int, entry, ctx: TaskContext) -> dict:
     out["rows"] = int(n)
     if n:
         rows = df if prep.keep is None else df.iloc[prep.keep]
-        whole = to_table(rows, ids, ctx.opts.name, ctx.schema, ctx.keep_index)  # then zero-copy slices
+        whole = to_table(rows, ids, ctx.batch.opts.name, ctx.schema, ctx.keep_index)  # then zero-copy slices
         del rows
-        _write_slices(whole, ids, stats_of(ids, prep.w, ctx.is_float), k, ctx, out)
+        _write_slices(whole, ids, stats_of(ids, prep.w, ctx.batch.is_float), k, ctx, out)
     ctx.folder.make_durable(out["files"])  # before the record that vouches for them
     ctx.folder.write_atomic(part_record_name(k), dumps(out))
     return out
@@ -263,7 +253,7 @@ def combine_group(group: int, parts: list, ctx: TaskContext, is_last: bool) -> d
     files = {}
     rec = write_group(ctx, group, table, may_exist=False, files=files)
     if is_last and ctx.fmt != "parquet":
-        data = encode(table, "parquet", (ctx.opts.name,))
+        data = encode(table, "parquet", (ctx.batch.opts.name,))
         write_checked(ctx.folder, OPEN, data, files)
         rec["open"] = {"file": OPEN, "rows": int(table.num_rows), "bytes": len(data), "sha256": files[OPEN][1]}
     rec["files"] = files
