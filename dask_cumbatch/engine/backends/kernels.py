@@ -174,8 +174,8 @@ def greedy_walk(w, newgrp, rows, tot, mx, start, is_float, lim_gt, out, ids, bas
     or ``spec``), with no branch on the running total: the same starts, ids and result.
 
     The running total is the loop's only long dependency, so nothing else feeds it: a select
-    instead of a reset, the open batch's row count and maximum worked out after the loop.
-    About 1.5x faster than the general walk.
+    instead of a reset, the open batch's row count and maximum worked out after the loop
+    (faster than the general walk: docs/performance.md, "Measured while building").
 
     >>> import numpy as np
     >>> w = np.array([3.0, 3.0, 3.0, 3.0]); out = np.zeros(4, np.bool_)
@@ -264,9 +264,7 @@ def greedy_starts(w, newgrp, grouped, is_float, lim_gt, out):
     start, until that path starts a batch on a row where the stretch's own walk did: the state
     after a start does not depend on the past, so from there on the stretch's flags and end
     total are the true ones (float sums included). The starts are counted after the walks, in
-    a loop that vectorises. Measured per 1e6 log-normal token
-    counts (2-core EPYC): one chain 2.7 ms, four chains with a branch per start 1.6-1.9 ms;
-    eight branch-free float chains 1.1 ms, four integer ones 1.4 ms (2.0 with the branch).
+    a loop that vectorises (the chain counts: docs/performance.md, "Measured while building").
     Where paths never meet (constant weights) stretches are walked twice.
 
     >>> import numpy as np

@@ -459,8 +459,8 @@ def _skipped_cells(p, w, base, ctx) -> int:
 
 def _skipped_cells_scalar(p: list, w: list, base, ctx) -> int:
     """:func:`_skipped_cells` for a few risky rows, in Python numbers (the same float64 and
-    int64 arithmetic: a per-partition scan over 10,000 partitions paid 40 us a partition in
-    NumPy calls on arrays of one or two rows).
+    int64 arithmetic; NumPy calls on arrays of one or two rows cost the scan more:
+    docs/performance.md, "Measured while building").
 
     >>> _skipped_cells_scalar([1, 4], [9, 1], 0, _ctx(2, False))
     4

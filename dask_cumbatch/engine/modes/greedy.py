@@ -386,7 +386,7 @@ def _long_head(summ, prep, ctx, spec, max_rows) -> int:
 def _start_number(spec, k: int, limit: int) -> int:
     """The row of start ``k`` (from 0) among the flags ``spec[:limit]``, else ``limit``; looks at
     4,096 rows first, then four times as many each time (finding every start of 65,536 rows
-    took a fifth of a millisecond: a tenth of the summary's walk).
+    costs a tenth of the summary's walk: docs/performance.md, "Measured while building").
 
     >>> _start_number(np.array([1, 0, 1, 1, 0], dtype=bool), 2, 5), _start_number(np.ones(3, bool), 5, 8)
     (3, 8)
