@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import weakref
 from types import ModuleType
 
 from ...options import OPTIONS, hinted
@@ -83,9 +84,15 @@ GPU_LACKS = {
 
 
 class _FromModule:
-    """A member of :class:`Backend`: the module's attribute of that name, read at each access
-    (so a test that patches the module patches the backend), ``None`` where the backend
-    declares the kernel absent, and with its result named (:mod:`.results`) where it has names."""
+    """A member of :class:`Backend`: the module's attribute of that name, ``None`` where the
+    backend declares the kernel absent, and with its result named (:mod:`.results`) where it
+    has names.
+
+    Kernels are read ~50 times a partition, so the first read keeps the value in the
+    Backend's own ``__dict__`` (a plain attribute from then on: this descriptor has no
+    ``__set__``); setting or deleting the module's attribute (a test that patches it) drops
+    what its Backends kept (:class:`_WatchedModule`). A backend that is no module object is
+    read at each access."""
 
     def __set_name__(self, owner, name):
         self.name, self.result = name, NAMED_RESULTS.get(name)
@@ -93,17 +100,46 @@ class _FromModule:
     def __get__(self, backend, owner=None):
         if backend is None:
             return self
-        if self.name in backend.absent:
-            return None
-        member = getattr(backend.module, self.name, None)
-        # the named wrapper is made once per module attribute (kernels are read ~50 times a
-        # partition), and made again only when the module's attribute was replaced
-        cached = backend.members.get(self.name)
+        member = None if self.name in backend.absent else getattr(backend.module, self.name, None)
+        if isinstance(backend.module, _WatchedModule):
+            value = backend.__dict__[self.name] = _named(member, self.result)
+            return value
+        cached = backend.members.get(self.name)  # made again only when the attribute was replaced
         if cached is not None and cached[0] is member:
             return cached[1]
         value = _named(member, self.result)
         backend.members[self.name] = (member, value)
         return value
+
+
+class _WatchedModule(ModuleType):
+    """A backend module whose attribute writes reach the Backends that kept its members."""
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        _forget(self, name)
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        _forget(self, name)
+
+
+_WATCHERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> WeakSet of its Backends
+_WATCHERS_LOCK = threading.Lock()
+
+
+def _watch(backend: "Backend") -> None:
+    module = backend.module
+    if type(module) is ModuleType:
+        module.__class__ = _WatchedModule
+    if isinstance(module, _WatchedModule):
+        with _WATCHERS_LOCK:
+            _WATCHERS.setdefault(module, weakref.WeakSet()).add(backend)
+
+
+def _forget(module, name: str) -> None:
+    for backend in list(_WATCHERS.get(module, ())):
+        backend.__dict__.pop(name, None)
 
 
 def _contract_members(cls):
@@ -123,8 +159,9 @@ class Backend:
     Each name of the contract is a member (the module's attribute, see :class:`_FromModule`).
 
     Kernels whose results are tuples return the NamedTuples of :mod:`.results` (one wrapper
-    call per kernel call, never per row); the others are the module's own functions, read from
-    the module at each access. :func:`backend_for` keeps one per module.
+    call per kernel call, never per row); the others are the module's own functions, as the
+    module holds them now (patching the module patches the backend). :func:`backend_for`
+    keeps one per module.
 
     >>> cpu = backend_for("cpu")
     >>> cpu.name, cpu.offers("greedy_walk"), cpu.module.__name__
@@ -141,8 +178,9 @@ class Backend:
         if unknown:
             raise ValueError(f"only optional kernels can be absent, not {sorted(unknown)}")
         self.module, self.absent = module, frozenset(absent)
-        self.members = {}  # name -> (the module's attribute, what the backend gives for it)
+        self.members = {}  # a module that is not watched: name -> (its attribute, what the backend gives for it)
         self.name = getattr(module, "__name__", type(module).__name__).rsplit(".", 1)[-1]
+        _watch(self)
 
     def offers(self, kernel: str) -> bool:
         """Whether this backend offers ``kernel`` (required kernels always are offered).
@@ -152,7 +190,7 @@ class Backend:
         """
         if kernel not in _KERNELS:
             raise ValueError(f"{kernel!r} is no kernel of the backend contract")
-        return kernel not in self.absent and getattr(self.module, kernel, None) is not None
+        return getattr(self, kernel) is not None
 
     def offered(self) -> frozenset:
         """The optional kernels this backend offers.
@@ -226,6 +264,9 @@ def host_backend(n_rows: int | None = None) -> Backend:
     return backend_for("cpu", n_rows)
 
 
+_DEVICES = OPTIONS["device"].allowed
+
+
 def backend_for(device: str = "cpu", n_rows: int | None = None) -> Backend:
     """The :class:`Backend` for ``device`` ("cpu", "gpu" or "auto"), its module imported on first use.
 
@@ -241,7 +282,9 @@ def backend_for(device: str = "cpu", n_rows: int | None = None) -> Backend:
     >>> backend_for("auto", n_rows=10**6).name
     'cpu'
     """
-    return backend_of(_module_for(OPTIONS["device"].check(device), n_rows))
+    if device not in _DEVICES:  # the check runs twice a partition: only for what may be wrong
+        device = OPTIONS["device"].check(device)
+    return backend_of(_module_for(device, n_rows))
 
 
 def _module_for(device: str, n_rows: int | None):
