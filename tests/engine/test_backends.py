@@ -154,6 +154,28 @@ def test_a_backend_declares_absent_kernels_and_names_results():
     assert rows.tolist() == [2, 1]
 
 
+def test_patching_a_backend_module_patches_its_backends_after_they_read_it(monkeypatch):
+    """A Backend keeps what it read (kernels are read ~50 times a partition); a write to its
+    module's attribute, and the undoing of it, reach every Backend of that module."""
+    cpu = backend_for("cpu")
+    without = cpu.without("greedy_walk")
+    real_walk, real_starts = cpu.walk_batches.__wrapped__, cpu.greedy_starts.__wrapped__  # read: kept
+    assert without.greedy_walk is None and without.walk_batches.__wrapped__ is real_walk
+
+    def patched(*args):
+        return real_walk(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cpu.module, "walk_batches", patched)
+        patch.setattr(cpu.module, "greedy_starts", None)
+        patch.setattr(cpu.module, "greedy_walk", patched)
+        assert cpu.walk_batches.__wrapped__ is patched and without.walk_batches.__wrapped__ is patched
+        assert not cpu.offers("greedy_starts") and cpu.greedy_starts is None
+        assert without.greedy_walk is None  # declared absent whatever the module holds
+    assert cpu.walk_batches.__wrapped__ is real_walk and cpu.greedy_starts.__wrapped__ is real_starts
+    assert cpu.offers("greedy_starts") and without.walk_batches.__wrapped__ is real_walk
+
+
 def test_a_module_without_a_required_kernel_is_no_backend():
     partial = types.ModuleType("partial_backend")
     partial.walk_batches = backend_for("cpu").module.walk_batches
