@@ -18,6 +18,7 @@ the partition is walked in Python with ``Fraction``.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -262,8 +263,12 @@ def floor_limits(ctx):
     >>> floor_limits(_ctx(6, False)), floor_limits(_ctx(1e19, False))
     ((6.0, 6), (inf, 0))
     """
-    opts, is_float = ctx.opts, ctx.is_float
-    lim = opts.limit
+    return _limits(ctx.opts.limit, ctx.is_float)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _limits(lim, is_float: bool) -> tuple:
+    """:func:`floor_limits` of a limit (memoised: it is asked ~14 times a partition)."""
     if not is_float and lim > I64_MAX:
         return math.inf, 0
     exact = not is_float and float(lim).is_integer() and lim < 2**63
