@@ -101,7 +101,6 @@ class FloorMode:
     def finish(self, arrays, entry, ctx):
         """Final ids: the grid from the true running sum (plus the row caps with ``max_rows``)."""
         carry, be = entry.carry, ctx.backend
-        exact = not _plain_finish(entry, ctx)
         path = choose_path(FINISH_PATHS, FinishCase(entry, ctx), be).name
         if path in ("quick_exact", "quick"):
             if path == "quick_exact":
@@ -112,6 +111,7 @@ class FloorMode:
             _check_running_total(entry, arrays, total)
             return ids
         _check_running_total(entry, arrays, None, be)
+        exact = not _plain_finish(entry, ctx)
         if path == "walk":
             return _floor_partition_flags(arrays, ctx, carry, base=carry.batches, exact=exact)
         flags = _floor_partition_flags(arrays, ctx, carry, exact=exact)
