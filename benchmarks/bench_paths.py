@@ -5,10 +5,12 @@ backend as it is, and on the CPU backend with the path's kernels declared absent
 then takes the next row of the table, as it does on a backend that lacks them). The ids of
 both must agree; the table gives the best time of each, the ratio (without / with) and the
 gain (the share of the time without the path that it saves). A path gaining less than 5 % is a
-candidate for removal.
+candidate for removal. Paths that serve one decision in several steps (greedy's prefix-sum
+searches for long batches: summary, scan, finish) are also measured together: alone each gains
+little; together they decide how long batches run.
 
-Removing ``greedy_walk`` also switches off every path that lists it (``greedy_starts``);
-removing ``floor_ids_quick`` also the quick summaries. The data: int64
+Removing ``greedy_walk`` also switches off every path that lists it (``sums_*``,
+``greedy_starts``); removing ``floor_ids_quick`` also the quick summaries. The data: int64
 weights 1..99 (or those weights as float64; limit 50,000: 1,000-row batches, 2,000,000: 40,000), in ``--parts`` partitions of at least 32,768 rows
 (so the summary keeps its start flags), the synchronous scheduler (one thread: no noise from
 the others). Chain tables are not measured here: in-memory frames keep whole heads
@@ -32,14 +34,22 @@ import dask_cumbatch  # noqa: F401  (registers the accessor)
 from dask_cumbatch.engine import backends, kept
 from dask_cumbatch.engine.backends import cpu
 
+_PREFIX_SUMS = ("greedy_sums_starts", "greedy_sums_end", "greedy_sums_ids")  # one decision: long batches
 # (table: path, kernels switched off, weights, limit, options)
 FAST_PATHS = [
+    ("greedy walk: sums_starts", ("greedy_sums_starts",), "int", 50_000, {}),
     ("greedy walk: greedy_starts", ("greedy_starts",), "int", 150, {}),
     ("greedy walk: greedy_walk (and all that need it)", ("greedy_walk",), "int", 150, {}),
     ("greedy walk: greedy_walk, long batches", ("greedy_walk",), "int", 50_000, {}),
+    ("greedy scan: sums_end", ("greedy_sums_end",), "int", 50_000, {}),
+    ("greedy finish: sums_ids", ("greedy_sums_ids",), "int", 50_000, {}),
+    ("greedy walk: sums_starts, 40,000-row batches", ("greedy_sums_starts",), "int", 2_000_000, {}),
+    ("greedy scan: sums_end, 40,000-row batches", ("greedy_sums_end",), "int", 2_000_000, {}),
+    ("greedy finish: sums_ids, 40,000-row batches", ("greedy_sums_ids",), "int", 2_000_000, {}),
+    ("greedy: all three prefix-sum searches", _PREFIX_SUMS, "int", 50_000, {}),
+    ("greedy: all three prefix-sum searches, 40,000-row batches", _PREFIX_SUMS, "int", 2_000_000, {}),
     ("greedy finish: kept_flags", ("flags_to_ids",), "int", 150, {}),
     ("greedy finish: kept_flags, float", ("flags_to_ids",), "float", 150.0, {}),
-    ("greedy finish: kept_flags, long batches", ("flags_to_ids",), "int", 50_000, {}),
     ("fill finish: kept_flags", ("flags_to_ids",), "int", 150, {"mode": "fill"}),
     ("floor summary: quick_int", ("floor_summary_int",), "int", 150, {"mode": "floor"}),
     ("floor summary: quick_float", ("floor_summary_float",), "float", 150.0, {"mode": "floor"}),

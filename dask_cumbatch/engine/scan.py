@@ -181,7 +181,7 @@ def scan(summaries, ctx: BatchContext, load, start: Carry | None = None) -> Part
     for k, summ in enumerate(summaries):
         entries.append(Entry(carry=carry, all_offset=all_offset, n_all=summ.n_all, total=summ.total,
                              total_kind=summ.total_kind, partition=k, kept=summ.kept,
-                             exact_floor=summ.exact_floor))
+                             long_batches=summ.long_batches, exact_floor=summ.exact_floor))
         offsets.append(carry.position)
         all_offset += summ.n_all
         if summ.n == 0:

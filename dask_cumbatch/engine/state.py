@@ -207,6 +207,7 @@ class Summary:
     first_key: tuple = ()
     last_key: tuple = ()
     kept: str | None = None  # key of start flags kept in the summarising process (engine.kept)
+    long_batches: bool = False  # the mode's finish may find batch ends by search, not row by row
     exact_floor: bool = False  # floor: float64 running sums of the partition round (cells decided exactly)
 
 
@@ -227,6 +228,7 @@ class Entry:
     total_kind: str = "sum"  # how both passes sum it (Summary.total_kind); "running": the mode checks it
     partition: int | None = None  # the partition's number, for error messages
     kept: str | None = None  # the summary's kept start flags (engine.kept), if any
+    long_batches: bool = False  # the summary's hint (Summary.long_batches)
     exact_floor: bool = False  # the summary's Summary.exact_floor
 
 

@@ -15,6 +15,7 @@ from unittest import mock
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -159,16 +160,115 @@ def test_scratch_is_reused_per_thread_and_capped(monkeypatch):
     assert big.base is None and "t-big" not in scratch_mod._local.buffers  # a fresh array, not kept
 
 
-def test_whole_partitions_with_long_batches_give_the_reference_ids():
-    # summaries kept whole (the local default), long batches (with 36 partitions, some lie
-    # inside one batch), a row above the limit in a batch of its own
+@st.composite
+def carried_walks(draw):
+    """Integer weights and a carried open batch (none, or one with any total up to past the limit)."""
+    w, limit, _ = draw(long_batches())
+    opens = draw(st.booleans())
+    tot = 0 if opens else draw(st.sampled_from([0, 1, limit // 2, limit, limit + 5]))
+    return w, limit, tot, opens, draw(st.integers(0, 50))
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(carried_walks())
+def test_greedy_sums_ids_equal_the_walk(case):
+    w, limit, tot, opens, base = case
+    n = len(w)
+    want = np.zeros(n, np.int64)
+    res = cpu.greedy_walk(w, np.zeros(n, np.bool_), 0 if opens else 1, np.int64(tot), np.int64(0), 0, False,
+                          np.int64(limit), np.zeros(0, np.bool_), want, base)
+    for be in (cpu, pure):
+        got = np.full(n, -7, np.int64)
+        starts = be.greedy_sums_ids(w, np.int64(tot), opens, limit, np.zeros(n + 1, np.int64), got, base)
+        assert starts == int(res[0]) and got.tolist() == want.tolist(), be.__name__
+
+
+def test_greedy_sums_ids_decline_near_int64():
+    w, got = np.array([2**62, 2**62, 5], np.int64), np.full(3, -7, np.int64)
+    assert cpu.greedy_sums_ids(w, np.int64(0), True, 2**62, np.zeros(4, np.int64), got, 0) == -1
+    assert got.tolist() == [-7, -7, -7]  # untouched: the walk decides
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(carried_walks())
+def test_greedy_sums_end_equals_the_walk(case):
+    w, limit, tot, opens, _ = case
+    n = len(w)
+    res = cpu.greedy_walk(w, np.zeros(n, np.bool_), 0 if opens else 1, np.int64(tot), np.int64(0), 0, False,
+                          np.int64(limit), np.zeros(0, np.bool_), np.zeros(n, np.int64), 0)
+    starts, start = int(res[0]), int(res[5])  # the open batch's first row (0 - 1: the carried one)
+    for be in (cpu, pure):
+        count, last = be.greedy_sums_end(w, np.int64(tot), opens, limit, np.zeros(n + 1, np.int64))
+        assert (count, last if count else start) == (starts, start), be.__name__
+
+
+def test_greedy_sums_end_declines_near_int64():
+    w = np.array([2**62, 2**62, 5], np.int64)
+    assert cpu.greedy_sums_end(w, np.int64(0), True, 2**62, np.zeros(4, np.int64)) == (-1, -1)
+
+
+@pytest.mark.parametrize("parts, rows_a_batch, searched", [(3, 2000, True), (3, 20, False), (36, 7000, True)])
+def test_scan_of_whole_partitions_searches_where_batches_are_long(parts, rows_a_batch, searched):
+    # summaries kept whole (the local default), long batches: the scan finds each partition's
+    # end state by greedy_sums_end (with 36 partitions, some lie inside one batch), and the
+    # ids are the reference's
     w = np.round(np.random.default_rng(11).lognormal(4.0, 1.0, 90_000)).astype(np.int64)
-    w[45_000] = 10**7
-    for parts, rows_a_batch in ((3, 2000), (3, 20), (36, 7000)):
-        ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=parts)
-        limit = int(w[:1000].mean() * rows_a_batch)
+    w[45_000] = 10**7  # a row above the limit: a batch of its own
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=parts)
+    limit = int(w[:1000].mean() * rows_a_batch)
+    with mock.patch.object(cpu, "greedy_sums_end", wraps=cpu.greedy_sums_end) as sums:
         got = ddf.cumbatch.ids("w", limit).compute(scheduler="sync").to_numpy()
-        assert got.tolist() == reference_ids(w.tolist(), limit), (parts, rows_a_batch)
+    assert sums.called == searched
+    assert got.tolist() == reference_ids(w.tolist(), limit)
+
+
+def test_long_batches_finish_by_sums_and_keep_no_flags():
+    # about 2,000 rows a batch: the summaries say so, keep no start flags, and the finish
+    # searches prefix sums; short batches keep the flags and walk
+    from dask_cumbatch import engine
+
+    w = np.round(np.random.default_rng(3).lognormal(4.0, 1.0, 120_000)).astype(np.int64)
+    ddf = dd.from_pandas(pd.DataFrame({"w": w}), npartitions=3)
+    for rows_a_batch, long in ((2000, True), (20, False)):
+        limit = int(w.mean() * rows_a_batch)
+        summaries = [engine.summarize(part, BatchContext(BatchOptions.make("w", limit), False))
+                     for part in (pd.DataFrame({"w": w[:40_000]}), pd.DataFrame({"w": w[40_000:80_000]}))]
+        assert [(s.long_batches, s.kept is None) for s in summaries] == [(long, long)] * 2
+        with mock.patch.object(cpu, "greedy_sums_ids", wraps=cpu.greedy_sums_ids) as sums:
+            got = ddf.cumbatch.ids("w", limit).compute(scheduler="sync").to_numpy()
+        assert sums.call_count == (3 if long else 0)
+        assert got.tolist() == reference_ids(w.tolist(), limit)
+
+
+@settings(max_examples=examples(200), **SETTINGS)
+@given(long_batches())
+def test_greedy_sums_starts_equal_greedy_starts(case):
+    w, limit, _ = case
+    n = len(w)
+    want = np.zeros(n, np.bool_)
+    res = cpu.greedy_starts(w, np.zeros(n, np.bool_), False, False, np.int64(limit), want)
+    for be in (cpu, pure):
+        got = np.zeros(n, np.bool_)
+        r = be.greedy_sums_starts(w, limit, np.zeros(n + 1, np.int64), got)
+        assert [int(x) for x in r] == [int(x) for x in res] and got.tolist() == want.tolist(), be.__name__
+
+
+def test_summary_walk_searches_where_batches_look_long():
+    from dask_cumbatch import engine
+
+    w = np.round(np.random.default_rng(5).lognormal(4.0, 1.0, 50_000)).astype(np.int64)
+    for rows_a_batch, searched in ((2000, True), (100, True), (20, False)):
+        limit = int(w.mean() * rows_a_batch)
+        with mock.patch.object(cpu, "greedy_sums_starts", wraps=cpu.greedy_sums_starts) as sums:
+            engine.summarize(pd.DataFrame({"w": w}), BatchContext(BatchOptions.make("w", limit), False))
+        assert sums.called == searched, rows_a_batch
+    # light rows first (the search is tried), sums beyond int64 at the end: declined, walked
+    big = np.concatenate([np.ones(5000, np.int64), np.array([2**62, 2**62, 5], np.int64)])
+    with mock.patch.object(cpu, "greedy_sums_starts", wraps=cpu.greedy_sums_starts) as sums:
+        summ = engine.summarize(pd.DataFrame({"w": big}), BatchContext(BatchOptions.make("w", 2**62 + 10), False))
+    want = cpu.greedy_starts(big, np.zeros(len(big), np.bool_), False, False, np.int64(2**62 + 10),
+                             np.zeros(len(big), np.bool_))
+    assert sums.called and summ.spec_starts == int(want[0]) == 3
 
 
 @settings(max_examples=examples(60), **SETTINGS)

@@ -20,6 +20,7 @@ from dask_cumbatch.engine.modes.paths import choose_path
 
 TABLES = {
     "greedy.WALK_PATHS": greedy.WALK_PATHS,
+    "greedy.SCAN_PATHS": greedy.SCAN_PATHS,
     "greedy.HEAD_PATHS": greedy.HEAD_PATHS,
     "greedy.FINISH_PATHS": greedy.FINISH_PATHS,
     "floor.SUMMARY_PATHS": floor.SUMMARY_PATHS,
@@ -60,25 +61,27 @@ CASES = {
     "floor, by": (INTS, 150, {"mode": "floor", "by": "k"}),
     "floor, max_rows": (INTS, 150, {"mode": "floor", "max_rows": 2}),
 }
-# The paths each case takes. When the tables came in they were those the if-chains before them
-# chose (the kernel calls of 36 traced cases were identical); since then the prefix-sum paths
-# (sums_starts, sums_end, sums_ids) were removed for gaining under 5 % (docs/performance.md),
-# so long batches take the general paths, and greedy's head is chosen by its own table.
+# The paths each case takes: those the if-chains before the tables chose (the kernel calls of 36
+# traced cases were identical when the tables came in), and since then greedy's head is chosen
+# by a table of its own (HEAD_PATHS).
 CHOSEN = {
     "greedy, int, short batches": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short",
-                                   "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:walk_batches"],
-    "greedy, int, long batches": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:whole_preferred",
-                                  "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:walk_batches"],
-    "greedy, float": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short",
-                      "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:walk_batches"],
-    "greedy, by": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short",
-                   "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:walk_batches"],
-    "fill": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short", "greedy.WALK_PATHS:walk_batches"],
-    "greedy, max_rows": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:whole_preferred",
-                         "greedy.WALK_PATHS:walk_batches"],
-    "greedy, limit beyond int64": ["greedy.FINISH_PATHS:walk", "greedy.HEAD_PATHS:whole_preferred",
-                                   "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:greedy_walk",
+                                   "greedy.SCAN_PATHS:head_walk", "greedy.WALK_PATHS:greedy_starts",
                                    "greedy.WALK_PATHS:walk_batches"],
+    "greedy, int, long batches": ["greedy.FINISH_PATHS:sums_ids", "greedy.HEAD_PATHS:whole_preferred",
+                                  "greedy.SCAN_PATHS:sums_end", "greedy.WALK_PATHS:sums_starts",
+                                  "greedy.WALK_PATHS:walk_batches"],
+    "greedy, float": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short", "greedy.SCAN_PATHS:head_walk",
+                      "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:walk_batches"],
+    "greedy, by": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short", "greedy.SCAN_PATHS:head_walk",
+                   "greedy.WALK_PATHS:greedy_starts", "greedy.WALK_PATHS:walk_batches"],
+    "fill": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:short", "greedy.SCAN_PATHS:head_walk",
+             "greedy.WALK_PATHS:walk_batches"],
+    "greedy, max_rows": ["greedy.FINISH_PATHS:kept_flags", "greedy.HEAD_PATHS:whole_preferred",
+                         "greedy.SCAN_PATHS:head_walk", "greedy.WALK_PATHS:walk_batches"],
+    "greedy, limit beyond int64": ["greedy.FINISH_PATHS:walk", "greedy.HEAD_PATHS:whole_preferred",
+                                   "greedy.SCAN_PATHS:head_walk", "greedy.WALK_PATHS:greedy_starts",
+                                   "greedy.WALK_PATHS:greedy_walk", "greedy.WALK_PATHS:walk_batches"],
     "floor, int": ["floor.FINISH_PATHS:quick", "floor.SUMMARY_PATHS:quick_int"],
     "floor, float": ["floor.FINISH_PATHS:quick", "floor.SUMMARY_PATHS:quick_float"],
     "floor, fractional floats": ["floor.FINISH_PATHS:quick_exact", "floor.SUMMARY_PATHS:exact",
@@ -138,6 +141,14 @@ def test_a_long_partitions_head_is_whole_or_a_chain_as_its_table_says(prefer_who
     summ = engine.summarize(pd.DataFrame({"w": w}), ctx)
     taken = "whole" if len(summ.w_head) == len(w) else "chain" if summ.chain is not None else "short"
     assert taken == wanted
+
+
+def test_long_batches_take_the_prefix_sum_search_unless_its_kernel_is_absent():
+    cpu = backend_for("cpu")
+    w = INTS[:1000]
+    summary = greedy.WalkCase(BatchContext(_opts(50_000), False).on(cpu), w, 0, len(w), None, np.zeros(0, bool))
+    assert choose_path(greedy.WALK_PATHS, summary, cpu).name == "sums_starts"
+    assert choose_path(greedy.WALK_PATHS, summary, cpu.without("greedy_sums_starts")).name == "greedy_starts"
 
 
 def _opts(limit, **kw):

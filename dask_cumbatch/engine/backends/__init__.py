@@ -52,14 +52,15 @@ _tiny_lock = threading.Lock()
 REQUIRED_KERNELS = ("walk_batches", "grid_cell", "floor_walk", "floor_risky", "cap_walk", "count_invalid",
                     "starts_to_ids", "batch_stats")
 OPTIONAL_KERNELS = (
-    "chain_table", "greedy_walk", "greedy_starts", "greedy_chain", "valid_bits_total", "flags_to_ids",
-    "floor_ids_quick", "floor_summary_float",
+    "chain_table", "greedy_walk", "greedy_starts", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
+    "greedy_sums_starts", "valid_bits_total", "flags_to_ids", "floor_ids_quick", "floor_summary_float",
     "floor_summary_int", "floor_exact_walk", "floor_exact_ids", "floor_exact_risky", "floor_exact_sum",
     "floats_integral",
 )
 CONSTANTS = ("I64_MAX", "NO_POSITION", "CELL_MAX")
 SEAM = ("asarray", "to_numpy", "check_available")
 
+_PREFIX_SUMS = "prefix-sum searches are not written for the device: plain greedy walks row by row there"
 _EXACT_ON_HOST = ("exact floor cells are decided on the host by the CPU backend's kernels (the same "
                   "code; see modes/floor.py, _exact_kernels)")
 # What the CPU backend offers and the GPU backend does not, and why: the engine takes its
@@ -70,6 +71,9 @@ GPU_LACKS = {
     "greedy_chain": "no chain table on the GPU (see chain_table)",
     "greedy_walk": "plain greedy runs the general walk_batches (tiled on the device), bitwise the same result",
     "greedy_starts": "the summary's walk is walk_batches' (tiled on the device)",
+    "greedy_sums_ids": _PREFIX_SUMS,
+    "greedy_sums_end": _PREFIX_SUMS,
+    "greedy_sums_starts": _PREFIX_SUMS,
     "valid_bits_total": "the validity test is count_invalid; the greedy/fill summary sums the bits on the host",
     "flags_to_ids": "speculative flags are not kept for the device: its finish walks every row",
     "floor_ids_quick": "floor's finish runs floor_walk (a device scan) and floor_risky checks its total",

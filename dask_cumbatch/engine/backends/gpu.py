@@ -53,7 +53,7 @@ FLOAT_EXACT_TOTAL = 2.0**53  # integer-valued float sums below this are exact in
 # The optional kernels of the backend contract this backend does not offer (each reason is in
 # dask_cumbatch.engine.backends.GPU_LACKS): the engine takes its general path, same results.
 chain_table = None  # no chain table on the GPU: the engine uses its exact fallback walk
-greedy_walk = greedy_starts = greedy_chain = None
+greedy_walk = greedy_starts = greedy_chain = greedy_sums_ids = greedy_sums_end = greedy_sums_starts = None
 valid_bits_total = flags_to_ids = floor_ids_quick = floor_summary_float = floor_summary_int = None
 floor_exact_walk = floor_exact_ids = floor_exact_risky = floor_exact_sum = floats_integral = None
 

@@ -35,14 +35,15 @@ LITTLE_ENDIAN = sys.byteorder == "little"  # flags_to_ids reads eight flags as o
 INF_BITS = np.int64(0x7FF0000000000000)  # float64 infinity's bits as an int64
 FLAG_CHUNK = 4096  # rows whose in-word prefix sums flags_to_ids buffers at a time
 
-HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_stretch_heads", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_valid_and_bits", "_two_sum", "_two_prod", "_grow", "_at_or_above", "_exact_cell", "_dd_add", "_dd_sum")  # called from other kernels: compiled inline by .cpu
+HELPERS = ("_cuts", "grid_cell", "_open_max", "_greedy_step", "_plain_float", "_plain_int", "_stretch_heads", "_four_stretches", "_eight_float_stretches", "_four_int_stretches", "_floor_rows", "_last_within", "_prefix_sums", "_batch_end", "_carried_rows", "_valid_and_bits", "_two_sum", "_two_prod", "_grow", "_at_or_above", "_exact_cell", "_dd_add", "_dd_sum")  # called from other kernels: compiled inline by .cpu
 # Helpers that sum a block of weights in any order (exact there, see floor_summary_float):
 # compiled by .cpu with reassociation allowed, so that they vectorise, and never inlined, so
 # that no other kernel's arithmetic is reassociated.
 BLOCK_HELPERS = ("_block_float", "_block_int")
 COLD_HELPERS = ("_exact_near",)  # called on rare rows: compiled apart (never inlined), exact arithmetic
 KERNELS = (
-    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain",
+    "walk_batches", "greedy_walk", "greedy_starts", "chain_table", "greedy_chain", "greedy_sums_ids", "greedy_sums_end",
+    "greedy_sums_starts",
     "floor_walk", "floor_risky", "cap_walk", "count_invalid", "valid_bits_total",
     "starts_to_ids", "batch_stats", "flags_to_ids", "floor_ids_quick", "floor_summary_float", "floor_summary_int",
     "floor_exact_walk", "floor_exact_ids", "floor_exact_risky", "floor_exact_sum", "floats_integral",
@@ -513,6 +514,104 @@ def greedy_chain(w, lim_gt, m, P, pos, first, run_first, run_cnt, run_last):
                 kept += 1
         live = kept
     return runs
+
+
+def greedy_sums_ids(w, tot, opens, lim_gt, P, ids, base):
+    """:func:`greedy_walk`'s ids for plain greedy over integer weights without group changes,
+    found batch by batch from the prefix sums ``P`` (int64 scratch of ``n + 1``) instead of
+    row by row: for batches of hundreds of rows and more, a search per batch and a fill.
+
+    The carried batch (total ``tot``; ``opens``: none is carried and row 0 starts one) takes
+    the rows up to the first where ``tot + P[i + 1] > lim_gt``; then each batch from s ends
+    before the first row e > s with ``P[e + 1] > P[s] + lim_gt``. Ids count from ``base``
+    (the carried batch is ``base - 1``). Returns the number of starts, or -1 (``ids``
+    untouched) when ``P + lim_gt`` would leave int64.
+
+    >>> import numpy as np
+    >>> ids = np.zeros(6, np.int64)
+    >>> greedy_sums_ids(np.array([2, 2, 2, 1, 3, 9]), 1, False, 4, np.zeros(7, np.int64), ids, 5), ids.tolist()
+    (3, [4, 5, 5, 6, 6, 7])
+    """
+    n = w.shape[0]
+    if not _prefix_sums(w, lim_gt, P):
+        return -1
+    s = _carried_rows(P, tot, opens, lim_gt)
+    k = base - 1
+    for i in range(min(s, n)):
+        ids[i] = k
+    count = 0
+    c = 0
+    while s < n:
+        k += 1
+        count += 1
+        c, e = _batch_end(P, c, s, lim_gt, n)
+        for i in range(s, e):
+            ids[i] = k
+        s = e
+    return count
+
+
+def greedy_sums_end(w, tot, opens, lim_gt, P):
+    """Where :func:`greedy_sums_ids` leaves a partition, without the ids: ``(starts, last)``,
+    ``last`` the first row of the batch open at the end (-1: no row starts a batch, the
+    carried one is still open), or ``(-1, -1)`` when ``P + lim_gt`` would leave int64. The
+    scan's walk over a partition kept whole in its summary, where batches are long.
+
+    >>> import numpy as np
+    >>> greedy_sums_end(np.array([2, 2, 2, 1, 3, 9]), 1, False, 4, np.zeros(7, np.int64))
+    (3, 5)
+    """
+    n = w.shape[0]
+    if not _prefix_sums(w, lim_gt, P):
+        return -1, -1
+    s = _carried_rows(P, tot, opens, lim_gt)
+    count = 0
+    last = -1
+    c = 0
+    while s < n:
+        count += 1
+        last = s
+        c, s = _batch_end(P, c, s, lim_gt, n)
+    return count, last
+
+
+def _carried_rows(P, tot, opens, lim_gt):
+    """The rows the carried batch (total ``tot``; ``opens``: none is carried) takes: up to the
+    first row i where ``tot + P[i + 1] > lim_gt``."""
+    if opens:
+        return 0
+    room = lim_gt - tot  # the carried batch takes the rows while their sum stays within
+    return 0 if room < 0 else _last_within(P, 0, room)
+
+
+def greedy_sums_starts(w, lim_gt, P, out):
+    """:func:`greedy_starts` for plain greedy over integer weights without group changes,
+    found batch by batch from the prefix sums ``P`` (int64 scratch of ``n + 1``): the same
+    flags in ``out`` (which must hold zeros) and the same result, or ``-1`` starts (``out``
+    untouched) when ``P + lim_gt`` would leave int64. Faster where batches are long (a search
+    per batch), slower where they hold a dozen rows (see ``_walk`` in the greedy mode).
+
+    >>> import numpy as np
+    >>> out = np.zeros(5, np.bool_)
+    >>> r = greedy_sums_starts(np.array([2, 2, 2, 1, 3]), 4, np.zeros(6, np.int64), out)
+    >>> [int(x) for x in r[:6] if x != NO_POSITION], out.astype(int).tolist()
+    ([3, 1, 3, 3, 4], [1, 0, 1, 0, 1])
+    """
+    n = w.shape[0]
+    zero = w[0] - w[0] if n else lim_gt - lim_gt
+    if n == 0 or not _prefix_sums(w, lim_gt, P):
+        return -1, NO_POSITION, 0, zero, zero, 0, -1, -1
+    s = 0
+    count = 0
+    c = 0
+    while True:
+        out[s] = True
+        count += 1
+        c, e = _batch_end(P, c, s, lim_gt, n)
+        if e >= n:
+            break
+        s = e
+    return count, NO_POSITION, n - s, P[n] - P[s], _open_max(w, s, n, zero, True, zero), s, -1, -1
 
 
 def _prefix_sums(w, lim_gt, P):

@@ -15,11 +15,13 @@ NO_POSITION = -(2**63)  # as the kernels' NO_POSITION: "no such row"
 
 
 class Walk(NamedTuple):
-    """A greedy/fill walk (``walk_batches``, ``greedy_walk``, ``greedy_starts``): ``count`` batch starts, a ``backdated`` start before row 0 (a
+    """A greedy/fill walk (``walk_batches``, ``greedy_walk``, ``greedy_starts``,
+    ``greedy_sums_starts``): ``count`` batch starts, a ``backdated`` start before row 0 (a
     ``multiple`` cut-back; ``NO_POSITION`` if none), the open batch at the end (``rows``,
     weight total ``tot``, maximum ``mx``, first row ``start``, local), the row where the walk
     ``met`` the speculative flags (-1: never) and the first row whose sum left int64
-    (``overflow``, -1: none).
+    (``overflow``, -1: none). ``greedy_sums_starts`` reports ``count`` -1 where its prefix sums
+    would leave int64.
 
     >>> Walk(1, NO_POSITION, 2, 5, 3, 0, -1, -1).rows
     2
@@ -101,6 +103,18 @@ class CapWalk(NamedTuple):
     first_flag: int
 
 
+class SumsEnd(NamedTuple):
+    """``greedy_sums_end``: ``count`` starts and the ``last`` start (-1: the carried batch takes
+    every row); ``count`` -1 where the prefix sums would leave int64.
+
+    >>> SumsEnd(2, 5).last
+    5
+    """
+
+    count: int
+    last: int
+
+
 class ValidBits(NamedTuple):
     """``valid_bits_total``: whether every float64 weight is finite and >= 0, and the wrapping
     uint64 sum of the weights' bits.
@@ -179,9 +193,9 @@ class ExactSum(NamedTuple):
 
 # kernel name -> the NamedTuple its tuple becomes at the backend boundary
 NAMED_RESULTS = {
-    "walk_batches": Walk, "greedy_walk": Walk, "greedy_starts": Walk,
+    "walk_batches": Walk, "greedy_walk": Walk, "greedy_starts": Walk, "greedy_sums_starts": Walk,
     "floor_walk": FloorWalk, "floor_risky": RiskyRows, "floor_summary_float": QuickSummary,
     "floor_summary_int": QuickSummary, "floor_ids_quick": QuickIds, "cap_walk": CapWalk,
-    "valid_bits_total": ValidBits, "batch_stats": BatchStats,
+    "greedy_sums_end": SumsEnd, "valid_bits_total": ValidBits, "batch_stats": BatchStats,
     "floor_exact_walk": ExactWalk, "floor_exact_risky": ExactRisky, "floor_exact_sum": ExactSum,
 }

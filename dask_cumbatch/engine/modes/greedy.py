@@ -30,6 +30,8 @@ from .paths import Path, choose_path, paths_for
 HEAD_ROWS = 4096  # partitions this small keep every row in the summary
 HEAD_STARTS = 64  # otherwise keep the rows of the first speculative batches...
 HEAD_MAX = 1 << 16  # ...but never more than this many (unless a Chain needs them)
+LONG_BATCH_ROWS = 256  # speculative batches this long on average: the finish searches prefix sums
+SEARCH_ROWS = 64  # batches this long by the first rows' weights: the summary's walk searches too
 I64_MAX = np.iinfo(np.int64).max
 NO_POSITION = np.iinfo(np.int64).min
 
@@ -77,7 +79,10 @@ class GreedyMode:
     def finish(self, arrays, entry, ctx):
         """Final ids: the walk from the true entry state, plus starts later cut-backs placed here."""
         case = FinishCase(arrays, entry, ctx)
-        ids = _FINISH_RUNS[choose_path(FINISH_PATHS, case, ctx.backend).name](case)
+        for path in paths_for(FINISH_PATHS, case, ctx.backend):
+            ids = _FINISH_RUNS[path.name](case)
+            if ids is not None:  # None: the path declined (sums beyond int64)
+                break
         for p in sorted(entry.forced):  # starts a later cut-back placed in this partition's tail
             ids[p:] += 1
         return ids
@@ -101,6 +106,11 @@ class FinishCase:
         return _kept_spec(self.entry, self.arrays, self.ctx)
 
 
+def _long_batches_by_sums(case) -> bool:
+    """Long batches (at least 256 rows on average), plain greedy over integer weights without ``by``, a limit within int64."""
+    return case.entry.long_batches and _by_sums(case.ctx, "greedy_sums_ids")
+
+
 def _flags_kept(case) -> bool:
     """This process kept the summary's start flags of the partition (32,768 rows or more, same row count, found in the LRU store)."""
     return case.spec is not None
@@ -109,6 +119,11 @@ def _flags_kept(case) -> bool:
 def _always(case) -> bool:
     """Always (the general path)."""
     return True
+
+
+def _finish_by_sums(case):
+    """Ids by prefix-sum searches; None where the sums would leave int64."""
+    return _sums_ids(case.ctx, case.arrays.w, case.entry.carry)
 
 
 def _finish_by_walk(case):
@@ -128,10 +143,30 @@ def _finish_by_walk(case):
 
 
 FINISH_PATHS = (
+    Path("sums_ids", _long_batches_by_sums, ("greedy_walk", "greedy_sums_ids")),
     Path("kept_flags", _flags_kept, ("flags_to_ids", "walk_batches")),
     Path("walk", _always, ()),  # greedy_walk or walk_batches: see WALK_PATHS
 )
-_FINISH_RUNS = {"kept_flags": _finish_by_walk, "walk": _finish_by_walk}
+_FINISH_RUNS = {"sums_ids": _finish_by_sums, "kept_flags": _finish_by_walk, "walk": _finish_by_walk}
+
+
+def _by_sums(ctx, kernel: str) -> bool:
+    """Whether batch ends may be found from prefix sums by ``kernel`` (``greedy_chain``,
+    ``greedy_sums_starts``, ``greedy_sums_ids``, ``greedy_sums_end``): plain greedy over
+    integer weights without ``by``, a limit within int64, on a backend that offers the kernel."""
+    return (not ctx.is_float and _plain_greedy(ctx) and not ctx.opts.by and not limit_beyond_int64(ctx)
+            and ctx.backend.offers(kernel))
+
+
+def _sums_ids(ctx, w, carry):
+    """Ids from the carried state by ``greedy_sums_ids``; None when its sums would leave int64."""
+    be = ctx.backend
+    gt, _ = limits(ctx)
+    ids = be.asarray(np.empty(len(w), dtype=np.int64))
+    prefix = be.asarray(scratch("prefix", len(w) + 1, np.int64))
+    if be.greedy_sums_ids(be.asarray(w), np.int64(carry.tot), carry.rows == 0, gt, prefix, ids, carry.batches) < 0:
+        return None
+    return be.to_numpy(ids)
 
 
 def _kept_spec(entry, arrays, ctx):
@@ -211,6 +246,13 @@ class WalkCase:
         return self.rows == 0 and self.record == len(self.w) and self.base is None
 
 
+def _plain_summary_with_long_batches(case) -> bool:
+    """The summary's walk, plain greedy over integer weights without ``by`` (limit within int64), the first 4,096 rows' mean weight at most 1/64 of the limit."""
+    return (case.summary_walk and not len(case.spec) and bool(len(case.w))
+            and _by_sums(case.ctx, "greedy_sums_starts")
+            and float(case.w[:4096].mean(dtype=np.float64)) * SEARCH_ROWS <= limits(case.ctx)[0])
+
+
 def _plain_summary(case) -> bool:
     """The summary's walk, plain greedy (by the sum alone: no padded cost, ``max_rows`` or ``multiple``)."""
     return case.summary_walk and not len(case.spec) and _plain_greedy(case.ctx)
@@ -222,6 +264,7 @@ def _plain_without_flags(case) -> bool:
 
 
 WALK_PATHS = (
+    Path("sums_starts", _plain_summary_with_long_batches, ("greedy_walk", "greedy_sums_starts")),
     Path("greedy_starts", _plain_summary, ("greedy_walk", "greedy_starts")),
     Path("greedy_walk", _plain_without_flags, ("greedy_walk",)),
     Path("walk_batches", _always, ("walk_batches",)),
@@ -238,19 +281,24 @@ def _walk(ctx, w, newgrp, carry_state, spec=None, record=0, base=None):
     out = be.asarray(np.zeros(min(record, len(w)), dtype=bool))
     ids = be.asarray(np.empty(len(w) if base is not None else 0, dtype=np.int64))
     spec = spec if spec is not None else _NO_FLAGS
-    path = choose_path(WALK_PATHS, WalkCase(ctx, w, rows, record, base, spec), be).name
-    if path == "greedy_starts":
-        res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)
-    elif path == "greedy_walk":
-        res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
-                             is_float, gt, out, ids, base or 0)
-    else:
-        res = be.walk_batches(
-            be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
-            dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
-            gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
-        )
-    return res, be.to_numpy(ids if base is not None else out)
+    for path in paths_for(WALK_PATHS, WalkCase(ctx, w, rows, record, base, spec), be):
+        if path.name == "sums_starts":
+            res = be.greedy_sums_starts(be.asarray(w), gt, be.asarray(scratch("prefix", len(w) + 1, np.int64)), out)
+            if res.count < 0:  # sums beyond int64: the next path
+                continue
+        elif path.name == "greedy_starts":
+            res = be.greedy_starts(be.asarray(w), be.asarray(newgrp), bool(opts.by), is_float, gt, out)
+        elif path.name == "greedy_walk":
+            res = be.greedy_walk(be.asarray(w), be.asarray(newgrp), rows, dtype(tot), dtype(mx), start,
+                                 is_float, gt, out, ids, base or 0)
+        else:
+            res = be.walk_batches(
+                be.asarray(w), be.asarray(newgrp), be.asarray(np.asarray(tail, dtype=dtype)), rows,
+                dtype(tot), dtype(mx), start, opts.mode == "greedy", opts.cost == "padded", is_float,
+                gt, ge, opts.max_rows or 0, opts.multiple or 0, be.asarray(spec), out, ids, base or 0,
+            )
+        return res, be.to_numpy(ids if base is not None else out)
+    raise AssertionError("WALK_PATHS ends with a path that always applies")
 
 
 _NO_FLAGS = np.zeros(0, dtype=bool)
@@ -288,7 +336,9 @@ def _summarize_walk(summ, prep, ctx):
         rows = int(res.rows)
         summ.spec_end = (rows, _py(res.tot), _py(res.mx), int(res.start), _tail((), w, rows, opts.multiple))
         summ.spec_starts = int(res.count)
-        if n >= kept_flags.KEEP_MIN_ROWS and be.flags_to_ids is not None and opts.extra.get("keep_flags", True):
+        summ.long_batches = not ctx.is_float and n >= LONG_BATCH_ROWS * max(int(res.count), 1)
+        if n >= kept_flags.KEEP_MIN_ROWS and be.flags_to_ids is not None and opts.extra.get("keep_flags", True) \
+                and not (summ.long_batches and _by_sums(ctx, "greedy_sums_ids")):
             summ.kept = kept_flags.keep(be.to_numpy(spec))
         if n > HEAD_ROWS:
             h = _long_head(summ, prep, ctx, spec, ctx.head_bytes // dtype.itemsize)
@@ -465,7 +515,7 @@ def chain_of(w, newgrp, ctx, spec_head) -> Chain | None:
     starts = np.flatnonzero(spec_head[1:])
     m = int(starts[0]) + 2 if len(starts) else len(spec_head)  # j <= the second speculative start
     gt, ge = limits(ctx)
-    runs = _greedy_runs(be, w, gt, m) if _chain_by_sums(ctx) else None
+    runs = _greedy_runs(be, w, gt, m) if _by_sums(ctx, "greedy_chain") else None
     if runs is None and be.chain_table is not None:
         runs = _table_runs(be, w, newgrp, ctx.opts, gt, ge, m)
     if runs is None or len(runs[0]) > CHAIN_RUNS:
@@ -475,13 +525,6 @@ def chain_of(w, newgrp, ctx, spec_head) -> Chain | None:
     suffix_sum = np.cumsum(w[lo:][::-1])[::-1]
     suffix_max = np.maximum.accumulate(w[lo:][::-1])[::-1]
     return Chain(m, run_start, cnt, lasts, suffix_sum[lasts - lo], suffix_max[lasts - lo])
-
-
-def _chain_by_sums(ctx) -> bool:
-    """Whether ``greedy_chain`` (prefix-sum searches) builds the chain: plain greedy over integer
-    weights without ``by``, a limit within int64, on a backend that offers it."""
-    return (not ctx.is_float and _plain_greedy(ctx) and not ctx.opts.by and not limit_beyond_int64(ctx)
-            and ctx.backend.offers("greedy_chain"))
 
 
 def _greedy_runs(be, w, gt, m):
@@ -523,9 +566,37 @@ def _compact_dtype(w: np.ndarray) -> np.dtype:
     return np.min_scalar_type(int(w.max()))
 
 
+@dataclass
+class ScanCase:
+    """What the scan's path is chosen by: the partition's summary and the call's context.
+
+    >>> ScanCase(GreedySummary(n=0), None).summ.n
+    0
+    """
+
+    summ: GreedySummary
+    ctx: object
+
+
+def _whole_with_long_batches(case) -> bool:
+    """The summary kept every row, its batches are long, plain greedy over integer weights without ``by`` (limit within int64)."""
+    summ = case.summ
+    return summ.long_batches and len(summ.w_head) == summ.n and _by_sums(case.ctx, "greedy_sums_end")
+
+
+SCAN_PATHS = (
+    Path("sums_end", _whole_with_long_batches, ("greedy_walk", "greedy_sums_end")),
+    Path("head_walk", _always, ()),  # then the meeting row, the chain table or a whole walk; see WALK_PATHS
+)
+
+
 def _scan_walk(summ, carry, ctx, load):
     """True starts, backdated start and end state of one partition (greedy/fill)."""
     opts = ctx.opts
+    if choose_path(SCAN_PATHS, ScanCase(summ, ctx), ctx.backend).name == "sums_end":
+        found = _sums_end(ctx, summ.w_head.astype(np.int64, copy=False), carry)
+        if found is not None:
+            return found
     w_head = summ.w_head.astype(np.float64 if ctx.is_float else np.int64, copy=False)
     grp = summ.grp_head.copy() if summ.grp_head is not None else np.zeros(len(w_head), dtype=bool)
     grp[0] = row0_group_change(summ, carry, opts)
@@ -549,6 +620,23 @@ def _scan_walk(summ, carry, ctx, load):
             count, (rows, tot, mx, st) = summ.chain.outcome(j, summ.n)
             return count, None, (rows, tot, mx, carry.position + st, ())
     return walk_whole(load(), ctx, carry)
+
+
+def _sums_end(ctx, w, carry):
+    """:func:`_scan_walk` over a partition kept whole whose batches are long, by
+    ``greedy_sums_end`` (a search per batch, not a walk per row); None when its sums would
+    leave int64."""
+    be, n = ctx.backend, len(w)
+    gt, _ = limits(ctx)
+    prefix = scratch("prefix", n + 1, np.int64)
+    count, last = be.greedy_sums_end(be.asarray(w), np.int64(carry.tot), carry.rows == 0, gt, be.asarray(prefix))
+    if count < 0:
+        return None
+    if last < 0:  # the carried batch takes every row
+        mx = max(carry.mx, int(w.max())) if n else carry.mx
+        return 0, None, (carry.rows + n, carry.tot + int(prefix[n]), mx, carry.start, ())
+    last = int(last)
+    return int(count), None, (n - last, int(prefix[n] - prefix[last]), int(w[last:].max()), carry.position + last, ())
 
 
 def walk_whole(prep, ctx, carry):
