@@ -43,7 +43,17 @@ class BatchContext:
         >>> BatchContext(BatchOptions.make("w", 6), False).for_rows(10**6).backend.name
         'cpu'
         """
-        return _replaced(self, backend=backend_for(self.opts.device, n_rows))
+        backend = backend_for(self.opts.device, n_rows)
+        derived = self.__dict__.get("_derived")  # the last one: every partition of a call gets the same
+        if derived is None or derived.backend is not backend:
+            derived = _replaced(self, backend=backend)
+            self.__dict__["_derived"] = derived
+        return derived
+
+    def __getstate__(self) -> dict:
+        """The fields alone (not the derived context kept by :meth:`for_rows`, whose backend
+        holds a module): a context travels to the workers."""
+        return {k: v for k, v in self.__dict__.items() if k != "_derived"}
 
     def on(self, backend: Backend) -> "BatchContext":
         """This context with ``backend`` (a caller that already resolved one).
@@ -70,5 +80,5 @@ def _replaced(ctx: BatchContext, **changes) -> BatchContext:
     partition: ~210 bytecodes a call, 2.5 % of floor's per-partition Python at 1,000 rows):
     a frozen dataclass without ``__post_init__`` is its ``__dict__``."""
     new = object.__new__(type(ctx))
-    new.__dict__.update(ctx.__dict__, **changes)
+    new.__dict__.update(ctx.__getstate__(), **changes)
     return new

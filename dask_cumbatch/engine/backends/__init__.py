@@ -305,8 +305,16 @@ def _module_for(device: str, n_rows: int | None):
         if gpu is not None and threshold is not None and n_rows >= threshold and _on_device(gpu):
             return gpu
     if n_rows is not None and _take_tiny(n_rows):
-        return importlib.import_module(".python", __name__)
-    return importlib.import_module(".cpu", __name__)
+        return _submodule("python")
+    return _submodule("cpu")
+
+
+def _submodule(name: str) -> ModuleType:
+    """This package's backend module ``name``, imported on first use (then read from
+    ``sys.modules``: ``importlib.import_module`` resolves the relative name at every call, and
+    this runs for every partition)."""
+    module = sys.modules.get(f"{__name__}.{name}")
+    return module if module is not None else importlib.import_module(f".{name}", __name__)
 
 
 def _take_tiny(n_rows: int) -> bool:
