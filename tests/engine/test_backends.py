@@ -245,3 +245,29 @@ def test_chain_of_on_a_backend_without_chain_tables():
     fill, greedy = (BatchContext(BatchOptions.make("w", 10, mode=mode), False).on(no_table) for mode in ("fill", "greedy"))
     assert chain_of(w, np.zeros(len(w), bool), fill, spec) is None
     assert chain_of(w, np.zeros(len(w), bool), greedy, spec) is not None  # greedy_chain
+
+
+def test_a_backend_first_used_by_many_threads_at_once_is_whole_in_each():
+    """Eight threads resolve the CPU backend at the same moment in a fresh process: each gets
+    the module after its import finished (a module stands in sys.modules while its import still
+    runs; reading it from there gave 'backend ... lacks walk_batches' to all but the first)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading\n"
+        "from dask_cumbatch.engine.backends import backend_for\n"
+        "barrier, errors = threading.Barrier(8), []\n"
+        "def first_use():\n"
+        "    barrier.wait()\n"
+        "    try:\n"
+        "        assert backend_for('cpu', 10**6).walk_batches is not None\n"
+        "    except Exception as exc:\n"
+        "        errors.append(repr(exc))\n"
+        "threads = [threading.Thread(target=first_use) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(errors or 'ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr

@@ -309,12 +309,18 @@ def _module_for(device: str, n_rows: int | None):
     return _submodule("cpu")
 
 
+_SUBMODULES: dict = {}  # name -> backend module, once its import has finished
+
+
 def _submodule(name: str) -> ModuleType:
-    """This package's backend module ``name``, imported on first use (then read from
-    ``sys.modules``: ``importlib.import_module`` resolves the relative name at every call, and
-    this runs for every partition)."""
-    module = sys.modules.get(f"{__name__}.{name}")
-    return module if module is not None else importlib.import_module(f".{name}", __name__)
+    """This package's backend module ``name``, imported on first use, then kept here
+    (``importlib.import_module`` resolves the relative name at every call, and this runs for
+    every partition). Not read from ``sys.modules``: a module stands there while another
+    thread still runs its import, and ``import_module`` waits for that to finish."""
+    module = _SUBMODULES.get(name)
+    if module is None:
+        module = _SUBMODULES[name] = importlib.import_module(f".{name}", __name__)
+    return module
 
 
 def _take_tiny(n_rows: int) -> bool:
