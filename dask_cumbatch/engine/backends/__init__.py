@@ -105,14 +105,9 @@ class _FromModule:
         if backend is None:
             return self
         member = None if self.name in backend.absent else getattr(backend.module, self.name, None)
-        if isinstance(backend.module, _WatchedModule):
-            value = backend.__dict__[self.name] = _named(member, self.result)
-            return value
-        cached = backend.members.get(self.name)  # made again only when the attribute was replaced
-        if cached is not None and cached[0] is member:
-            return cached[1]
         value = _named(member, self.result)
-        backend.members[self.name] = (member, value)
+        if isinstance(backend.module, _WatchedModule):
+            backend.__dict__[self.name] = value
         return value
 
 
@@ -182,7 +177,6 @@ class Backend:
         if unknown:
             raise ValueError(f"only optional kernels can be absent, not {sorted(unknown)}")
         self.module, self.absent = module, frozenset(absent)
-        self.members = {}  # a module that is not watched: name -> (its attribute, what the backend gives for it)
         self.name = getattr(module, "__name__", type(module).__name__).rsplit(".", 1)[-1]
         _watch(self)
 
