@@ -9,6 +9,8 @@
 * For the batching cases: ``GREEDY_FILL`` / ``ALL_MODES`` (option sets), ``ref_ids`` (the
   reference ids for an options dict), ``ddf_ids`` (a Dask frame's computed ids) and
   ``counted_frame`` (a Dask frame that records each partition it reads in ``PIECES_READ``).
+* ``failing_on_call``: a function that fails on its n-th call, as a crash would, for the
+  interrupted-run tests.
 """
 from __future__ import annotations
 
@@ -287,3 +289,16 @@ def counted_frame(weights, size=10):
     ddf = dd.from_map(_read_counted, pieces, meta=pdf.iloc[:0], divisions=divisions,
                       enforce_metadata=False)
     return pdf, ddf
+
+
+def failing_on_call(func, number: int):
+    """``func``, except that its ``number``-th call raises ``RuntimeError("crash (simulated)")``."""
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise RuntimeError("crash (simulated)")
+        return func(*args, **kwargs)
+
+    return flaky

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import failing_on_call
+
 import dask_cumbatch  # noqa: F401  (registers the accessors)
 from dask_cumbatch import cli
 from dask_cumbatch.export import folder_status, tasks, to_files
@@ -275,28 +277,14 @@ def test_status_exit_codes_are_distinct_from_usage_errors(inp, tmp_path):
     assert "| 4 | missing" in codes and "| 2 | usage error" in codes
 
 
-def _crash_at_partition_task(number):
-    """Make the ``number``-th partition write task fail, as a crash would."""
-    real = tasks.export_partition
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == number:
-            raise RuntimeError("crash (simulated)")
-        return real(*args, **kwargs)
-
-    return real, flaky
-
-
 def test_interrupted_status_reports_rows_and_batches_done_of_the_total(inp, tmp_path, monkeypatch):
     import dask.dataframe as dd
 
     out = tmp_path / "out"
     ddf = dd.read_parquet(str(inp), split_row_groups=False)
     plan = ddf.cumbatch.plan("w", 300)
-    real, flaky = _crash_at_partition_task(3)
-    monkeypatch.setattr(tasks, "export_partition", flaky)
+    real = tasks.export_partition
+    monkeypatch.setattr(tasks, "export_partition", failing_on_call(real, 3))  # the 3rd partition task crashes
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
         to_files(str(inp), str(out), "w", 300, progress=False)
     monkeypatch.setattr(tasks, "export_partition", real)

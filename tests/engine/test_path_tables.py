@@ -120,10 +120,14 @@ def test_representative_cases_take_their_paths(case):
     assert sorted(chosen_paths(case)) == CHOSEN[case]
 
 
+def summary_walk(limit):
+    """The CPU backend and greedy's summary walk over 1,000 integer weights at ``limit``."""
+    cpu, w = backend_for("cpu"), INTS[:1000]
+    return cpu, greedy.WalkCase(BatchContext(_opts(limit), False).on(cpu), w, 0, len(w), None, np.zeros(0, bool))
+
+
 def test_a_backend_without_a_paths_kernels_takes_the_next_path():
-    cpu = backend_for("cpu")
-    w = INTS[:1000]
-    summary = greedy.WalkCase(BatchContext(_opts(150), False).on(cpu), w, 0, len(w), None, np.zeros(0, bool))
+    cpu, summary = summary_walk(150)
     assert choose_path(greedy.WALK_PATHS, summary, cpu).name == "greedy_starts"
     assert choose_path(greedy.WALK_PATHS, summary, cpu.without("greedy_starts")).name == "greedy_walk"
     assert choose_path(greedy.WALK_PATHS, summary, cpu.without("greedy_walk")).name == "walk_batches"
@@ -144,9 +148,7 @@ def test_a_long_partitions_head_is_whole_or_a_chain_as_its_table_says(prefer_who
 
 
 def test_long_batches_take_the_prefix_sum_search_unless_its_kernel_is_absent():
-    cpu = backend_for("cpu")
-    w = INTS[:1000]
-    summary = greedy.WalkCase(BatchContext(_opts(50_000), False).on(cpu), w, 0, len(w), None, np.zeros(0, bool))
+    cpu, summary = summary_walk(50_000)
     assert choose_path(greedy.WALK_PATHS, summary, cpu).name == "sums_starts"
     assert choose_path(greedy.WALK_PATHS, summary, cpu.without("greedy_sums_starts")).name == "greedy_starts"
 

@@ -176,13 +176,19 @@ def check_ids(result, pdf, want, lazy=True):
 
 
 # ------------------------------------------------------------------------------ properties
+def draw_case(data, mode=None, **weight_kw):
+    """One drawn case: options (``mode`` fixed, or drawn), weights, their dtype, the limit, keys
+    where the options use ``by``, and the reference ids."""
+    opts, use_by = data.draw(options(mode=mode))
+    w, dtype, limit = data.draw(weights_and_limit(mode=opts["mode"], **weight_kw))
+    keys = data.draw(keys_for(len(w))) if use_by else None
+    return opts, use_by, w, dtype, limit, keys, expected(w, limit, opts, keys)
+
+
 @settings(max_examples=examples(150), **SETTINGS)
 @given(data=st.data())
 def test_ids_equal_reference_any_partitioning(data):
-    opts, use_by = data.draw(options())
-    w, dtype, limit = data.draw(weights_and_limit(mode=opts["mode"]))
-    keys = data.draw(keys_for(len(w))) if use_by else None
-    want = expected(w, limit, opts, keys)
+    opts, use_by, w, dtype, limit, keys, want = draw_case(data)
     pdf, ddf, how, sizes = data.draw(frames(w, dtype, keys))
     result = ddf.cumbatch.ids("w", limit, **call_opts(opts, use_by))
     assert result.npartitions == ddf.npartitions
@@ -196,10 +202,7 @@ def test_ids_equal_reference_any_partitioning(data):
 def test_greedy_fill_floats_bitwise_many_partitions(data):
     """Float weights that round: ids equal one sequential float64 pass, whatever the cuts."""
     mode = data.draw(st.sampled_from(["greedy", "fill"]))
-    opts, use_by = data.draw(options(mode=mode))
-    w, dtype, limit = data.draw(weights_and_limit(kind="nasty", mode=mode, n_max=200))
-    keys = data.draw(keys_for(len(w))) if use_by else None
-    want = expected(w, limit, opts, keys)
+    opts, use_by, w, dtype, limit, keys, want = draw_case(data, mode=mode, kind="nasty", n_max=200)
     n = len(w)
     # many one-row and empty partitions: every partition starts mid-batch
     sizes = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=n))
@@ -221,10 +224,7 @@ def test_greedy_fill_floats_bitwise_many_partitions(data):
 @settings(max_examples=examples(60), **SETTINGS)
 @given(data=st.data())
 def test_pandas_input_equals_reference(data):
-    opts, use_by = data.draw(options())
-    w, dtype, limit = data.draw(weights_and_limit(mode=opts["mode"]))
-    keys = data.draw(keys_for(len(w))) if use_by else None
-    want = expected(w, limit, opts, keys)
+    opts, use_by, w, dtype, limit, keys, want = draw_case(data)
     pdf = make_pdf(w, keys=keys, dtype=dtype)
     got = pdf.cumbatch.ids("w", limit, **call_opts(opts, use_by))
     check_ids(got, pdf, want, lazy=False)
@@ -306,10 +306,7 @@ def test_plan_equals_reference(data):
 @settings(max_examples=examples(40), **SETTINGS)
 @given(data=st.data())
 def test_repartition_whole_batches(data):
-    opts, use_by = data.draw(options())
-    w, dtype, limit = data.draw(weights_and_limit(mode=opts["mode"], n_max=80))
-    keys = data.draw(keys_for(len(w))) if use_by else None
-    want = expected(w, limit, opts, keys)
+    opts, use_by, w, dtype, limit, keys, want = draw_case(data, n_max=80)
     pdf, ddf, how, sizes = data.draw(frames(w, dtype, keys))
     bpp = data.draw(st.one_of(st.none(), st.integers(1, 4)))
     out = ddf.cumbatch.repartition("w", limit, batches_per_partition=bpp,

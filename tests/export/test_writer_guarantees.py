@@ -24,7 +24,7 @@ import dask_cumbatch  # noqa: F401
 from dask_cumbatch.export import ExportError, folder, folder_status, job, tasks, to_files
 from dask_cumbatch.export.folder import Folder, WriterLock
 from dask_cumbatch.export.manifest import with_checksum
-from conftest import manifest, tree
+from conftest import failing_on_call, manifest, tree
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "v1-layout")
 
@@ -54,15 +54,7 @@ def one_line(stderr: str) -> str:
 def interrupt(inp, out, calls=3, limit=300, **kw):
     """Run an export that fails (as a crash would) at the ``calls``-th joined file group."""
     real = tasks.combine_group
-    n = {"calls": 0}
-
-    def flaky(*args, **kwargs):
-        n["calls"] += 1
-        if n["calls"] == calls:
-            raise RuntimeError("crash (simulated)")
-        return real(*args, **kwargs)
-
-    tasks.combine_group = flaky
+    tasks.combine_group = failing_on_call(real, calls)
     try:
         with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="simulated"):
             to_files(inp, out, "w", limit, progress=False, **kw)
